@@ -1,0 +1,84 @@
+// device.cpp: GPU discovery, the stream and the cuBLAS handle.
+#include "core/device.h"
+
+#include <mutex>
+
+#include "core/error.h"
+#ifdef IFLAME_CUDA
+#include "core/cuda_check.h"
+#endif
+
+namespace iflame {
+
+namespace {
+struct Probe {
+  bool ok = false;
+  std::string reason;
+};
+const Probe& probe() {
+  static Probe p = [] {
+    Probe r;
+#ifdef IFLAME_CUDA
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      r.reason = str("cudaGetDeviceCount failed: ", cudaGetErrorString(err));
+      cudaGetLastError();  // clear the sticky error so later queries are clean
+    } else if (n == 0) {
+      r.reason = "no CUDA device found";
+    } else {
+      r.ok = true;
+    }
+#else
+    r.reason = "built without CUDA (no nvcc at build time)";
+#endif
+    return r;
+  }();
+  return p;
+}
+}  // namespace
+
+bool cuda_available() { return probe().ok; }
+std::string cuda_unavailable_reason() { return probe().ok ? "" : probe().reason; }
+
+#ifdef IFLAME_CUDA
+cudaStream_t cuda_stream() {
+  static cudaStream_t s = [] {
+    IFLAME_CHECK(cuda_available(), "no GPU: ", cuda_unavailable_reason());
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    return st;
+  }();
+  return s;
+}
+
+cublasHandle_t cublas_handle() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t hh;
+    CUBLAS_CHECK(cublasCreate(&hh));
+    CUBLAS_CHECK(cublasSetStream(hh, cuda_stream()));
+    return hh;
+  }();
+  return h;
+}
+
+void cuda_synchronize() {
+  if (cuda_available()) CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
+}
+
+std::string cuda_device_description() {
+  if (!cuda_available()) return str("no GPU (", cuda_unavailable_reason(), ")");
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.1f GiB", prop.totalGlobalMem / double(1ull << 30));
+  return str(prop.name, ", ", buf, ", sm_", prop.major, prop.minor);
+}
+#else
+void cuda_synchronize() {}
+std::string cuda_device_description() { return str("no GPU (", cuda_unavailable_reason(), ")"); }
+#endif
+
+}  // namespace iflame

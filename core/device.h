@@ -1,0 +1,18 @@
+// device.h: is there a usable GPU, and the one CUDA stream all our work runs on.
+// A CPU-only build (no nvcc) or a machine whose driver refuses us both answer
+// "no GPU"; callers then take the CPU path. Nothing here needs CUDA headers.
+#pragma once
+#include <string>
+
+namespace iflame {
+
+// True when the build has CUDA and cudaGetDeviceCount succeeds with at least one device.
+bool cuda_available();
+// Why cuda_available() is false ("built without CUDA", the driver's error text, ...).
+std::string cuda_unavailable_reason();
+// Waits for all queued GPU work (no-op without CUDA).
+void cuda_synchronize();
+// Name and memory of the current GPU, for logs ("NVIDIA H100 80GB HBM3, 79.1 GiB").
+std::string cuda_device_description();
+
+}  // namespace iflame
