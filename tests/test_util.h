@@ -61,3 +61,54 @@ inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
 inline double rel_l2(const Tensor& a, const Tensor& b) { return rel_l2(a.to_floats(), b.to_floats()); }
 
 }  // namespace iflame::test
+
+#include <algorithm>
+#include <functional>
+
+namespace iflame::test {
+
+// Weighted sum of a tensor's values in double: the scalar "loss" sum(y * r)
+// whose gradient with respect to y is r. Gradient checks use it to turn any
+// op output into a scalar.
+inline double weighted_sum(const Tensor& y, const Tensor& r) {
+  auto a = y.to_floats(), b = r.to_floats();
+  REQUIRE(a.size() == b.size());
+  double s = 0;
+  for (size_t i = 0; i < a.size(); i++) s += double(a[i]) * double(b[i]);
+  return s;
+}
+
+// Finite-difference check of one input's gradient.
+// x: a CPU f32 input that `loss` reads (it is perturbed in place and restored);
+// analytic: the backward's gradient for x (same shape); loss: recomputes the
+// scalar from the current x. Central differences on up to `samples` coordinates
+// spread over x. Returns max |analytic - numeric| / max(max |numeric|, floor),
+// which a correct backward keeps near 1e-3 with eps = 1e-2 in f32, and a wrong
+// one (a missing term, a wrong factor) pushes well above 1e-2.
+inline double gradcheck_error(Tensor& x, const Tensor& analytic, const std::function<double()>& loss,
+                              int samples = 24, float eps = 1e-2f, double floor = 1e-3) {
+  REQUIRE(x.dtype() == DType::F32);
+  REQUIRE(x.device() == Device::CPU);
+  REQUIRE(x.shape() == analytic.shape());
+  auto a = analytic.to_floats();
+  float* p = x.data<float>();
+  const int64_t n = x.numel();
+  double worst = 0, scale = floor;
+  std::vector<std::pair<double, double>> pairs;
+  for (int s = 0; s < samples && s < n; s++) {
+    int64_t i = (n <= samples) ? s : (int64_t)((s * 2654435761ull + 12345) % (uint64_t)n);
+    float keep = p[i];
+    p[i] = keep + eps;
+    double up = loss();
+    p[i] = keep - eps;
+    double down = loss();
+    p[i] = keep;
+    double numeric = (up - down) / (2.0 * eps);
+    pairs.push_back({a[i], numeric});
+    scale = std::max(scale, std::fabs(numeric));
+  }
+  for (auto& pr : pairs) worst = std::max(worst, std::fabs(pr.first - pr.second));
+  return worst / scale;
+}
+
+}  // namespace iflame::test
