@@ -1,0 +1,251 @@
+// functions.cpp: forward + recorded backward for each differentiable function.
+//
+// Pattern: compute the output; if needs_grad(inputs), record a closure that
+// captures the inputs' and the output's GradSlots plus exactly the tensors the
+// backward needs. When it runs it takes the output's gradient (freeing it) and
+// hands gradients to the inputs that want them.
+#include "autograd/functions.h"
+
+#include "ops/causal_attention.h"
+#include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/linear_attention.h"
+#include "ops/resample.h"
+#include "ops/rms_norm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+
+namespace iflame::ag {
+
+namespace {
+using Slot = std::shared_ptr<GradSlot>;
+
+// A parameter's gradient buffer, or a throw-away zero buffer when the
+// parameter is frozen (the op still needs somewhere to accumulate).
+Tensor param_grad_target(const Slot& slot, const Tensor& value) {
+  if (slot->requires_grad()) return slot->buffer();
+  return Tensor::zeros(value.shape(), DType::F32, value.device());
+}
+}  // namespace
+
+Variable embedding(const Variable& weight, const Tensor& tokens, DType out_dtype) {
+  Variable out(ops::embedding_forward(weight.value(), tokens, out_dtype), weight.requires_grad());
+  if (needs_grad(weight)) {
+    Slot w = weight.slot(), o = out.slot();
+    tape().record([w, o, tokens]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      ops::embedding_backward(g, tokens, w->buffer());
+    });
+  }
+  return out;
+}
+
+Variable rms_norm(const Variable& x, const Variable& weight, float eps) {
+  Tensor inv_rms;
+  Variable out(ops::rms_norm_forward(x.value(), weight.value(), eps, inv_rms),
+               x.requires_grad() || weight.requires_grad());
+  if (needs_grad(x, weight)) {
+    Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
+    Tensor xv = x.value(), wv = weight.value();
+    tape().record([xs, ws, o, xv, wv, inv_rms]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      Tensor gw = param_grad_target(ws, wv);
+      Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw);
+      if (xs->requires_grad()) xs->accumulate(gx);
+    });
+  }
+  return out;
+}
+
+Variable linear(const Variable& x, const Variable& weight, const Variable& bias, DType compute) {
+  const Tensor* b = bias.defined() ? &bias.value() : nullptr;
+  bool grad = needs_grad(x, weight) || (bias.defined() && needs_grad(bias));
+  Variable out(ops::linear_forward(x.value(), weight.value(), b, compute), grad);
+  if (grad) {
+    Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
+    Slot bs = bias.defined() ? bias.slot() : nullptr;
+    Tensor xv = x.value(), wv = weight.value();
+    tape().record([xs, ws, bs, o, xv, wv, compute]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      Tensor gx;
+      Tensor gw = param_grad_target(ws, wv);
+      Tensor gb;
+      if (bs && bs->requires_grad()) gb = bs->buffer();
+      ops::linear_backward(g, xv, wv, compute, xs->requires_grad() ? &gx : nullptr, gw,
+                           gb.defined() ? &gb : nullptr);
+      if (xs->requires_grad()) xs->accumulate(gx);
+    });
+  }
+  return out;
+}
+
+Variable swiglu(const Variable& a, const Variable& b) {
+  Variable out(ops::swiglu_forward(a.value(), b.value()), a.requires_grad() || b.requires_grad());
+  if (needs_grad(a, b)) {
+    Slot as = a.slot(), bs = b.slot(), o = out.slot();
+    Tensor av = a.value(), bv = b.value();
+    tape().record([as, bs, o, av, bv]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      Tensor ga, gb;
+      ops::swiglu_backward(g, av, bv, ga, gb);
+      if (as->requires_grad()) as->accumulate(ga);
+      if (bs->requires_grad()) bs->accumulate(gb);
+    });
+  }
+  return out;
+}
+
+Variable rope(const Variable& x, int64_t pos_offset) {
+  Variable out(ops::rope_forward(x.value(), pos_offset), x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    tape().record([xs, o, pos_offset]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      xs->accumulate(ops::rope_backward(g, pos_offset));
+    });
+  }
+  return out;
+}
+
+Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, float scale) {
+  Tensor lse;
+  bool grad = needs_grad(q, k, v);
+  Tensor o = ops::causal_attention_forward(q.value(), k.value(), v.value(), scale, grad ? &lse : nullptr);
+  Variable out(o, grad);
+  if (grad) {
+    Slot qs = q.slot(), ks = k.slot(), vs = v.slot(), os = out.slot();
+    Tensor qv = q.value(), kv = k.value(), vv = v.value();
+    tape().record([qs, ks, vs, os, qv, kv, vv, o, lse, scale]() {
+      Tensor g = os->take();
+      if (!g.defined()) return;
+      Tensor gq, gk, gv;
+      ops::causal_attention_backward(g, qv, kv, vv, o, lse, scale, gq, gk, gv);
+      if (qs->requires_grad()) qs->accumulate(gq);
+      if (ks->requires_grad()) ks->accumulate(gk);
+      if (vs->requires_grad()) vs->accumulate(gv);
+    });
+  }
+  return out;
+}
+
+Variable linear_attention(const Variable& q, const Variable& k, const Variable& v,
+                          const std::vector<float>& slopes) {
+  Variable out(ops::linear_attention_forward(q.value(), k.value(), v.value(), slopes),
+               q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (needs_grad(q, k, v)) {
+    Slot qs = q.slot(), ks = k.slot(), vs = v.slot(), os = out.slot();
+    Tensor qv = q.value(), kv = k.value(), vv = v.value();
+    tape().record([qs, ks, vs, os, qv, kv, vv, slopes]() {
+      Tensor g = os->take();
+      if (!g.defined()) return;
+      Tensor gq, gk, gv;
+      ops::linear_attention_backward(g, qv, kv, vv, slopes, gq, gk, gv);
+      if (qs->requires_grad()) qs->accumulate(gq);
+      if (ks->requires_grad()) ks->accumulate(gk);
+      if (vs->requires_grad()) vs->accumulate(gv);
+    });
+  }
+  return out;
+}
+
+Variable avg_pool3(const Variable& x) {
+  Variable out(ops::avg_pool3_forward(x.value()), x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    int64_t length = x.value().size(1);
+    tape().record([xs, o, length]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      xs->accumulate(ops::avg_pool3_backward(g, length));
+    });
+  }
+  return out;
+}
+
+Variable repeat3_shift2(const Variable& x, int64_t out_length) {
+  Variable out(ops::repeat3_shift2_forward(x.value(), out_length), x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    int64_t groups = x.value().size(1);
+    tape().record([xs, o, groups]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      xs->accumulate(ops::repeat3_shift2_backward(g, groups));
+    });
+  }
+  return out;
+}
+
+Variable add(const Variable& a, const Variable& b) {
+  Variable out(ops::add(a.value(), b.value()), a.requires_grad() || b.requires_grad());
+  if (needs_grad(a, b)) {
+    Slot as = a.slot(), bs = b.slot(), o = out.slot();
+    tape().record([as, bs, o]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      if (as->requires_grad()) as->accumulate(g);
+      if (bs->requires_grad()) bs->accumulate(g);
+    });
+  }
+  return out;
+}
+
+Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip) {
+  Variable out(ops::skip_scale_add_forward(x.value(), weights.value(), index, skip.value()),
+               x.requires_grad() || weights.requires_grad() || skip.requires_grad());
+  if (needs_grad(x, weights, skip)) {
+    Slot xs = x.slot(), ws = weights.slot(), ss = skip.slot(), o = out.slot();
+    Tensor xv = x.value(), wv = weights.value();
+    tape().record([xs, ws, ss, o, xv, wv, index]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      Tensor gx;
+      Tensor gw = param_grad_target(ws, wv);
+      ops::skip_scale_add_backward(g, xv, wv, index, gx, gw);
+      if (xs->requires_grad()) xs->accumulate(gx);
+      if (ss->requires_grad()) ss->accumulate(g);
+    });
+  }
+  return out;
+}
+
+Variable reshape(const Variable& x, const Shape& shape) {
+  Variable out(x.value().reshape(shape), x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    Shape original = x.value().shape();
+    tape().record([xs, o, original]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      xs->accumulate(g.reshape(original));
+    });
+  }
+  return out;
+}
+
+LossAndAccuracy cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index) {
+  ops::CrossEntropyOutput fwd = ops::cross_entropy_forward(logits.value(), targets, ignore_index);
+  LossAndAccuracy r;
+  r.loss = Variable(fwd.loss, logits.requires_grad());
+  r.accuracy = fwd.accuracy;
+  r.counted = fwd.valid_count;
+  if (needs_grad(logits)) {
+    Slot ls = logits.slot(), o = r.loss.slot();
+    Tensor lv = logits.value();
+    tape().record([ls, o, lv, targets, fwd, ignore_index]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      ls->accumulate(ops::cross_entropy_backward(g, lv, targets, fwd, ignore_index));
+    });
+  }
+  return r;
+}
+
+}  // namespace iflame::ag

@@ -1,0 +1,35 @@
+// functions.h: the differentiable functions the model is written in.
+// Each one runs the op's forward (ops/) and records its backward on the tape.
+#pragma once
+#include <vector>
+
+#include "autograd/tape.h"
+
+namespace iflame::ag {
+
+// tokens: i32 [S...] (validated by the caller); output [S..., d] in out_dtype.
+Variable embedding(const Variable& weight, const Tensor& tokens, DType out_dtype);
+Variable rms_norm(const Variable& x, const Variable& weight, float eps);
+// y = x W^T + b; bias may be an undefined Variable. compute: F32 or BF16 matrix products.
+Variable linear(const Variable& x, const Variable& weight, const Variable& bias, DType compute);
+Variable swiglu(const Variable& a, const Variable& b);
+Variable rope(const Variable& x, int64_t pos_offset);
+Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, float scale);
+Variable linear_attention(const Variable& q, const Variable& k, const Variable& v,
+                          const std::vector<float>& slopes);
+Variable avg_pool3(const Variable& x);
+Variable repeat3_shift2(const Variable& x, int64_t out_length);
+Variable add(const Variable& a, const Variable& b);
+// weights[index] * x + skip
+Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip);
+Variable reshape(const Variable& x, const Shape& shape);
+
+struct LossAndAccuracy {
+  Variable loss;    // f32 [1], mean over counted rows
+  Tensor accuracy;  // f32 [1]
+  Tensor counted;   // f32 [1], rows not ignored
+};
+// logits [N, V], targets i32 [N]; rows whose target is ignore_index do not count.
+LossAndAccuracy cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index);
+
+}  // namespace iflame::ag

@@ -1,0 +1,72 @@
+// tape.cpp: Variable bookkeeping and the tape's backward pass.
+#include "autograd/tape.h"
+
+#include "core/error.h"
+#include "ops/elementwise.h"
+
+namespace iflame {
+
+Variable::Variable(Tensor value, bool requires_grad)
+    : value_(std::make_shared<Tensor>(std::move(value))),
+      slot_(std::make_shared<GradSlot>(value_->shape(), value_->device(), requires_grad)) {}
+
+const Tensor& Variable::value() const {
+  IFLAME_CHECK(value_, "use of an undefined Variable");
+  return *value_;
+}
+
+Tensor& Variable::mutable_value() {
+  IFLAME_CHECK(value_, "use of an undefined Variable");
+  return *value_;
+}
+
+void GradSlot::accumulate(const Tensor& g) {
+  IFLAME_CHECK(g.shape() == shape_, "gradient ", g.describe(), " for a value of shape ", shape_str(shape_));
+  if (!grad_.defined())
+    grad_ = g;
+  else
+    grad_ = ops::add(grad_, g);
+}
+
+Tensor& GradSlot::buffer() {
+  if (!grad_.defined()) grad_ = Tensor::zeros(shape_, DType::F32, device_);
+  return grad_;
+}
+
+Tensor GradSlot::take() {
+  Tensor g = grad_;
+  grad_ = Tensor();
+  return g;
+}
+
+void GradSlot::zero() {
+  if (grad_.defined() && grad_.dtype() == DType::F32 && grad_.is_contiguous())
+    grad_.zero_();
+  else
+    grad_ = Tensor();
+}
+
+void Tape::record(std::function<void()> backward_step) {
+  if (recording_) steps_.push_back(std::move(backward_step));
+}
+
+void Tape::backward(const Variable& loss) {
+  IFLAME_CHECK(loss.defined() && loss.value().numel() == 1,
+               "backward needs a one-element loss, got ", loss.defined() ? loss.value().describe() : "none");
+  loss.slot()->accumulate(Tensor::full(loss.value().shape(), 1.0f, DType::F32, loss.value().device()));
+  bool was_recording = recording_;
+  recording_ = false;  // backward steps record nothing
+  while (!steps_.empty()) {
+    std::function<void()> step = std::move(steps_.back());
+    steps_.pop_back();
+    step();
+  }  // each step dies here, releasing what it saved
+  recording_ = was_recording;
+}
+
+Tape& tape() {
+  thread_local Tape t;
+  return t;
+}
+
+}  // namespace iflame

@@ -1,0 +1,100 @@
+// layers.cpp: forward passes of the iFlame layers.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/linear_attention.h"
+
+namespace iflame {
+
+Variable ParameterList::add(const std::string& name, const Shape& shape, Device device) {
+  IFLAME_CHECK(!find(name).defined(), "parameter ", name, " registered twice");
+  Variable v(Tensor::zeros(shape, DType::F32, device), true);
+  items_.push_back({name, v});
+  return v;
+}
+
+Variable ParameterList::find(const std::string& name) const {
+  for (const auto& kv : items_)
+    if (kv.first == name) return kv.second;
+  return Variable();
+}
+
+int64_t ParameterList::count() const {
+  int64_t n = 0;
+  for (const auto& kv : items_) n += kv.second.value().numel();
+  return n;
+}
+
+Linear::Linear(ParameterList& params, const std::string& name, int in_, int out_, bool with_bias,
+               Device device)
+    : in(in_), out(out_) {
+  weight = params.add(name + ".weight", {out, in}, device);
+  if (with_bias) bias = params.add(name + ".bias", {out}, device);
+}
+
+Variable Linear::forward(const Variable& x, const ForwardContext& ctx) const {
+  return ag::linear(x, weight, bias, ctx.matmul);
+}
+
+RMSNorm::RMSNorm(ParameterList& params, const std::string& name, int dim, float eps_, Device device)
+    : eps(eps_) {
+  weight = params.add(name + ".weight", {dim}, device);
+}
+
+Variable RMSNorm::forward(const Variable& x) const { return ag::rms_norm(x, weight, eps); }
+
+FeedForward::FeedForward(ParameterList& params, const std::string& prefix, int dim, int hidden,
+                         Device device)
+    : proj1(params, prefix + ".proj1", dim, hidden, true, device),
+      proj2(params, prefix + ".proj2", dim, hidden, true, device),
+      proj3(params, prefix + ".proj3", hidden, dim, true, device) {}
+
+Variable FeedForward::forward(const Variable& x, const ForwardContext& ctx) const {
+  return proj3.forward(ag::swiglu(proj1.forward(x, ctx), proj2.forward(x, ctx)), ctx);
+}
+
+Attention::Attention(ParameterList& params, const std::string& prefix, const IFlameConfig& cfg,
+                     bool full_, Device device)
+    : full(full_), heads(cfg.heads), head_dim(cfg.head_dim()) {
+  q_proj = Linear(params, prefix + ".q_proj", cfg.dim, cfg.dim, false, device);
+  k_proj = Linear(params, prefix + ".k_proj", cfg.dim, cfg.dim, false, device);
+  v_proj = Linear(params, prefix + ".v_proj", cfg.dim, cfg.dim, false, device);
+  out_proj = Linear(params, prefix + ".out_proj", cfg.dim, cfg.dim, false, device);
+  if (!full) {
+    rms_norm = RMSNorm(params, prefix + ".rms_norm", cfg.dim, cfg.norm_eps, device);
+    slopes = ops::linear_attention_slopes(heads);
+  }
+}
+
+Variable Attention::forward(const Variable& x, const ForwardContext& ctx) const {
+  const int64_t B = x.value().size(0), T = x.value().size(1);
+  const Shape split = {B, T, heads, head_dim}, merged = {B, T, heads * head_dim};
+  Variable q = ag::rope(ag::reshape(q_proj.forward(x, ctx), split), 0);
+  Variable k = ag::rope(ag::reshape(k_proj.forward(x, ctx), split), 0);
+  Variable v = ag::reshape(v_proj.forward(x, ctx), split);
+  Variable o;
+  if (full) {
+    o = ag::reshape(ag::causal_attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(head_dim))), merged);
+  } else {
+    o = rms_norm.forward(ag::reshape(ag::linear_attention(q, k, v, slopes), merged));
+  }
+  return out_proj.forward(o, ctx);
+}
+
+Block::Block(ParameterList& params, const std::string& prefix, const IFlameConfig& cfg, bool full,
+             Device device) {
+  // Registration order follows the reference's state dict: attn, feed_forward, norm1, norm2.
+  attn = Attention(params, prefix + ".attn", cfg, full, device);
+  feed_forward = FeedForward(params, prefix + ".feed_forward", cfg.dim, cfg.hidden(), device);
+  norm1 = RMSNorm(params, prefix + ".norm1", cfg.dim, cfg.norm_eps, device);
+  norm2 = RMSNorm(params, prefix + ".norm2", cfg.dim, cfg.norm_eps, device);
+}
+
+Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
+  Variable h = ag::add(x, attn.forward(norm1.forward(x), ctx));
+  return ag::add(h, feed_forward.forward(norm2.forward(h), ctx));
+}
+
+}  // namespace iflame
