@@ -1,0 +1,53 @@
+// optimizer.h: Muon for the hidden 2-D weights, AdamW for the rest (spec §3).
+//
+// Muon takes every 2-D weight except output_proj.weight (the embedding is
+// included: the reference's exclusion of "embed_tokens" matches nothing here).
+// State is f32 and lives beside the parameters. The per-element arithmetic is in
+// ops/optimizer_ops.h; this class decides which rule each parameter follows and
+// keeps the state, in the order the reference's optimizer numbers it.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace iflame {
+
+struct OptimizerConfig {
+  float lr = 1e-3f;
+  float weight_decay = 0.1f;
+  float momentum = 0.95f;  // Muon
+  int ns_steps = 5;        // Newton-Schulz iterations
+  DType ns_dtype = DType::F32;
+  float adam_beta1 = 0.95f, adam_beta2 = 0.95f, adam_eps = 1e-8f;
+};
+
+// True for parameters that Muon updates.
+bool uses_muon(const std::string& name, const Shape& shape);
+
+class MuonAdamW {
+ public:
+  MuonAdamW(ParameterList& params, const OptimizerConfig& config);
+
+  // One update of every parameter from its gradient buffer, at learning rate lr.
+  void step(float lr);
+
+  struct Slot {
+    std::string name;
+    Variable param;
+    bool muon = false;
+    Tensor momentum;           // Muon
+    Tensor moment1, moment2;   // AdamW
+    int64_t step = 0;          // AdamW step count
+  };
+  // In the reference optimizer's index order: Muon parameters first, then AdamW,
+  // each group in state-dict order.
+  std::vector<Slot>& slots() { return slots_; }
+  const OptimizerConfig& config() const { return config_; }
+
+ private:
+  OptimizerConfig config_;
+  std::vector<Slot> slots_;
+};
+
+}  // namespace iflame
