@@ -7,6 +7,7 @@
 // which never uses TF32 (the golden tests need exact f32 products).
 // Bias: y is first filled with the bias, then the product is added (beta = 1).
 // Bias gradient: ones^T grad_y as a GEMV-shaped product, deterministic.
+#include <algorithm>
 #include <climits>
 
 #include "core/cuda_check.h"
@@ -75,11 +76,13 @@ void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpo
     return;
   }
   const cudaDataType ct = cuda_type(compute);
+  // Leading dimensions are at least 1 even for k == 0 (then cuBLAS just scales c by beta).
+  auto ld = [](int64_t v, const char* what) { return as_int(std::max<int64_t>(v, 1), what); };
   CUBLAS_CHECK(cublasGemmEx(cublas_handle(), transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                             transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
-                            as_int(k, "k"), &alpha, bc.raw_data(), ct, as_int(bc.size(1), "ldb"),
-                            ac.raw_data(), ct, as_int(ac.size(1), "lda"), &beta, c.raw_data(),
-                            cuda_type(c.dtype()), as_int(n, "ldc"), CUBLAS_COMPUTE_32F,
+                            as_int(k, "k"), &alpha, bc.raw_data(), ct, ld(bc.size(1), "lda (b)"),
+                            ac.raw_data(), ct, ld(ac.size(1), "ldb (a)"), &beta, c.raw_data(),
+                            cuda_type(c.dtype()), ld(n, "ldc"), CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
 }
 
