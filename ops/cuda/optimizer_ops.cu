@@ -1,0 +1,171 @@
+// cuda/optimizer_ops.cu: AdamW, Newton-Schulz and Muon on the GPU.
+// The per-element formulas live in ops/optimizer_ops.h (shared with the CPU
+// reference); the products of Newton-Schulz go through cuda::gemm_mixed.
+// In BF16 mode X, A, A A, B and B X are bf16 tensors: cuBLAS accumulates each
+// product in f32 and rounds it once into bf16, and the elementwise steps round
+// each piece, as PyTorch does. The Frobenius norm is a fixed-shape two-pass
+// reduction in double, so the result does not depend on scheduling; nothing
+// here waits for the GPU.
+#include <utility>
+
+#include "core/cuda_check.h"
+#include "ops/linear.h"
+#include "ops/optimizer_ops.h"
+
+namespace iflame::ops::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kNormBlocks = 256;  // fixed, so the sum's order never changes
+
+// What storing a float into T does to it.
+__device__ __forceinline__ float rnd(float v, float*) { return v; }
+__device__ __forceinline__ float rnd(float v, bf16*) { return round_to_bf16(v); }
+__device__ __forceinline__ float load(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float load(const bf16* p, long long i) { return bf16_to_float(p[i]); }
+__device__ __forceinline__ void store(float* p, long long i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(bf16* p, long long i, float v) { p[i] = float_to_bf16(v); }
+
+#define GRID_STRIDE(i, n)                                                           \
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
+       i += (long long)gridDim.x * blockDim.x)
+
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, AdamWScalars s, long long n) {
+  GRID_STRIDE(i, n) adamw_element(p[i], g[i], m[i], v[i], s);
+}
+
+__global__ void muon_momentum_kernel(float* u, float* m, const float* g, float coef, long long n) {
+  GRID_STRIDE(i, n) u[i] = muon_momentum_element(m[i], g[i], coef);
+}
+
+__global__ void muon_apply_kernel(float* p, const float* x, float decay, float step_size, long long n) {
+  GRID_STRIDE(i, n) muon_apply_element(p[i], x[i], decay, step_size);
+}
+
+// Pass 1: partial[b] = sum of squares (in double) of T-rounded x over block b's share.
+template <typename T>
+__global__ void sumsq_partial_kernel(const float* x, double* partial, long long n) {
+  __shared__ double sh[kThreads];
+  double s = 0;
+  GRID_STRIDE(i, n) {
+    const float v = rnd(x[i], (T*)nullptr);
+    s += double(v) * double(v);
+  }
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+// Pass 2 (one block of kThreads): partial[0] = the sum of the kNormBlocks partials.
+__global__ void sumsq_final_kernel(double* partial) {
+  __shared__ double sh[kThreads];
+  double s = 0;
+  for (int i = threadIdx.x; i < kNormBlocks; i += kThreads) s += partial[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[0] = sh[0];
+}
+
+// X = T(x) / T(T(||T(x)||) + eps), stored in T.
+template <typename T>
+__global__ void normalize_kernel(T* out, const float* x, const double* sumsq, long long n) {
+  const float norm = rnd(float(sqrt(*sumsq)), (T*)nullptr);
+  const float denom = rnd(norm + kNewtonSchulzEps, (T*)nullptr);
+  GRID_STRIDE(i, n) store(out, i, rnd(rnd(x[i], (T*)nullptr) / denom, (T*)nullptr));
+}
+
+// out = s1 p + s2 q, each piece stored in T.
+template <typename T>
+__global__ void combine_kernel(T* out, float s1, const T* p, float s2, const T* q, long long n) {
+  GRID_STRIDE(i, n) {
+    const float a = rnd(s1 * load(p, i), (T*)nullptr), b = rnd(s2 * load(q, i), (T*)nullptr);
+    store(out, i, a + b);
+  }
+}
+
+template <typename T>
+void combine(Tensor& out, float s1, const Tensor& p, float s2, const Tensor& q) {
+  const long long n = out.numel();
+  combine_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+      out.data<T>(), s1, p.data<T>(), s2, q.data<T>(), n);
+  CUDA_CHECK_LAUNCH();
+}
+
+// The iteration with intermediates stored in T (float or bf16); x is the f32 [r, c] start.
+template <typename T>
+Tensor newton_schulz(const Tensor& x, int steps, DType compute) {
+  const int64_t r = x.size(0), c = x.size(1);
+  const long long n = x.numel();
+  Tensor partial = Tensor::empty({kNormBlocks * 2}, DType::F32, Device::CUDA);  // kNormBlocks doubles
+  double* pp = static_cast<double*>(partial.raw_data());
+  Tensor X = Tensor::empty({r, c}, compute, Device::CUDA);
+  sumsq_partial_kernel<T><<<kNormBlocks, kThreads, 0, cuda_stream()>>>(x.data<float>(), pp, n);
+  CUDA_CHECK_LAUNCH();
+  sumsq_final_kernel<<<1, kThreads, 0, cuda_stream()>>>(pp);
+  CUDA_CHECK_LAUNCH();
+  normalize_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(X.data<T>(), x.data<float>(),
+                                                                               pp, n);
+  CUDA_CHECK_LAUNCH();
+
+  Tensor A = Tensor::empty({r, r}, compute, Device::CUDA), AA = Tensor::empty({r, r}, compute, Device::CUDA);
+  Tensor B = Tensor::empty({r, r}, compute, Device::CUDA);
+  Tensor BX = Tensor::empty({r, c}, compute, Device::CUDA), Xn = Tensor::empty({r, c}, compute, Device::CUDA);
+  for (int it = 0; it < steps; it++) {
+    gemm_mixed(X, false, X, true, A, 1.0f, 0.0f, compute);  // A = X X^T
+    gemm_mixed(A, false, A, false, AA, 1.0f, 0.0f, compute);  // A A
+    combine<T>(B, kNewtonSchulzB, A, kNewtonSchulzC, AA);  // B = b A + c A A
+    gemm_mixed(B, false, X, false, BX, 1.0f, 0.0f, compute);  // B X
+    combine<T>(Xn, kNewtonSchulzA, X, 1.0f, BX);  // X = a X + B X
+    std::swap(X, Xn);
+  }
+  return X;
+}
+
+}  // namespace
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& moment1, Tensor& moment2, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  const long long n = param.numel();
+  if (n == 0) return;
+  adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+      param.data<float>(), grad.data<float>(), moment1.data<float>(), moment2.data<float>(),
+      adamw_scalars(lr, beta1, beta2, eps, weight_decay, step), n);
+  CUDA_CHECK_LAUNCH();
+}
+
+Tensor newton_schulz_orthogonalize(const Tensor& u, int steps, DType compute) {
+  const bool tr = u.size(0) > u.size(1);  // work on the wide orientation
+  const Tensor x = tr ? u.transpose(0, 1).contiguous() : u;
+  if (x.numel() == 0) return Tensor::zeros(u.shape(), DType::F32, Device::CUDA);
+  const Tensor X = compute == DType::BF16 ? newton_schulz<bf16>(x, steps, compute)
+                                          : newton_schulz<float>(x, steps, compute);
+  Tensor out = Tensor::empty(u.shape(), DType::F32, Device::CUDA);
+  out.copy_from(tr ? X.transpose(0, 1) : X);  // transposes back and converts to f32
+  return out;
+}
+
+void muon_update(Tensor& param, const Tensor& grad, Tensor& momentum, float lr, float weight_decay,
+                 float momentum_coef, int ns_steps, DType ns_compute) {
+  const long long n = param.numel();
+  if (n == 0) return;
+  Tensor u = Tensor::empty(param.shape(), DType::F32, Device::CUDA);
+  muon_momentum_kernel<<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+      u.data<float>(), momentum.data<float>(), grad.data<float>(), momentum_coef, n);
+  CUDA_CHECK_LAUNCH();
+  const Tensor X = newton_schulz_orthogonalize(u, ns_steps, ns_compute);
+  muon_apply_kernel<<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+      param.data<float>(), X.data<float>(), decoupled_decay(lr, weight_decay),
+      muon_step_size(lr, param.size(0), param.size(1)), n);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace iflame::ops::cuda

@@ -1,0 +1,87 @@
+// linear.cpp: argument checks for the dense layer and gemm, then CPU or CUDA by device.
+#include "ops/linear.h"
+
+namespace iflame::ops {
+
+namespace {
+
+void check_compute(DType compute, const char* op) {
+  IFLAME_CHECK(compute == DType::F32 || compute == DType::BF16, op,
+               ": compute dtype must be f32 or bf16, got ", dtype_name(compute));
+}
+
+// An activation: defined, contiguous, f32 or bf16 (f32 only on the CPU).
+void check_activation(const Tensor& t, const char* op, const char* what) {
+  IFLAME_CHECK(t.defined(), op, ": ", what, " is undefined");
+  IFLAME_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, op, ": ", what,
+               " must be f32 or bf16, got ", t.describe());
+  IFLAME_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous, got ", t.describe());
+  IFLAME_CHECK(t.ndim() >= 1, op, ": ", what, " must have at least one dim");
+  IFLAME_CHECK(t.is_cuda() || t.dtype() == DType::F32, op, ": the CPU reference takes f32 only, ",
+               what, " is ", t.describe());
+}
+
+// A parameter or parameter gradient: f32, contiguous, on `device`, of `shape`.
+void check_param(const Tensor& t, const char* op, const char* what, Device device, const Shape& shape) {
+  IFLAME_CHECK(t.defined(), op, ": ", what, " is undefined");
+  IFLAME_CHECK(t.dtype() == DType::F32 && t.is_contiguous() && t.device() == device, op, ": ", what,
+               " must be contiguous f32 on ", device_name(device), ", got ", t.describe());
+  IFLAME_CHECK(t.shape() == shape, op, ": ", what, " must be ", shape_str(shape), ", got ",
+               shape_str(t.shape()));
+}
+
+}  // namespace
+
+Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute) {
+  const char* op = "linear_forward";
+  check_compute(compute, op);
+  check_activation(x, op, "x");
+  IFLAME_CHECK(weight.defined() && weight.ndim() == 2, op, ": weight must be 2-D [out, in], got ",
+               weight.describe());
+  check_param(weight, op, "weight", x.device(), {weight.size(0), x.size(-1)});
+  if (bias) check_param(*bias, op, "bias", x.device(), {weight.size(0)});
+  if (x.is_cuda()) CUDA_ONLY(return cuda::linear_forward(x, weight, bias, compute));
+  return cpu::linear_forward(x, weight, bias, compute);
+}
+
+void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias) {
+  const char* op = "linear_backward";
+  check_compute(compute, op);
+  check_activation(x, op, "x");
+  check_activation(grad_y, op, "grad_y");
+  IFLAME_CHECK(weight.defined() && weight.ndim() == 2, op, ": weight must be 2-D [out, in], got ",
+               weight.describe());
+  check_param(weight, op, "weight", x.device(), {weight.size(0), x.size(-1)});
+  Shape gy_shape = x.shape();
+  gy_shape.back() = weight.size(0);
+  IFLAME_CHECK(grad_y.shape() == gy_shape && grad_y.device() == x.device(), op,
+               ": grad_y must be ", shape_str(gy_shape), " on ", device_name(x.device()), ", got ",
+               grad_y.describe());
+  check_param(grad_weight, op, "grad_weight", x.device(), weight.shape());
+  if (grad_bias) check_param(*grad_bias, op, "grad_bias", x.device(), {weight.size(0)});
+  if (x.is_cuda())
+    CUDA_ONLY(return cuda::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias));
+  cpu::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias);
+}
+
+void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+          float alpha, float beta, DType compute) {
+  const char* op = "gemm";
+  check_compute(compute, op);
+  IFLAME_CHECK(a.defined() && a.ndim() == 2, op, ": a must be 2-D, got ", a.describe());
+  IFLAME_CHECK(b.defined() && b.ndim() == 2, op, ": b must be 2-D, got ", b.describe());
+  IFLAME_CHECK(c.defined() && c.ndim() == 2, op, ": c must be 2-D, got ", c.describe());
+  const Device dev = a.device();
+  check_tensor(a, "gemm: a", DType::F32, dev);
+  check_tensor(b, "gemm: b", DType::F32, dev);
+  check_tensor(c, "gemm: c", DType::F32, dev);
+  const int64_t m = transpose_a ? a.size(1) : a.size(0), k = transpose_a ? a.size(0) : a.size(1);
+  const int64_t kb = transpose_b ? b.size(1) : b.size(0), n = transpose_b ? b.size(0) : b.size(1);
+  IFLAME_CHECK(k == kb && c.size(0) == m && c.size(1) == n, op, ": shapes do not match: op(a) is [", m,
+               ", ", k, "], op(b) is [", kb, ", ", n, "], c is ", shape_str(c.shape()));
+  if (dev == Device::CUDA) CUDA_ONLY(return cuda::gemm(a, transpose_a, b, transpose_b, c, alpha, beta, compute));
+  cpu::gemm(a, transpose_a, b, transpose_b, c, alpha, beta, compute);
+}
+
+}  // namespace iflame::ops

@@ -1,0 +1,54 @@
+// linear.h: the dense layer y = x W^T + b (PyTorch Linear layout, W is [out, in]),
+// its backward, and a plain 2-D matrix product for the optimizer (Muon).
+//
+// Precision. `compute` says what the matrix products multiply in:
+//   F32  exact f32 products (cuBLAS CUBLAS_COMPUTE_32F with the default math mode:
+//        no TF32, so the golden tests can ask for 1e-4);
+//   BF16 operands rounded to bf16, products accumulated in f32.
+// Outputs are in the activation (x) dtype; parameter gradients are f32 and are
+// ACCUMULATED (+=) into tensors the caller owns and zeroes.
+// The CPU reference is f32 only and ignores `compute` for linear_*; cpu::gemm
+// honours it (rounds its operands to bf16), which Newton-Schulz needs.
+#pragma once
+#include "ops/dispatch.h"
+
+namespace iflame::ops {
+
+// x [..., in] (f32 or bf16), weight f32 [out, in], bias f32 [out] or nullptr.
+// Returns [..., out] in x's dtype.
+Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
+
+// grad_y [..., out] (f32 or bf16; same leading dims as x).
+// grad_x: if non-null, set to a new tensor shaped and typed like x.
+// grad_weight: f32 [out, in], += grad_y^T x.   grad_bias: f32 [out] or nullptr, += sum of grad_y rows.
+void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+
+// c = alpha op(a) op(b) + beta c on contiguous 2-D f32 tensors; op(t) = t^T when
+// the flag is set. With beta == 0, c's old contents are ignored (may be garbage).
+void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+          float alpha, float beta, DType compute);
+
+namespace cpu {
+Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
+void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+          float alpha, float beta, DType compute);
+}  // namespace cpu
+
+namespace cuda {
+Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
+void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+          float alpha, float beta, DType compute);
+// The general form behind the three above (also used by Newton-Schulz): a, b, c
+// contiguous 2-D GPU tensors, each f32 or bf16 independently; operands are
+// converted to `compute` when they are not in it already, f32 accumulation, the
+// result rounded once into c's dtype.
+void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+                float alpha, float beta, DType compute);
+}  // namespace cuda
+
+}  // namespace iflame::ops

@@ -1,0 +1,59 @@
+// optimizer_ops.cpp: argument checks for the optimizer updates, then CPU or CUDA by device.
+#include "ops/optimizer_ops.h"
+
+namespace iflame::ops {
+
+namespace {
+
+void check_state(const Tensor& t, const Tensor& param, const char* what) {
+  check_tensor(t, what, DType::F32, param.device());
+  check_same_shape(t, param, what);
+}
+
+void check_compute(DType compute, const char* op) {
+  IFLAME_CHECK(compute == DType::F32 || compute == DType::BF16, op,
+               ": Newton-Schulz compute dtype must be f32 or bf16, got ", dtype_name(compute));
+}
+
+}  // namespace
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& moment1, Tensor& moment2, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  IFLAME_CHECK(param.defined(), "adamw_update: param is undefined");
+  check_tensor(param, "adamw_update: param", DType::F32, param.device());
+  check_state(grad, param, "adamw_update: grad");
+  check_state(moment1, param, "adamw_update: moment1");
+  check_state(moment2, param, "adamw_update: moment2");
+  IFLAME_CHECK(step >= 1, "adamw_update: step must be >= 1 (counted after incrementing), got ", step);
+  if (param.is_cuda())
+    CUDA_ONLY(return cuda::adamw_update(param, grad, moment1, moment2, lr, beta1, beta2, eps,
+                                        weight_decay, step));
+  cpu::adamw_update(param, grad, moment1, moment2, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+Tensor newton_schulz_orthogonalize(const Tensor& u, int steps, DType compute) {
+  IFLAME_CHECK(u.defined() && u.ndim() == 2, "newton_schulz_orthogonalize: u must be 2-D, got ",
+               u.describe());
+  check_tensor(u, "newton_schulz_orthogonalize: u", DType::F32, u.device());
+  check_compute(compute, "newton_schulz_orthogonalize");
+  IFLAME_CHECK(steps >= 0, "newton_schulz_orthogonalize: steps must be >= 0, got ", steps);
+  if (u.is_cuda()) CUDA_ONLY(return cuda::newton_schulz_orthogonalize(u, steps, compute));
+  return cpu::newton_schulz_orthogonalize(u, steps, compute);
+}
+
+void muon_update(Tensor& param, const Tensor& grad, Tensor& momentum, float lr, float weight_decay,
+                 float momentum_coef, int ns_steps, DType ns_compute) {
+  IFLAME_CHECK(param.defined() && param.ndim() == 2, "muon_update: param must be 2-D, got ",
+               param.describe());
+  check_tensor(param, "muon_update: param", DType::F32, param.device());
+  check_state(grad, param, "muon_update: grad");
+  check_state(momentum, param, "muon_update: momentum");
+  check_compute(ns_compute, "muon_update");
+  IFLAME_CHECK(ns_steps >= 0, "muon_update: ns_steps must be >= 0, got ", ns_steps);
+  if (param.is_cuda())
+    CUDA_ONLY(return cuda::muon_update(param, grad, momentum, lr, weight_decay, momentum_coef,
+                                       ns_steps, ns_compute));
+  cpu::muon_update(param, grad, momentum, lr, weight_decay, momentum_coef, ns_steps, ns_compute);
+}
+
+}  // namespace iflame::ops
