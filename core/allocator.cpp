@@ -14,6 +14,7 @@
 namespace iflame {
 
 namespace {
+#ifdef IFLAME_CUDA
 // Device sizes are rounded so that blocks of nearby sizes can be reused:
 // small ones to 512 bytes, large ones to 2 MiB.
 size_t round_device_size(size_t bytes) {
@@ -21,6 +22,7 @@ size_t round_device_size(size_t bytes) {
   if (bytes < (1u << 20)) return (bytes + small - 1) / small * small;
   return (bytes + large - 1) / large * large;
 }
+#endif
 
 struct DeviceCache {
   std::mutex mu;
