@@ -18,7 +18,7 @@ __global__ void add_kernel(const TA* __restrict__ a, const TB* __restrict__ b, T
 }
 
 template <typename TA, typename TB>
-__global__ void add_inplace_kernel(TA* a, const TB* __restrict__ b, long long n) {
+__global__ void add_inplace_kernel(TA* a, const TB* b, long long n) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
        i += (long long)gridDim.x * blockDim.x)
     store_f32(a, i, load_f32(a, i) + load_f32(b, i));
