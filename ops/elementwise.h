@@ -38,7 +38,7 @@ namespace cuda {
 Tensor add(const Tensor& a, const Tensor& b);
 void add_inplace(Tensor& a, const Tensor& b);
 Tensor skip_scale_add_forward(const Tensor& x, const Tensor& weights, int index, const Tensor& skip);
-// The sum is reduced per block, then one float atomic per block: not bit-for-bit repeatable.
+// The sum of grad_y * x is taken in double, in a fixed order (repeatable).
 void skip_scale_add_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weights, int index,
                              Tensor& grad_x, Tensor& grad_weights);
 Tensor scale(const Tensor& x, float s);

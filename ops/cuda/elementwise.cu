@@ -34,11 +34,11 @@ __global__ void skip_scale_add_forward_kernel(const TX* __restrict__ x, const fl
     store_f32(y, i, w * load_f32(x, i) + load_f32(skip, i));
 }
 
-// grad_x = w * grad_y; grad_weights[index] += sum(grad_y * x) (block sums in double, one atomic per block).
+// grad_x = w * grad_y, and each block's sum of grad_y * x (double) into partials[block].
 template <typename TX, typename TG>
 __global__ void skip_scale_add_backward_kernel(const TG* __restrict__ grad_y, const TX* __restrict__ x,
                                                const float* __restrict__ weights, int index,
-                                               TX* __restrict__ grad_x, float* __restrict__ grad_weights,
+                                               TX* __restrict__ grad_x, double* __restrict__ partials,
                                                long long n) {
   const float w = weights[index];
   double partial = 0.0;
@@ -49,7 +49,15 @@ __global__ void skip_scale_add_backward_kernel(const TG* __restrict__ grad_y, co
     partial += (double)g * (double)load_f32(x, i);
   }
   const double total = block_sum(partial);
-  if (threadIdx.x == 0) atomicAdd(&grad_weights[index], (float)total);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+// One block: grad_weights[index] += sum of the partials, in a fixed order.
+__global__ void add_partials_kernel(const double* __restrict__ partials, int count, float* __restrict__ target) {
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) *target += (float)sum;
 }
 
 template <typename T>
@@ -118,13 +126,20 @@ void skip_scale_add_backward(const Tensor& grad_y, const Tensor& x, const Tensor
   grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
   const long long n = x.numel();
   if (n == 0) return;
+  // Per-block sums go to a scratch array (doubles, held in an f32 tensor of twice
+  // the length: Tensor has no f64) and are added up by one block: deterministic.
+  const unsigned blocks = grid_stride_blocks(n, kThreads, 1024);
+  Tensor partials = Tensor::empty({2 * (int64_t)blocks}, DType::F32, Device::CUDA);
+  double* partial_ptr = reinterpret_cast<double*>(partials.data<float>());
   dispatch_two(x.dtype(), grad_y.dtype(), "skip_scale_add_backward", [&](auto tx, auto tg) {
     using TX = decltype(tx);
     using TG = decltype(tg);
-    skip_scale_add_backward_kernel<TX, TG><<<grid_stride_blocks(n, kThreads, 1024), kThreads, 0, cuda_stream()>>>(
-        grad_y.data<TG>(), x.data<TX>(), weights.data<float>(), index, grad_x.data<TX>(),
-        grad_weights.data<float>(), n);
+    skip_scale_add_backward_kernel<TX, TG><<<blocks, kThreads, 0, cuda_stream()>>>(
+        grad_y.data<TG>(), x.data<TX>(), weights.data<float>(), index, grad_x.data<TX>(), partial_ptr, n);
   });
+  CUDA_CHECK_LAUNCH();
+  add_partials_kernel<<<1, kThreads, 0, cuda_stream()>>>(partial_ptr, (int)blocks,
+                                                         grad_weights.data<float>() + index);
   CUDA_CHECK_LAUNCH();
 }
 
