@@ -1,0 +1,104 @@
+// cuda/rms_norm.cu: RMSNorm on the GPU, one warp per row (rows are d = 512 long
+// in the model; any d works), statistics in f32.
+// Backward: each warp writes grad_x for its rows and adds grad_y * normalized x
+// into a per-block [d] table in shared memory; the block then adds the table
+// into grad_weight with one atomic per column, so global atomics scale with the
+// number of blocks, not of rows.
+#include "ops/cuda/elem_util.cuh"
+#include "ops/rms_norm.h"
+
+namespace iflame::ops::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;  // 8 warps, one row each at a time
+constexpr int kWarps = kThreads / 32;
+constexpr size_t kSharedBudget = 48 * 1024;
+
+template <typename T>
+__global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __restrict__ weight,
+                                        T* __restrict__ y, float* __restrict__ inv_rms, long long rows, int d,
+                                        float eps) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = blockIdx.x * (long long)kWarps + (threadIdx.x >> 5); r < rows;
+       r += (long long)gridDim.x * kWarps) {
+    const long long base = r * d;
+    float sum_sq = 0.0f;
+    for (int j = lane; j < d; j += 32) {
+      const float v = load_f32(x, base + j);
+      sum_sq += v * v;
+    }
+    sum_sq = warp_sum(sum_sq);
+    const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+    if (lane == 0) inv_rms[r] = inv;
+    for (int j = lane; j < d; j += 32) store_f32(y, base + j, load_f32(x, base + j) * inv * weight[j]);
+  }
+}
+
+template <typename T>
+__global__ void rms_norm_backward_kernel(const T* __restrict__ grad_y, const T* __restrict__ x,
+                                         const float* __restrict__ weight, const float* __restrict__ inv_rms,
+                                         T* __restrict__ grad_x, float* __restrict__ grad_weight, long long rows,
+                                         int d) {
+  extern __shared__ float weight_partial[];  // [d]
+  for (int j = threadIdx.x; j < d; j += blockDim.x) weight_partial[j] = 0.0f;
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  for (long long r = blockIdx.x * (long long)kWarps + (threadIdx.x >> 5); r < rows;
+       r += (long long)gridDim.x * kWarps) {
+    const long long base = r * d;
+    const float inv = inv_rms[r];
+    float dot = 0.0f;  // sum_j (grad_y * weight) * normalized x
+    for (int j = lane; j < d; j += 32)
+      dot += load_f32(grad_y, base + j) * weight[j] * (load_f32(x, base + j) * inv);
+    const float mean_dot = warp_sum(dot) / (float)d;
+    for (int j = lane; j < d; j += 32) {
+      const float g = load_f32(grad_y, base + j);
+      const float normalized = load_f32(x, base + j) * inv;
+      store_f32(grad_x, base + j, inv * (g * weight[j] - normalized * mean_dot));
+      atomicAdd(&weight_partial[j], g * normalized);
+    }
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < d; j += blockDim.x) atomicAdd(&grad_weight[j], weight_partial[j]);
+}
+
+}  // namespace
+
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms) {
+  const int d = (int)x.size(-1);
+  const long long rows = x.numel() / d;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  inv_rms = Tensor::empty({rows}, DType::F32, Device::CUDA);
+  if (rows == 0) return y;
+  const unsigned blocks = grid_stride_blocks(rows, kWarps, 8192);
+  IFLAME_DISPATCH_ACT(x.dtype(), "rms_norm_forward", {
+    rms_norm_forward_kernel<T><<<blocks, kThreads, 0, cuda_stream()>>>(
+        x.data<T>(), weight.data<float>(), y.data<T>(), inv_rms.data<float>(), rows, d, eps);
+  });
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
+
+Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
+                         Tensor& grad_weight) {
+  const int d = (int)x.size(-1);
+  const long long rows = x.numel() / d;
+  const size_t shared_bytes = (size_t)d * sizeof(float);
+  IFLAME_CHECK(shared_bytes <= kSharedBudget, "rms_norm_backward: d = ", d,
+               " is too large for the shared-memory weight table (at most ", kSharedBudget / sizeof(float), ")");
+  Tensor grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  if (rows == 0) return grad_x;
+  const unsigned blocks = grid_stride_blocks(rows, kWarps, 1024);
+  IFLAME_DISPATCH_ACT(x.dtype(), "rms_norm_backward", {
+    IFLAME_CHECK(grad_y.dtype() == x.dtype(), "rms_norm_backward: grad_y ", grad_y.describe(),
+                 " must have x's dtype ", dtype_name(x.dtype()));
+    rms_norm_backward_kernel<T><<<blocks, kThreads, shared_bytes, cuda_stream()>>>(
+        grad_y.data<T>(), x.data<T>(), weight.data<float>(), inv_rms.data<float>(), grad_x.data<T>(),
+        grad_weight.data<float>(), rows, d);
+  });
+  CUDA_CHECK_LAUNCH();
+  return grad_x;
+}
+
+}  // namespace iflame::ops::cuda

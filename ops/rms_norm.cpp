@@ -1,0 +1,43 @@
+// rms_norm.cpp: argument checks and device dispatch for RMSNorm.
+#include "ops/rms_norm.h"
+
+#include "ops/dispatch.h"
+#include "ops/elem_checks.h"
+
+namespace iflame::ops {
+
+namespace {
+void check_weight_for(const Tensor& x, const Tensor& weight, const char* op, const char* what) {
+  detail::check_exact(weight, op, what, DType::F32, x.device());
+  IFLAME_CHECK(x.ndim() >= 1 && x.size(-1) > 0, op, ": x: expected [..., d] with d > 0, got ", x.describe());
+  detail::check_shape(weight, {x.size(-1)}, op, what);
+}
+}  // namespace
+
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms) {
+  const char* op = "rms_norm_forward";
+  IFLAME_CHECK(x.defined(), op, ": x: undefined tensor");
+  detail::check_activation(x, op, "x", x.device());
+  check_weight_for(x, weight, op, "weight");
+  IFLAME_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  if (x.device() == Device::CPU) return cpu::rms_norm_forward(x, weight, eps, inv_rms);
+  CUDA_ONLY(return cuda::rms_norm_forward(x, weight, eps, inv_rms));
+}
+
+Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
+                         Tensor& grad_weight) {
+  const char* op = "rms_norm_backward";
+  IFLAME_CHECK(x.defined(), op, ": x: undefined tensor");
+  const Device dev = x.device();
+  detail::check_activation(x, op, "x", dev);
+  detail::check_activation(grad_y, op, "grad_y", dev);
+  detail::check_shape(grad_y, x.shape(), op, "grad_y");
+  check_weight_for(x, weight, op, "weight");
+  check_weight_for(x, grad_weight, op, "grad_weight");
+  detail::check_exact(inv_rms, op, "inv_rms", DType::F32, dev);
+  detail::check_shape(inv_rms, {x.numel() / x.size(-1)}, op, "inv_rms");
+  if (dev == Device::CPU) return cpu::rms_norm_backward(grad_y, x, weight, inv_rms, grad_weight);
+  CUDA_ONLY(return cuda::rms_norm_backward(grad_y, x, weight, inv_rms, grad_weight));
+}
+
+}  // namespace iflame::ops

@@ -1,0 +1,37 @@
+// rms_norm.h: RMSNorm over the last dimension (spec §2: every norm1/norm2, the
+// embedding "norm", and the linear-attention output norm; eps 1e-5).
+//
+//   inv_rms[r] = 1 / sqrt(mean_j x[r, j]^2 + eps)          (f32, saved for backward)
+//   y[r, j]    = x[r, j] * inv_rms[r] * weight[j]
+// Statistics and arithmetic in f32 whatever the storage type; y is rounded to the
+// activation dtype once, at the end.
+//
+// Backward, with n = x * inv_rms and gn = grad_y * weight:
+//   grad_weight[j] += sum_r grad_y[r, j] * n[r, j]
+//   grad_x[r, j]    = inv_rms[r] * (gn[r, j] - n[r, j] * mean_j(gn[r, :] * n[r, :]))
+#pragma once
+#include "core/tensor.h"
+
+namespace iflame::ops {
+
+// x [..., d] (activation dtype), weight f32 [d]; inv_rms is set to a new f32 tensor
+// of shape [rows] (rows = numel / d). Returns y, shaped and typed like x.
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms);
+// Returns grad_x (like x); grad_weight f32 [d] is accumulated (+=).
+Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
+                         Tensor& grad_weight);
+
+namespace cpu {
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms);
+Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
+                         Tensor& grad_weight);
+}  // namespace cpu
+
+namespace cuda {
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms);
+// grad_weight is summed with float atomics (one per column per block): not bit-for-bit repeatable.
+Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
+                         Tensor& grad_weight);
+}  // namespace cuda
+
+}  // namespace iflame::ops

@@ -1,0 +1,49 @@
+// rope.cpp: RoPE frequencies, argument checks and device dispatch.
+#include "ops/rope.h"
+
+#include <cmath>
+
+#include "ops/dispatch.h"
+#include "ops/elem_checks.h"
+
+namespace iflame::ops {
+
+std::vector<float> rope_frequencies(int64_t head_dim) {
+  IFLAME_CHECK(head_dim >= 8 && head_dim % 4 == 0, "rope: head dim must be a multiple of 4 and >= 8, got ",
+               head_dim);
+  const int64_t quarter = head_dim / 4;
+  std::vector<float> freq(head_dim / 2, 0.0f);
+  for (int64_t j = 0; j < quarter; j++) {
+    const float exponent = float(j) / float(quarter - 1);  // float32 division, as PyTorch
+    freq[j] = float(std::pow(1.0 / 1024.0, double(exponent)));
+  }
+  return freq;
+}
+
+namespace {
+void check_rope_input(const Tensor& x, int64_t pos_offset, const char* op, const char* what) {
+  IFLAME_CHECK(x.defined(), op, ": ", what, ": undefined tensor");
+  detail::check_activation(x, op, what, x.device());
+  IFLAME_CHECK(x.ndim() == 4, op, ": ", what, ": expected [B, T, H, D], got ", x.describe());
+  IFLAME_CHECK(x.size(3) >= 8 && x.size(3) % 4 == 0, op, ": ", what,
+               ": head dim D must be a multiple of 4 and >= 8, got ", x.describe());
+  IFLAME_CHECK(pos_offset >= 0, op, ": pos_offset must be >= 0, got ", pos_offset);
+  // Positions are converted to float32: exact only below 2^24.
+  IFLAME_CHECK(pos_offset + x.size(1) <= (int64_t(1) << 24), op, ": positions up to ", pos_offset + x.size(1),
+               " are not exact in float32");
+}
+}  // namespace
+
+Tensor rope_forward(const Tensor& x, int64_t pos_offset) {
+  check_rope_input(x, pos_offset, "rope_forward", "x");
+  if (x.device() == Device::CPU) return cpu::rope_forward(x, pos_offset);
+  CUDA_ONLY(return cuda::rope_forward(x, pos_offset));
+}
+
+Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset) {
+  check_rope_input(grad_y, pos_offset, "rope_backward", "grad_y");
+  if (grad_y.device() == Device::CPU) return cpu::rope_backward(grad_y, pos_offset);
+  CUDA_ONLY(return cuda::rope_backward(grad_y, pos_offset));
+}
+
+}  // namespace iflame::ops
