@@ -47,4 +47,55 @@ void MuonAdamW::step(float lr) {
   }
 }
 
+namespace {
+void copy_state(Tensor& dst, const Tensor& src, const std::string& what, const std::string& source) {
+  IFLAME_CHECK(src.defined(), source, ": optimizer state has no ", what);
+  IFLAME_CHECK(src.shape() == dst.shape(), source, ": ", what, " has shape ", shape_str(src.shape()),
+               ", expected ", shape_str(dst.shape()));
+  dst.copy_from(src);
+}
+}  // namespace
+
+void MuonAdamW::load_torch_state(const TorchCheckpoint& ckpt, const std::string& source) {
+  IFLAME_CHECK(ckpt.has_optimizer, source, ": no optimizer_state_dict to resume from");
+  IFLAME_CHECK(ckpt.param_groups.size() == 1, source, ": expected one optimizer parameter group, found ",
+               ckpt.param_groups.size());
+  const auto& h = ckpt.param_groups[0].hyper;
+  auto take = [&](const char* key, float& field) {
+    auto it = h.find(key);
+    if (it != h.end()) field = static_cast<float>(it->second);
+  };
+  take("lr", config_.lr);
+  take("wd", config_.weight_decay);
+  take("momentum", config_.momentum);
+  take("adamw_betas.0", config_.adam_beta1);
+  take("adamw_betas.1", config_.adam_beta2);
+  take("adamw_eps", config_.adam_eps);
+  if (h.count("ns_steps")) config_.ns_steps = static_cast<int>(h.at("ns_steps"));
+
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : ckpt.model) shapes.push_back({name, t.shape()});
+  std::vector<std::string> order = optimizer_param_order(shapes);
+  IFLAME_CHECK(order.size() == slots_.size(), source, ": the checkpoint's optimizer covers ", order.size(),
+               " parameters, this model has ", slots_.size());
+  for (const TorchOptimizerEntry& e : ckpt.optimizer_state) {
+    IFLAME_CHECK(e.index >= 0 && e.index < static_cast<int64_t>(order.size()), source,
+                 ": optimizer state index ", e.index, " out of range");
+    const std::string& name = order[e.index];
+    Slot* slot = nullptr;
+    for (Slot& s : slots_)
+      if (s.name == name) slot = &s;
+    IFLAME_CHECK(slot, source, ": optimizer state for unknown parameter ", name);
+    IFLAME_CHECK(slot->muon == e.use_muon, source, ": parameter ", name, " is ",
+                 slot->muon ? "Muon" : "AdamW", " here but ", e.use_muon ? "Muon" : "AdamW", " in the file");
+    if (slot->muon) {
+      copy_state(slot->momentum, e.momentum_buffer, "momentum_buffer of " + name, source);
+    } else {
+      copy_state(slot->moment1, e.moment1, "moment1 of " + name, source);
+      copy_state(slot->moment2, e.moment2, "moment2 of " + name, source);
+      slot->step = static_cast<int64_t>(e.step);
+    }
+  }
+}
+
 }  // namespace iflame

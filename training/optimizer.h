@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/torch_checkpoint.h"
 
 namespace iflame {
 
@@ -44,6 +45,10 @@ class MuonAdamW {
   // each group in state-dict order.
   std::vector<Slot>& slots() { return slots_; }
   const OptimizerConfig& config() const { return config_; }
+
+  // Takes the hyperparameters and per-parameter state of a reference
+  // checkpoint's optimizer_state_dict (spec §5); `source` names the file in errors.
+  void load_torch_state(const TorchCheckpoint& ckpt, const std::string& source);
 
  private:
   OptimizerConfig config_;
