@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.h"
 #include "nn/state.h"
 #include "core/npy.h"
 #include "core/random.h"
