@@ -68,18 +68,19 @@ __device__ __forceinline__ void load_row(float (&dst)[kHeadDim], const T* src, f
   for (int d = 0; d < kHeadDim; d++) dst[d] = load_float(src + d) * factor;
 }
 
+// a . shared_row, with four partial sums so the FMAs are not one 32-long dependency chain.
 __device__ __forceinline__ float dot_row(const float (&a)[kHeadDim], const float* shared_row) {
   const float4* r = reinterpret_cast<const float4*>(shared_row);
-  float s = 0.0f;
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
 #pragma unroll
   for (int d4 = 0; d4 < kHeadDim / 4; d4++) {
     const float4 x = r[d4];
-    s = fmaf(a[4 * d4 + 0], x.x, s);
-    s = fmaf(a[4 * d4 + 1], x.y, s);
-    s = fmaf(a[4 * d4 + 2], x.z, s);
-    s = fmaf(a[4 * d4 + 3], x.w, s);
+    s0 = fmaf(a[4 * d4 + 0], x.x, s0);
+    s1 = fmaf(a[4 * d4 + 1], x.y, s1);
+    s2 = fmaf(a[4 * d4 + 2], x.z, s2);
+    s3 = fmaf(a[4 * d4 + 3], x.w, s3);
   }
-  return s;
+  return (s0 + s1) + (s2 + s3);
 }
 
 // acc += w * shared_row
