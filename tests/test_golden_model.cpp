@@ -88,7 +88,7 @@ void check_logits(Device device, DType matmul, double tolerance) {
   Tensor logits = model->forward(g.input, ctx).value();
   REQUIRE(logits.shape() == g.logits.shape());
   double err = max_abs_diff(logits, g.logits);
-  MESSAGE(device_name(device) << " " << dtype_name(matmul) << " matmuls: max |logits - reference| = " << err);
+  MESSAGE(std::string(device_name(device)) << " " << std::string(dtype_name(matmul)) << " matmuls: max |logits - reference| = " << err);
   CHECK(err <= tolerance);
 }
 
@@ -115,7 +115,7 @@ GradReport check_loss_and_grads(Device device, DType matmul) {
       rep.worst_name = r.name;
     }
   }
-  MESSAGE(device_name(device) << " " << dtype_name(matmul) << " matmuls: loss " << out.loss.value().item()
+  MESSAGE(std::string(device_name(device)) << " " << std::string(dtype_name(matmul)) << " matmuls: loss " << out.loss.value().item()
                               << " (relative error " << rep.loss_rel << "), worst gradient relative L2 "
                               << rep.worst_rel << " (" << rep.worst_name << ")");
   return rep;
@@ -151,7 +151,7 @@ double check_optimizer_step(Device device, DType ns_dtype) {
       worst_name = r.name;
     }
   }
-  MESSAGE(device_name(device) << " optimizer step, Newton-Schulz in " << dtype_name(ns_dtype)
+  MESSAGE(std::string(device_name(device)) << " optimizer step, Newton-Schulz in " << std::string(dtype_name(ns_dtype))
                               << ": worst update relative L2 " << worst << " (" << worst_name << ")");
   return worst;
 }
