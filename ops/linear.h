@@ -7,8 +7,8 @@
 //   BF16 operands rounded to bf16, products accumulated in f32.
 // Outputs are in the activation (x) dtype; parameter gradients are f32 and are
 // ACCUMULATED (+=) into tensors the caller owns and zeroes.
-// The CPU reference is f32 only and ignores `compute` for linear_*; cpu::gemm
-// honours it (rounds its operands to bf16), which Newton-Schulz needs.
+// The CPU reference takes f32 tensors only and emulates BF16 compute exactly
+// (operands rounded to bf16, f32 sums), so CPU and GPU bf16 runs can be compared.
 #pragma once
 #include "ops/dispatch.h"
 

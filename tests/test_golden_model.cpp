@@ -237,18 +237,32 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, f32)") {
   CHECK(r.worst_rel <= 1e-4);
 }
 
-// bf16 matrix products round both operands to 8 significant bits (relative
-// error 2^-9 each); over the 24 blocks of the hourglass that leaves logits about
-// 1e-2 away from the f32 reference (we bound it at 5e-2 absolute on logits of
-// magnitude ~5), the loss within 1e-3 relative, and gradients within 5e-2
-// relative L2. These are the precision of the format, not slack for bugs: the
-// f32 path above holds the reference's 1e-4.
+// bf16 matrix products round both operands to 8 significant bits. How far
+// that alone moves the tiny model from the f32 reference is measured by the
+// CPU's exact emulation of the GPU's bf16 products (same roundings, f32 sums):
+// the GPU must land as close to the reference as the emulation does (within
+// 1.5x: the two differ only in summation order, which flips a few roundings),
+// and close to the emulation itself. The f32 path above holds 1e-4.
 TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmuls)") {
   SKIP_WITHOUT_GPU();
-  check_logits(Device::CUDA, DType::BF16, 5e-2);
-  GradReport r = check_loss_and_grads(Device::CUDA, DType::BF16);
-  CHECK(r.loss_rel <= 1e-3);
-  CHECK(r.worst_rel <= 5e-2);
+  const GoldenData& g = golden_data();
+  Tensor emulated, on_gpu;
+  {
+    NoGrad no_grad;
+    emulated = tiny_golden_model(Device::CPU)->forward(g.input, {DType::BF16}).value();
+    on_gpu = tiny_golden_model(Device::CUDA)->forward(g.input, {DType::BF16}).value().to(Device::CPU);
+  }
+  double format_error = max_abs_diff(emulated, g.logits);
+  double gpu_error = max_abs_diff(on_gpu, g.logits);
+  double gpu_vs_emulation = max_abs_diff(on_gpu, emulated);
+  MESSAGE("bf16 logits: CPU emulation vs reference " << format_error << ", GPU vs reference " << gpu_error
+                                                     << ", GPU vs CPU emulation " << gpu_vs_emulation);
+  CHECK(gpu_error <= 1.5 * format_error);
+  CHECK(gpu_vs_emulation <= 0.5 * format_error);
+  GradReport cpu = check_loss_and_grads(Device::CPU, DType::BF16);
+  GradReport gpu = check_loss_and_grads(Device::CUDA, DType::BF16);
+  CHECK(gpu.loss_rel <= 2e-3);
+  CHECK(gpu.worst_rel <= 1.5 * cpu.worst_rel);
 }
 
 TEST_CASE("golden: one Muon + AdamW step resumed from the checkpoint (GPU, f32 Newton-Schulz)") {

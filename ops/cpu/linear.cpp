@@ -1,8 +1,8 @@
 // cpu/linear.cpp: reference dense layer and gemm as plain loops (f32).
 // The one matrix loop is i-k-j over row-major operands (the inner loop runs
 // along contiguous rows of b and c, so it vectorises) with OpenMP on the rows.
-// linear_* ignore `compute` (everything is f32 here); gemm honours BF16 by
-// rounding its operands to bf16 first, like the GPU does.
+// BF16 compute is emulated exactly as the GPU runs it: operands rounded to
+// bf16, products summed in f32; so CPU and GPU bf16 results can be compared.
 #include <vector>
 
 #include "ops/linear.h"
@@ -58,7 +58,7 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
          m, k, n, alpha, beta);
 }
 
-Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType /*compute*/) {
+Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   Shape y_shape = x.shape();
   y_shape.back() = out;
@@ -70,21 +70,21 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
       for (int64_t o = 0; o < out; o++) py[i * out + o] = pb[o];
   }
   Tensor y2 = y.view({rows, out});
-  gemm(x.view({rows, in}), false, weight, true, y2, 1.0f, bias ? 1.0f : 0.0f, DType::F32);
+  gemm(x.view({rows, in}), false, weight, true, y2, 1.0f, bias ? 1.0f : 0.0f, compute);
   return y;
 }
 
-void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType /*compute*/,
+void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
                      Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   const Tensor gy = grad_y.view({rows, out});
   if (grad_x) {  // grad_x = grad_y W
     *grad_x = Tensor::empty(x.shape(), DType::F32);
     Tensor gx = grad_x->view({rows, in});
-    gemm(gy, false, weight, false, gx, 1.0f, 0.0f, DType::F32);
+    gemm(gy, false, weight, false, gx, 1.0f, 0.0f, compute);
   }
   // grad_weight += grad_y^T x
-  gemm(gy, true, x.view({rows, in}), false, grad_weight, 1.0f, 1.0f, DType::F32);
+  gemm(gy, true, x.view({rows, in}), false, grad_weight, 1.0f, 1.0f, compute);
   if (grad_bias) {  // grad_bias += sum over rows of grad_y (in double, then once into f32)
     std::vector<double> sum(static_cast<size_t>(out), 0.0);
     const float* p = gy.data<float>();
