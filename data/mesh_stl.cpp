@@ -87,7 +87,9 @@ Mesh parse_stl(std::string_view data, const std::string& name) {
   }
   size_t i = 0;
   while (i < data.size() && scan::is_space(data[i])) i++;
-  if (scan::starts_with_ci(data.substr(i), "solid")) return parse_stl_ascii(data, name);
+  // Ascii starts with "solid" and has no NUL byte (binary counts and floats nearly always do).
+  bool text = data.substr(0, 4096).find('\0') == std::string_view::npos;
+  if (text && scan::starts_with_ci(data.substr(i), "solid")) return parse_stl_ascii(data, name);
   return parse_stl_binary(data, name);
 }
 
