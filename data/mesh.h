@@ -5,7 +5,9 @@
 // lists with uchar/ushort/int/uint counts and int/uint/short/ushort indices),
 // STL (ascii and binary) and OFF. Polygons are fan-triangulated in file order
 // (0,1,2), (0,2,3), ... which is how the golden token vectors were made.
-// Degenerate triangles are kept: dropping them is the tokenizer's job.
+// Degenerate triangles are kept: dropping them is the tokenizer's job. Faces
+// of 1 or 2 corners (OBJ/PLY/OFF files in the wild have them) are read as
+// degenerate triangles (a, b, b) for the same reason.
 //
 // Every parser works on a byte buffer (so the fuzz targets can call it) and
 // throws iflame::Error naming the file and the line (text) or byte offset

@@ -3,7 +3,9 @@
 // vn, o, g, s, usemtl, mtllib, l, comments, is ignored). A face corner is
 // `a`, `a/b`, `a//c` or `a/b/c`; only the vertex index `a` is used. Positive
 // indices are 1-based, negative ones count back from the last vertex read so
-// far. Polygons are fan-triangulated: (0,1,2), (0,2,3), ...
+// far. Polygons are fan-triangulated: (0,1,2), (0,2,3), ... A face of 1 or 2
+// corners (seen in the wild) becomes a degenerate triangle (a, b, b), which the
+// tokenizer drops and counts, rather than an error.
 #include <cmath>
 #include <cstdio>
 
@@ -38,7 +40,7 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
       }
       mesh.vertices.push_back(p);
     } else if (words[0] == "f") {
-      IFLAME_CHECK(words.size() >= 4, name, ":", lines.line_no, ": a face needs at least 3 vertices");
+      IFLAME_CHECK(words.size() >= 2, name, ":", lines.line_no, ": a face without vertices");
       corners.clear();
       const int64_t nv = static_cast<int64_t>(mesh.vertices.size());
       for (size_t k = 1; k < words.size(); k++) {
@@ -59,6 +61,7 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
         }
         corners.push_back(idx);
       }
+      while (corners.size() < 3) corners.push_back(corners.back());  // 1 or 2 corners: a degenerate triangle
       for (size_t k = 1; k + 1 < corners.size(); k++) {
         mesh.faces.push_back({int(corners[0]), int(corners[k]), int(corners[k + 1])});
         face_lines.push_back(lines.line_no);

@@ -62,8 +62,8 @@ Mesh parse_off(std::string_view data, const std::string& name) {
   for (int64_t i = 0; i < nf; i++) {
     IFLAME_CHECK(next_words(), name, ": file ends after ", i, " of ", nf, " faces");
     int64_t n;
-    IFLAME_CHECK(scan::parse_int(words[0], n) && n >= 3, name, ":", lines.line_no,
-                 ": a face starts with its vertex count (at least 3), got '", words[0], "'");
+    IFLAME_CHECK(scan::parse_int(words[0], n) && n >= 1, name, ":", lines.line_no,
+                 ": a face starts with its vertex count (at least 1), got '", words[0], "'");
     IFLAME_CHECK(static_cast<int64_t>(words.size()) >= n + 1, name, ":", lines.line_no, ": face lists ",
                  words.size() - 1, " indices, expected ", n);
     std::vector<int> poly(static_cast<size_t>(n));
@@ -73,6 +73,7 @@ Mesh parse_off(std::string_view data, const std::string& name) {
                    ": bad vertex index '", words[1 + k], "' (", nv, " vertices)");
       poly[k] = static_cast<int>(idx);
     }
+    while (poly.size() < 3) poly.push_back(poly.back());  // 1 or 2 corners: degenerate
     for (size_t k = 1; k + 1 < poly.size(); k++) mesh.faces.push_back({poly[0], poly[k], poly[k + 1]});
   }
   return mesh;

@@ -207,7 +207,7 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
           IFLAME_CHECK(c >= 0 && c <= 1e6, body.where(), ": bad list length ", c);
           int64_t n = static_cast<int64_t>(c);
           if (int(k) == list_prop) {
-            IFLAME_CHECK(n >= 3, body.where(), ": face ", i, " has ", n, " vertices (need at least 3)");
+            IFLAME_CHECK(n >= 1, body.where(), ": face ", i, " has no vertices");
             poly.clear();
             for (int64_t j = 0; j < n; j++) {
               double idx = body.read(p.type);
@@ -215,6 +215,7 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
                            ": bad vertex index ", idx, " in face ", i);
               poly.push_back(static_cast<int64_t>(idx));
             }
+            while (poly.size() < 3) poly.push_back(poly.back());  // 1 or 2 corners: degenerate
             for (size_t j = 1; j + 1 < poly.size(); j++)
               mesh.faces.push_back({int(poly[0]), int(poly[j]), int(poly[j + 1])});
           } else {
