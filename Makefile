@@ -71,3 +71,29 @@ clean:
 	rm -rf $(BUILD) $(PROGRAMS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- data tools (new targets, not part of `all`) ---------------------------
+#   make build_dataset   the dataset builder (needs libmeshoptimizer-dev)
+#   make data            data/furniture.npy + .json from Debian's Sweet Home 3D
+#                        furniture (needs unzip; fetches the .debs if not installed)
+#   make fuzz            libFuzzer targets for the mesh and JSON parsers (clang)
+BUILD_DATASET_OBJ := $(BUILD)/tools/build_dataset/main.o $(BUILD)/tools/build_dataset/simplify_meshopt.o
+build_dataset: $(BUILD_DATASET_OBJ) $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS) -lmeshoptimizer
+
+.PHONY: data fuzz
+data: data/furniture.npy
+data/furniture.npy: build_dataset tools/furniture_list.sh
+	@mkdir -p $(BUILD)/furniture
+	tools/furniture_list.sh $(BUILD)/furniture > $(BUILD)/furniture/list.tsv
+	./build_dataset --list $(BUILD)/furniture/list.tsv --max-faces 800 -o $@ > $(BUILD)/furniture/report.txt
+	@cat $(BUILD)/furniture/report.txt
+
+FUZZ_TARGETS := obj ply stl off json
+FUZZ_CXX     ?= clang++
+FUZZ_FLAGS   := -std=c++17 -O1 -g -I. -fsanitize=fuzzer,address,undefined
+FUZZ_SRC     := data/mesh_obj.cpp data/mesh_ply.cpp data/mesh_stl.cpp data/mesh_off.cpp data/mesh_io.cpp data/json.cpp
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_parsers.cpp $(FUZZ_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -DFUZZ_FORMAT_$* $^ -o $@

@@ -1,0 +1,202 @@
+// dataset.cpp: writing the dataset .npy + sidecar, and the memory-mapped reader.
+#include "data/dataset.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/npy.h"
+#include "data/json.h"
+#include "data/mesh.h"
+#include "data/tokenize.h"
+
+namespace iflame {
+
+std::string sidecar_path(const std::string& npy_path) {
+  if (npy_path.size() > 4 && npy_path.compare(npy_path.size() - 4, 4, ".npy") == 0)
+    return npy_path.substr(0, npy_path.size() - 4) + ".json";
+  return npy_path + ".json";
+}
+
+std::vector<Triangle> normalized_triangles(const Mesh& mesh) {
+  std::vector<Vec3d> v = normalized_vertices(mesh);
+  std::vector<Triangle> out;
+  out.reserve(mesh.faces.size());
+  for (const auto& f : mesh.faces) {
+    Triangle t;
+    for (int k = 0; k < 3; k++)
+      for (int c = 0; c < 3; c++) t[3 * k + c] = static_cast<float>(v[f[k]][c]);
+    out.push_back(t);
+  }
+  return out;
+}
+
+void write_dataset(const std::string& npy_path, const std::vector<DatasetEntry>& meshes, int max_faces,
+                   const std::string& extra_json) {
+  int64_t f_max = 1;
+  for (const DatasetEntry& m : meshes) {
+    IFLAME_CHECK(max_faces <= 0 || static_cast<int>(m.triangles.size()) <= max_faces, npy_path, ": mesh '", m.name,
+                 "' has ", m.triangles.size(), " faces, over the limit ", max_faces);
+    f_max = std::max<int64_t>(f_max, static_cast<int64_t>(m.triangles.size()));
+  }
+  // .npy version 1.0: magic, header length, a dict padded so the data starts at a multiple of 64.
+  std::string header = str("{'descr': '<f4', 'fortran_order': False, 'shape': (", meshes.size(), ", ", f_max,
+                           ", 9), }");
+  size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::string tmp = npy_path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  IFLAME_CHECK(f, "cannot write ", tmp);
+  std::fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+  uint16_t len = static_cast<uint16_t>(header.size());
+  std::fwrite(&len, 2, 1, f);
+  std::fwrite(header.data(), 1, header.size(), f);
+  std::vector<float> pad(static_cast<size_t>(f_max) * 9, std::numeric_limits<float>::quiet_NaN());
+  for (const DatasetEntry& m : meshes) {
+    std::fwrite(m.triangles.data(), sizeof(Triangle), m.triangles.size(), f);
+    std::fwrite(pad.data(), sizeof(float) * 9, static_cast<size_t>(f_max) - m.triangles.size(), f);
+  }
+  bool ok = std::ferror(f) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  IFLAME_CHECK(ok, "error writing ", tmp);
+
+  std::string js = "{\n  \"format\": \"iflame-mesh-dataset-1\",\n";
+  std::string base = npy_path.substr(npy_path.find_last_of('/') == std::string::npos ? 0 : npy_path.find_last_of('/') + 1);
+  js += str("  \"npy\": ", json_quote(base), ",\n  \"max_faces\": ", max_faces, ",\n  \"face_capacity\": ", f_max,
+            ",\n");
+  if (!extra_json.empty()) js += "  " + extra_json + ",\n";
+  js += "  \"meshes\": [";
+  for (size_t i = 0; i < meshes.size(); i++) {
+    const DatasetEntry& m = meshes[i];
+    js += str(i ? ",\n" : "\n", "    {\"name\": ", json_quote(m.name), ", \"source\": ", json_quote(m.source),
+              ", \"category\": ", json_quote(m.category), ", \"faces\": ", m.triangles.size(),
+              ", \"split\": ", json_quote(m.split), "}");
+  }
+  js += "\n  ]\n}\n";
+  std::string jtmp = sidecar_path(npy_path) + ".tmp";
+  FILE* j = std::fopen(jtmp.c_str(), "wb");
+  IFLAME_CHECK(j, "cannot write ", jtmp);
+  ok = std::fwrite(js.data(), 1, js.size(), j) == js.size();
+  ok = (std::fclose(j) == 0) && ok;
+  IFLAME_CHECK(ok, "error writing ", jtmp);
+  IFLAME_CHECK(std::rename(tmp.c_str(), npy_path.c_str()) == 0, "cannot rename ", tmp);
+  IFLAME_CHECK(std::rename(jtmp.c_str(), sidecar_path(npy_path).c_str()) == 0, "cannot rename ", jtmp);
+}
+
+namespace {
+const char* kReasons[] = {"", "empty", "non_finite", "rows_after_padding", "outside_unit_cube", "over_face_limit"};
+}
+
+MeshDataset::MeshDataset(const std::string& npy_path, int max_faces) : path_(npy_path) {
+  NpyHeader h = read_npy_header(npy_path);  // checks magic, header, and that the file holds the data
+  IFLAME_CHECK(h.descr == "<f4", npy_path, ": dataset dtype is ", h.descr, ", expected <f4 (float32)");
+  IFLAME_CHECK(h.shape.size() == 3 && h.shape[2] == 9, npy_path, ": dataset shape ", shape_str(h.shape),
+               ", expected [N, F_max, 9]");
+  n_ = h.shape[0];
+  f_max_ = h.shape[1];
+  IFLAME_CHECK(n_ < (int64_t(1) << 31) && f_max_ < (int64_t(1) << 24), npy_path, ": implausible shape ",
+               shape_str(h.shape));
+  IFLAME_CHECK(f_max_ > 0 || n_ == 0, npy_path, ": dataset shape ", shape_str(h.shape), " has no face rows");
+  const size_t data_bytes = static_cast<size_t>(n_) * static_cast<size_t>(f_max_) * 9 * sizeof(float);
+  int fd = ::open(npy_path.c_str(), O_RDONLY);
+  IFLAME_CHECK(fd >= 0, npy_path, ": cannot open: ", std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) < h.data_offset + data_bytes) {
+    ::close(fd);
+    IFLAME_FAIL(npy_path, ": truncated: ", st.st_size, " bytes, the header promises ", h.data_offset + data_bytes);
+  }
+  map_bytes_ = h.data_offset + data_bytes;
+  if (map_bytes_ > 0) {
+    map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    IFLAME_CHECK(map_ != MAP_FAILED, npy_path, ": mmap failed: ", std::strerror(errno));
+  } else {
+    ::close(fd);
+  }
+  data_ = reinterpret_cast<const float*>(static_cast<const char*>(map_) + h.data_offset);
+  IFLAME_CHECK(reinterpret_cast<uintptr_t>(data_) % alignof(float) == 0, npy_path, ": misaligned data offset");
+
+  faces_.assign(static_cast<size_t>(n_), 0);
+  const float bound = 0.5f + 1e-4f;
+  for (int64_t i = 0; i < n_; i++) {
+    const float* t = triangles(i);
+    int64_t count = 0;
+    int reason = 0;
+    bool padding = false;
+    for (int64_t r = 0; r < f_max_ && !reason; r++) {
+      const float* row = t + r * 9;
+      int nan = 0, bad = 0;
+      for (int k = 0; k < 9; k++) {
+        if (std::isnan(row[k])) nan++;
+        else if (!std::isfinite(row[k])) bad++;
+        else if (std::fabs(row[k]) > bound) reason = 4;
+      }
+      if (nan == 9) {
+        padding = true;
+        continue;
+      }
+      if (nan > 0 || bad > 0) reason = 2;
+      else if (padding) reason = 3;
+      else count++;
+    }
+    if (!reason && count == 0) reason = 1;
+    if (!reason && max_faces > 0 && count > max_faces) reason = 5;
+    if (reason) {
+      faces_[i] = -reason;
+      skipped_[kReasons[reason]]++;
+    } else {
+      faces_[i] = static_cast<int>(count);
+    }
+  }
+
+  // The sidecar is optional; when present it must describe this array.
+  std::string side = sidecar_path(npy_path);
+  if (FILE* probe = std::fopen(side.c_str(), "rb")) {
+    std::fclose(probe);
+    JsonValue js = read_json_file(side);
+    const JsonValue* meshes = js.find("meshes");
+    IFLAME_CHECK(meshes && meshes->is_array(), side, ": no \"meshes\" array");
+    IFLAME_CHECK(static_cast<int64_t>(meshes->items.size()) == n_, side, ": lists ", meshes->items.size(),
+                 " meshes but ", npy_path, " holds ", n_);
+    for (int64_t i = 0; i < n_; i++) {
+      const JsonValue& m = meshes->items[i];
+      const JsonValue* nm = m.find("name");
+      const JsonValue* sp = m.find("split");
+      names_.push_back(nm && nm->kind == JsonValue::Kind::String ? nm->string : "");
+      splits_.push_back(sp && sp->kind == JsonValue::Kind::String ? sp->string : "train");
+      const JsonValue* fc = m.find("faces");
+      IFLAME_CHECK(!fc || faces_[i] < 0 || fc->number == faces_[i], side, ": mesh ", i, " has ", faces_[i],
+                   " face rows in ", npy_path, " but the sidecar says ", fc ? fc->number : 0);
+    }
+  }
+}
+
+MeshDataset::~MeshDataset() {
+  if (map_ && map_ != MAP_FAILED) ::munmap(map_, map_bytes_);
+}
+
+const std::string& MeshDataset::name(int64_t i) const {
+  static const std::string none;
+  return names_.empty() ? none : names_[i];
+}
+
+const std::string& MeshDataset::split(int64_t i) const {
+  static const std::string train = "train";
+  return splits_.empty() ? train : splits_[i];
+}
+
+std::vector<int64_t> MeshDataset::indices(const std::string& which) const {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n_; i++)
+    if (usable(i) && (which.empty() || split(i) == which)) out.push_back(i);
+  return out;
+}
+
+}  // namespace iflame
