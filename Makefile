@@ -91,7 +91,7 @@ data/furniture.npy: build_dataset tools/furniture_list.sh
 
 FUZZ_TARGETS := obj ply stl off json
 FUZZ_CXX     ?= clang++
-FUZZ_FLAGS   := -std=c++17 -O1 -g -I. -fsanitize=fuzzer,address,undefined
+FUZZ_FLAGS   := -std=c++17 -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC     := data/mesh_obj.cpp data/mesh_ply.cpp data/mesh_stl.cpp data/mesh_off.cpp data/mesh_io.cpp data/json.cpp
 fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_parsers.cpp $(FUZZ_SRC)

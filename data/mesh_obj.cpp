@@ -51,7 +51,7 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
         IFLAME_CHECK(scan::parse_int(first, idx), name, ":", lines.line_no, ": bad face index '", w, "'");
         IFLAME_CHECK(idx != 0, name, ":", lines.line_no, ": face index 0 (OBJ indices start at 1)");
         if (idx < 0) {
-          IFLAME_CHECK(-idx <= nv, name, ":", lines.line_no, ": relative face index ", idx, " but only ",
+          IFLAME_CHECK(idx >= -nv, name, ":", lines.line_no, ": relative face index ", idx, " but only ",
                        nv, " vertices so far");
           idx = nv + idx;
         } else {
