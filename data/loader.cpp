@@ -126,12 +126,14 @@ void Loader::stop() {
   workers_.clear();
 }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   stop();
   epoch_ = epoch;
   plan_ = plan_epoch(ds_, indices_, opt_, epoch);
   ready_.clear();
-  next_to_build_ = next_to_return_ = 0;
+  IFLAME_CHECK(first_batch >= 0 && first_batch <= batches_in_epoch(), ds_.path(), ": cannot start epoch ",
+               epoch, " at batch ", first_batch, " of ", batches_in_epoch());
+  next_to_build_ = next_to_return_ = first_batch;
   stopping_ = false;
   error_ = nullptr;
   for (int t = 0; t < opt_.threads; t++) workers_.emplace_back([this] { work(); });

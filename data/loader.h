@@ -69,8 +69,9 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // Plans the epoch and starts the workers on it (stopping any previous epoch).
-  void start_epoch(int64_t epoch);
+  // Plans the epoch and starts the workers on it (stopping any previous epoch),
+  // from batch `first_batch` on (a resumed run continues mid-epoch).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   // The next batch of the epoch in order; false when the epoch is done.
   // An error in a worker is rethrown here.
   bool next(Batch& out);

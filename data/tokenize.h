@@ -9,6 +9,7 @@
 // index is first, stable-sort faces by their sorted indices, write each vertex
 // as (z, x, y). Coordinates are computed in double from the mesh's floats.
 #pragma once
+#include "core/tokens.h"
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -18,11 +19,6 @@
 namespace iflame {
 
 constexpr int kCoordLevels = 129;  // tokens 0..128
-constexpr int32_t kPadToken = 129;
-constexpr int32_t kStartToken = 130;
-constexpr int32_t kEndToken = 131;
-constexpr int kVocabSize = 132;
-constexpr int kTokensPerFace = 9;
 
 using Vec3d = std::array<double, 3>;
 

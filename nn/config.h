@@ -3,15 +3,9 @@
 #include <cstdint>
 #include <string>
 
-namespace iflame {
+#include "core/tokens.h"
 
-// Token values (spec §1).
-constexpr int kNumCoordinateTokens = 129;  // 0..128
-constexpr int kPadToken = 129;
-constexpr int kStartToken = 130;
-constexpr int kEndToken = 131;
-constexpr int kVocabSize = 132;
-constexpr int kTokensPerFace = 9;
+namespace iflame {
 
 struct IFlameConfig {
   int dim = 512;                  // model width d

@@ -1,13 +1,23 @@
-// main.cpp: the ./train program (placeholder until the training issue lands).
+// main.cpp: the ./train program. Flags and defaults: training/train_config.cpp.
 #include <cstdio>
-#include <cstring>
+
+#include "core/error.h"
+#include "training/trainer.h"
 
 int main(int argc, char** argv) {
-  std::printf(
-      "usage: ./train DATASET.npy [flags]\n"
-      "Trains an iFlame mesh generator. Not implemented yet: this build has the\n"
-      "tensor, op and model layers; the training loop comes next.\n");
-  for (int i = 1; i < argc; i++)
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return 0;
-  return argc > 1 ? 1 : 0;
+  using namespace iflame;
+  try {
+    bool help = false;
+    TrainConfig config = parse_train_args(argc, argv, help);
+    if (help) {
+      std::fputs(train_usage().c_str(), stdout);
+      return 0;
+    }
+    install_stop_signal_handlers();
+    Trainer trainer(config);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train: error: %s\n", e.what());
+    return 2;
+  }
 }

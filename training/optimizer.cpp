@@ -98,4 +98,35 @@ void MuonAdamW::load_torch_state(const TorchCheckpoint& ckpt, const std::string&
   }
 }
 
+void MuonAdamW::add_to_checkpoint(CheckpointData& out) const {
+  for (const Slot& s : slots_) {
+    if (s.muon) {
+      out.tensors.push_back({"opt.momentum/" + s.name, s.momentum});
+    } else {
+      out.tensors.push_back({"opt.m/" + s.name, s.moment1});
+      out.tensors.push_back({"opt.v/" + s.name, s.moment2});
+      out.meta.push_back({"opt.step/" + s.name, std::to_string(s.step)});
+    }
+  }
+}
+
+void MuonAdamW::load_from_checkpoint(const CheckpointData& ckpt, const std::string& source) {
+  for (Slot& s : slots_) {
+    auto get = [&](const std::string& key) -> const Tensor& {
+      const Tensor* t = ckpt.find_tensor(key);
+      IFLAME_CHECK(t, source, ": checkpoint has no optimizer state '", key, "'");
+      return *t;
+    };
+    if (s.muon) {
+      copy_state(s.momentum, get("opt.momentum/" + s.name), "opt.momentum/" + s.name, source);
+    } else {
+      copy_state(s.moment1, get("opt.m/" + s.name), "opt.m/" + s.name, source);
+      copy_state(s.moment2, get("opt.v/" + s.name), "opt.v/" + s.name, source);
+      const std::string* step = ckpt.find_meta("opt.step/" + s.name);
+      IFLAME_CHECK(step, source, ": checkpoint has no 'opt.step/", s.name, "'");
+      s.step = std::stoll(*step);
+    }
+  }
+}
+
 }  // namespace iflame

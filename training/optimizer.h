@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/checkpoint.h"
 #include "nn/torch_checkpoint.h"
 
 namespace iflame {
@@ -49,6 +50,11 @@ class MuonAdamW {
   // Takes the hyperparameters and per-parameter state of a reference
   // checkpoint's optimizer_state_dict (spec §5); `source` names the file in errors.
   void load_torch_state(const TorchCheckpoint& ckpt, const std::string& source);
+
+  // Native checkpoints: tensors "opt.momentum/<name>", "opt.m/<name>", "opt.v/<name>"
+  // and meta "opt.step/<name>".
+  void add_to_checkpoint(CheckpointData& out) const;
+  void load_from_checkpoint(const CheckpointData& ckpt, const std::string& source);
 
  private:
   OptimizerConfig config_;

@@ -1,0 +1,208 @@
+// test_training.cpp: the training loop on the CPU with the tiny model: the loss
+// falls on a repeated batch, an interrupted run resumes exactly, non-finite
+// steps are skipped and then stop the run, and the schedule has its shape.
+#include <cmath>
+#include <cstdlib>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "data/dataset.h"
+#include "data/mesh.h"
+#include "nn/iflame.h"
+#include "tests/test_util.h"
+#include "training/schedule.h"
+#include "training/trainer.h"
+
+using namespace iflame;
+using namespace iflame::test;
+
+namespace {
+
+Mesh box_mesh(float sx, float sy, float sz) {
+  Mesh m;
+  for (int c = 0; c < 8; c++)
+    m.vertices.push_back({(c & 4 ? 1 : -1) * sx, (c & 2 ? 1 : -1) * sy, (c & 1 ? 1 : -1) * sz});
+  m.faces = {{0, 1, 3}, {0, 3, 2}, {4, 6, 7}, {4, 7, 5}, {0, 4, 5}, {0, 5, 1},
+             {2, 3, 7}, {2, 7, 6}, {0, 2, 6}, {0, 6, 4}, {1, 5, 7}, {1, 7, 3}};
+  return m;
+}
+
+Mesh tetra_mesh(float a) {
+  Mesh m;
+  m.vertices = {{0.1f, 0.2f, 0.3f}, {0.9f, -0.4f * a, 0.05f}, {-0.3f, 0.7f, -0.6f * a}, {0.2f * a, -0.1f, 0.8f}};
+  m.faces = {{0, 1, 2}, {0, 3, 1}, {1, 3, 2}, {0, 2, 3}};
+  return m;
+}
+
+// A dataset of boxes and tetrahedra of assorted proportions, two for validation.
+std::string small_dataset() {
+  static const std::string path = "build/test_train_shapes.npy";
+  static bool made = false;
+  if (made) return path;
+  std::vector<DatasetEntry> entries;
+  for (int i = 0; i < 10; i++) {
+    DatasetEntry e;
+    e.name = str("shape", i);
+    e.source = "generated";
+    e.category = i % 2 ? "box" : "tetra";
+    e.split = i >= 8 ? "val" : "train";
+    Mesh m = i % 2 ? box_mesh(0.2f + 0.05f * i, 0.5f, 0.3f - 0.02f * i) : tetra_mesh(0.5f + 0.1f * i);
+    e.triangles = normalized_triangles(m);
+    entries.push_back(e);
+  }
+  write_dataset(path, entries, 800);
+  made = true;
+  return path;
+}
+
+TrainConfig tiny_config(const std::string& name, int64_t steps) {
+  TrainConfig c;
+  c.dataset = small_dataset();
+  c.model = "tiny";
+  c.batch_size = 2;
+  c.steps = steps;
+  c.device = "cpu";
+  c.out_dir = "build/test_runs";
+  c.name = name;
+  c.val_interval = 0;
+  c.val_batches = 2;
+  c.ckpt_interval = 1000;
+  c.loader_threads = 2;
+  c.quiet = true;
+  c.seed = 5;
+  return c;
+}
+
+std::vector<float> all_parameters(IFlame& model) {
+  std::vector<float> out;
+  for (auto& kv : model.parameters().items()) {
+    auto v = kv.second.value().to_floats();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("train: the schedule warms up linearly, then follows a cosine to the floor") {
+  const int64_t total = 100;
+  CHECK(learning_rate(0, total, 1e-3f, 1e-6f, 0.1f) == doctest::Approx(1e-4));
+  CHECK(learning_rate(9, total, 1e-3f, 1e-6f, 0.1f) == doctest::Approx(1e-3));
+  CHECK(learning_rate(10, total, 1e-3f, 1e-6f, 0.1f) == doctest::Approx(1e-3));
+  float mid = learning_rate(10 + 45, total, 1e-3f, 1e-6f, 0.1f);
+  CHECK(mid == doctest::Approx(0.5 * (1e-3 + 1e-6)).epsilon(0.02));
+  CHECK(learning_rate(99, total, 1e-3f, 1e-6f, 0.1f) == doctest::Approx(1e-6));
+  for (int64_t s = 11; s < total; s++)
+    CHECK(learning_rate(s, total, 1e-3f, 1e-6f, 0.1f) <= learning_rate(s - 1, total, 1e-3f, 1e-6f, 0.1f));
+}
+
+TEST_CASE("train: the loss falls on a repeated batch (tiny model, CPU)") {
+  IFlame model(IFlameConfig::preset("tiny"), Device::CPU);
+  Generator gen(3);
+  model.init(gen);
+  OptimizerConfig oc;
+  MuonAdamW opt(model.parameters(), oc);
+  MeshDataset ds(small_dataset());
+  LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.augment = false;
+  lo.threads = 0;
+  Batch batch = build_batch(ds, {1, 2, 3, 4}, lo, 0, 0);
+  float first = 0, last = 0;
+  for (int step = 0; step < 30; step++) {
+    model.zero_grad();
+    IFlame::LossOutput out = model.loss(batch.tokens, {});
+    tape().backward(out.loss);
+    float loss = out.loss.value().item();
+    if (step == 0) first = loss;
+    last = loss;
+    opt.step(3e-3f);
+  }
+  MESSAGE("loss on a repeated batch: " << first << " -> " << last);
+  CHECK(first > 4.0f);  // about ln(132) = 4.88 at initialisation
+  CHECK(last < 0.5f * first);
+}
+
+TEST_CASE("train: an interrupted run resumes exactly (tiny model, CPU)") {
+  const int64_t steps = 8;
+  std::vector<float> straight, resumed;
+  {
+    Trainer t(tiny_config("straight", steps));
+    CHECK(t.run() == 0);
+    CHECK(t.step() == steps);
+    straight = all_parameters(t.model());
+  }
+  {
+    Trainer t(tiny_config("interrupted", steps));
+    t.stop_at_step(3);  // as if SIGINT arrived after step 3
+    CHECK(t.run() == 0);
+    CHECK(t.step() == 3);
+  }
+  {
+    TrainConfig c = tiny_config("interrupted", steps);
+    c.resume = "build/test_runs/interrupted/last.ckpt";
+    Trainer t(c);
+    CHECK(t.step() == 3);
+    CHECK(t.run() == 0);
+    CHECK(t.step() == steps);
+    resumed = all_parameters(t.model());
+  }
+  REQUIRE(straight.size() == resumed.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < straight.size(); i++) differ += straight[i] != resumed[i];
+  CHECK(differ == 0);
+  // The run's files are where the docs say.
+  for (const char* f : {"build/test_runs/interrupted/final.ckpt", "build/test_runs/interrupted/last.ckpt",
+                        "build/test_runs/interrupted/log.jsonl"}) {
+    std::FILE* fp = std::fopen(f, "rb");
+    CHECK_MESSAGE(fp != nullptr, f);
+    if (fp) std::fclose(fp);
+  }
+}
+
+TEST_CASE("train: a resumed run refuses a different model or seed") {
+  TrainConfig c = tiny_config("mismatch", 2);
+  {
+    Trainer t(c);
+    CHECK(t.run() == 0);
+  }
+  TrainConfig other = tiny_config("mismatch2", 4);
+  other.resume = "build/test_runs/mismatch/final.ckpt";
+  other.seed = 6;
+  CHECK_THROWS_WITH_AS(Trainer{other}, doctest::Contains("--seed"), Error);
+}
+
+TEST_CASE("train: non-finite steps are skipped, then the run stops with the last good checkpoint") {
+  TrainConfig c = tiny_config("nan", 10);
+  c.max_bad_steps = 3;
+  Trainer t(c);
+  t.model().parameters().find("norm.weight").mutable_value().fill_(NAN);
+  CHECK(t.run() == 1);
+  CHECK(t.skipped_steps() == 3);
+  CHECK(t.step() == 0);
+}
+
+TEST_CASE("train: validation reports loss, accuracy and perplexity") {
+  Trainer t(tiny_config("val", 1));
+  Trainer::ValidationResult v = t.validate();
+  CHECK(v.tokens > 0);
+  CHECK(v.loss > 3.0);
+  CHECK(v.perplexity == doctest::Approx(std::exp(v.loss)));
+  CHECK(v.accuracy >= 0.0);
+  CHECK(v.accuracy <= 1.0);
+}
+
+TEST_CASE("train: bad flags are refused with the flag's name") {
+  const char* argv1[] = {"train", "data.npy", "--batch", "zero"};
+  bool help = false;
+  CHECK_THROWS_WITH_AS(parse_train_args(4, const_cast<char**>(argv1), help), doctest::Contains("--batch"), Error);
+  const char* argv2[] = {"train", "data.npy", "--frobnicate"};
+  CHECK_THROWS_WITH_AS(parse_train_args(3, const_cast<char**>(argv2), help),
+                       doctest::Contains("unknown flag --frobnicate"), Error);
+  const char* argv3[] = {"train", "--help"};
+  parse_train_args(2, const_cast<char**>(argv3), help);
+  CHECK(help);
+  TrainConfig c = tiny_config("x", 1);
+  c.model = "shapenet";
+  if (!cuda_available()) CHECK_THROWS_WITH_AS(Trainer{c}, doctest::Contains("--model small"), Error);
+}

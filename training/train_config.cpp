@@ -1,0 +1,151 @@
+// train_config.cpp: command-line parsing for ./train.
+#include "training/train_config.h"
+
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace iflame {
+
+std::string TrainConfig::run_dir() const {
+  std::string n = name;
+  if (n.empty()) {
+    std::string stem = dataset.substr(dataset.find_last_of('/') + 1);
+    stem = stem.substr(0, stem.rfind('.'));
+    n = stem + "-" + model;
+  }
+  return out_dir + "/" + n;
+}
+
+std::string train_usage() {
+  return R"(usage: ./train DATASET.npy [flags]
+
+Trains an iFlame mesh generator on a dataset made by tools (docs/data.md), with
+the published recipe: Muon + AdamW, lr 1e-3 with 10% linear warm-up then cosine
+to 1.28e-6, weight decay 0.1, gradient clipping at 1.0, bf16 matrix products
+with f32 master weights on the GPU.
+
+model and data
+  --model NAME          shapenet (published, d=512, 75.7M params; needs a GPU),
+                        small (d=256) or tiny (d=64)            [shapenet]
+  --batch N             sequences per step                      [8]
+  --max-faces N         meshes with more faces are skipped       [800]
+  --bucket N            length bucketing over windows of N batches, so short
+                        meshes are not padded to long ones (0: off) [0]
+  --no-augment          train without the random scale/shift augmentation
+  --loader-threads N    background tokenization threads         [4]
+schedule
+  --steps N             optimizer steps (0: --epochs worth)     [0]
+  --epochs N            passes over the training split          [1]
+  --lr X                peak learning rate                      [1e-3]
+  --min-lr X            final learning rate of the cosine        [1.28e-6]
+  --warmup X            fraction of steps of linear warm-up      [0.1]
+  --weight-decay X      decoupled weight decay                   [0.1]
+  --clip X              global gradient-norm clip                [1.0]
+precision and device
+  --precision P         bf16 or f32 matrix products [bf16 on the GPU, f32 on the CPU]
+  --device D            cuda or cpu                 [cuda when a GPU is usable]
+  --seed N              seeds initialisation, shuffling and augmentation [0]
+output and checkpoints
+  --out DIR             where runs go                            [runs]
+  --name NAME           run folder name     [<dataset stem>-<model>]
+  --val-interval N      validate every N steps (0: at the end)   [500]
+  --val-batches N       batches per validation (0: whole split)  [20]
+  --ckpt-interval N     checkpoint every N steps                 [1000]
+  --log-interval N      steps between progress lines / log rows  [10]
+  --resume FILE         continue a run from its checkpoint (exactly: same
+                        batches, same random draws)
+  --init-from FILE      start from the weights of a published .pth or a native
+                        checkpoint (fresh optimizer and schedule)
+  --max-bad-steps N     stop after N consecutive non-finite steps [5]
+  --time-limit S        checkpoint and stop after S seconds of wall time (for
+                        batch-system time limits; --resume continues)    [none]
+  --quiet               no progress line, only the log file
+  -h, --help            this text
+
+A run folder holds log.jsonl (every logged figure), last.ckpt (always the newest
+checkpoint), step-N.ckpt at each interval and final.ckpt. Ctrl-C (SIGINT) or
+SIGTERM saves a checkpoint and exits 0; --resume RUN/last.ckpt continues.
+)";
+}
+
+namespace {
+struct ArgReader {
+  int argc;
+  char** argv;
+  int i = 1;
+  std::string value(const std::string& flag) {
+    IFLAME_CHECK(i + 1 < argc, "flag ", flag, " needs a value (see ./train --help)");
+    return argv[++i];
+  }
+  int64_t integer(const std::string& flag, int64_t lo) {
+    std::string v = value(flag);
+    char* end = nullptr;
+    long long x = std::strtoll(v.c_str(), &end, 10);
+    IFLAME_CHECK(end && *end == 0 && !v.empty(), "flag ", flag, ": '", v, "' is not an integer");
+    IFLAME_CHECK(x >= lo, "flag ", flag, ": ", x, " is below the minimum ", lo);
+    return x;
+  }
+  float real(const std::string& flag, double lo) {
+    std::string v = value(flag);
+    char* end = nullptr;
+    double x = std::strtod(v.c_str(), &end);
+    IFLAME_CHECK(end && *end == 0 && !v.empty(), "flag ", flag, ": '", v, "' is not a number");
+    IFLAME_CHECK(x >= lo, "flag ", flag, ": ", x, " is below the minimum ", lo);
+    return static_cast<float>(x);
+  }
+};
+}  // namespace
+
+TrainConfig parse_train_args(int argc, char** argv, bool& help) {
+  TrainConfig c;
+  help = false;
+  ArgReader r{argc, argv};
+  for (; r.i < argc; r.i++) {
+    std::string a = argv[r.i];
+    if (a == "-h" || a == "--help") help = true;
+    else if (a == "--model") c.model = r.value(a);
+    else if (a == "--batch") c.batch_size = static_cast<int>(r.integer(a, 1));
+    else if (a == "--max-faces") c.max_faces = static_cast<int>(r.integer(a, 1));
+    else if (a == "--bucket") c.bucket_window = static_cast<int>(r.integer(a, 0));
+    else if (a == "--no-augment") c.augment = false;
+    else if (a == "--loader-threads") c.loader_threads = static_cast<int>(r.integer(a, 0));
+    else if (a == "--steps") c.steps = r.integer(a, 0);
+    else if (a == "--epochs") c.epochs = static_cast<int>(r.integer(a, 1));
+    else if (a == "--lr") c.lr = r.real(a, 0);
+    else if (a == "--min-lr") c.min_lr = r.real(a, 0);
+    else if (a == "--warmup") c.warmup_fraction = r.real(a, 0);
+    else if (a == "--weight-decay") c.weight_decay = r.real(a, 0);
+    else if (a == "--clip") c.grad_clip = r.real(a, 0);
+    else if (a == "--precision") c.precision = r.value(a);
+    else if (a == "--device") c.device = r.value(a);
+    else if (a == "--seed") c.seed = static_cast<uint64_t>(r.integer(a, 0));
+    else if (a == "--out") c.out_dir = r.value(a);
+    else if (a == "--name") c.name = r.value(a);
+    else if (a == "--val-interval") c.val_interval = static_cast<int>(r.integer(a, 0));
+    else if (a == "--val-batches") c.val_batches = static_cast<int>(r.integer(a, 0));
+    else if (a == "--ckpt-interval") c.ckpt_interval = static_cast<int>(r.integer(a, 1));
+    else if (a == "--log-interval") c.log_interval = static_cast<int>(r.integer(a, 1));
+    else if (a == "--resume") c.resume = r.value(a);
+    else if (a == "--init-from") c.init_from = r.value(a);
+    else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
+    else if (a == "--quiet") c.quiet = true;
+    else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
+    else if (!a.empty() && a[0] == '-') IFLAME_FAIL("unknown flag ", a, " (see ./train --help)");
+    else {
+      IFLAME_CHECK(c.dataset.empty(), "more than one dataset given: ", c.dataset, " and ", a);
+      c.dataset = a;
+    }
+  }
+  if (help) return c;
+  IFLAME_CHECK(!c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
+  IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "f32",
+               "--precision must be bf16 or f32, not '", c.precision, "'");
+  IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
+               "--device must be cuda or cpu, not '", c.device, "'");
+  IFLAME_CHECK(c.warmup_fraction <= 1, "--warmup is a fraction of the steps, at most 1");
+  IFLAME_CHECK(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
+  return c;
+}
+
+}  // namespace iflame

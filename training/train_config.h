@@ -1,0 +1,48 @@
+// train_config.h: everything ./train can be told, its defaults, and --help.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace iflame {
+
+struct TrainConfig {
+  std::string dataset;               // positional: DATASET.npy
+  std::string model = "shapenet";    // shapenet | small | tiny
+  int batch_size = 8;
+  float lr = 1e-3f;
+  float min_lr = 1.28e-6f;
+  float weight_decay = 0.1f;
+  float warmup_fraction = 0.1f;
+  float grad_clip = 1.0f;
+  int64_t steps = 0;                 // 0: derived from epochs
+  int epochs = 1;
+  std::string precision;             // bf16 | f32 ("" = bf16 on the GPU, f32 on the CPU)
+  std::string device;                // cuda | cpu ("" = cuda if available)
+  int val_interval = 500;            // steps between validations (0: only at the end)
+  int val_batches = 20;              // batches per validation (0: the whole split)
+  int ckpt_interval = 1000;          // steps between checkpoints
+  int log_interval = 10;             // steps between log lines
+  std::string out_dir = "runs";
+  std::string name;                  // run name ("" = the dataset's stem and the model)
+  std::string resume;                // native checkpoint to continue
+  std::string init_from;             // published .pth (or native) weights to start from
+  uint64_t seed = 0;
+  int max_faces = 800;
+  int bucket_window = 0;             // > 0: length bucketing over this many batches
+  int loader_threads = 4;
+  bool augment = true;
+  int max_bad_steps = 5;             // consecutive non-finite steps before giving up
+  double time_limit_s = 0;           // > 0: checkpoint and stop after this much wall time
+  bool quiet = false;
+
+  std::string run_dir() const;
+};
+
+// Parses argv (throws iflame::Error naming the bad flag). Sets `help` for --help.
+TrainConfig parse_train_args(int argc, char** argv, bool& help);
+std::string train_usage();
+
+}  // namespace iflame

@@ -1,0 +1,324 @@
+// trainer.cpp: the training loop, validation, checkpoints and progress output.
+#include "training/trainer.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+
+#include "core/allocator.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "core/random.h"
+#include "nn/state.h"
+#include "ops/grad_norm.h"
+#include "training/schedule.h"
+
+namespace iflame {
+
+std::atomic<bool> g_stop_requested{false};
+
+namespace {
+void on_stop_signal(int) { g_stop_requested = true; }
+
+void make_dirs(const std::string& path) {
+  std::string partial;
+  for (size_t i = 0; i <= path.size(); i++) {
+    if (i == path.size() || path[i] == '/') {
+      if (!partial.empty()) {
+        if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+          IFLAME_FAIL("cannot create folder ", partial, ": ", std::strerror(errno));
+      }
+    }
+    if (i < path.size()) partial += path[i];
+  }
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  long s = static_cast<long>(seconds);
+  char buf[32];
+  if (s >= 3600) snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  return buf;
+}
+
+int64_t count_non_pad(const Tensor& tokens) {
+  const int32_t* p = tokens.data<int32_t>();
+  int64_t n = 0;
+  for (int64_t i = 0; i < tokens.numel(); i++) n += p[i] != kPadToken;
+  return n;
+}
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+Trainer::Trainer(const TrainConfig& config) : config_(config) {
+  // Device and precision.
+  if (config_.device.empty()) device_ = cuda_available() ? Device::CUDA : Device::CPU;
+  else device_ = config_.device == "cuda" ? Device::CUDA : Device::CPU;
+  if (device_ == Device::CUDA)
+    IFLAME_CHECK(cuda_available(), "--device cuda, but no GPU is usable: ", cuda_unavailable_reason());
+  std::string precision = config_.precision.empty() ? (device_ == Device::CUDA ? "bf16" : "f32") : config_.precision;
+  matmul_ = precision == "bf16" ? DType::BF16 : DType::F32;
+  if (device_ == Device::CPU && config_.model == "shapenet")
+    IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
+                cuda_unavailable_reason(), "). Pick a smaller one: --model small or --model tiny");
+
+  // Data.
+  dataset_ = std::make_unique<MeshDataset>(config_.dataset, config_.max_faces);
+  train_indices_ = dataset_->indices("train");
+  val_indices_ = dataset_->indices("val");
+  if (!dataset_->has_sidecar()) {  // no split recorded: everything trains
+    train_indices_ = dataset_->indices("");
+    val_indices_.clear();
+  }
+  IFLAME_CHECK(!train_indices_.empty(), config_.dataset, ": no usable training meshes");
+  LoaderOptions lo;
+  lo.batch_size = config_.batch_size;
+  lo.seed = config_.seed;
+  lo.augment = config_.augment;
+  lo.bucket_window = config_.bucket_window;
+  lo.threads = config_.loader_threads;
+  loader_ = std::make_unique<Loader>(*dataset_, train_indices_, lo);
+  loader_->start_epoch(0);
+  batches_per_epoch_ = loader_->batches_in_epoch();
+  IFLAME_CHECK(batches_per_epoch_ > 0, config_.dataset, ": not enough meshes for one batch");
+  total_steps_ = config_.steps > 0 ? config_.steps : batches_per_epoch_ * config_.epochs;
+
+  // Model and optimizer.
+  IFlameConfig mc = IFlameConfig::preset(config_.model);
+  if (!config_.init_from.empty()) {
+    model_ = load_model(config_.init_from, device_);
+  } else {
+    model_ = std::make_unique<IFlame>(mc, device_);
+    Generator gen(config_.seed);
+    model_->init(gen);
+  }
+  OptimizerConfig oc;
+  oc.lr = config_.lr;
+  oc.weight_decay = config_.weight_decay;
+  optimizer_ = std::make_unique<MuonAdamW>(model_->parameters(), oc);
+  if (!config_.resume.empty()) resume_from(config_.resume);
+
+  make_dirs(config_.run_dir());
+  std::string log_path = config_.run_dir() + "/log.jsonl";
+  log_ = std::fopen(log_path.c_str(), "a");
+  IFLAME_CHECK(log_, "cannot open ", log_path, " for appending: ", std::strerror(errno));
+
+  if (!config_.quiet) {
+    std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
+    std::printf("model     %s (%s), %.2fM parameters, %s matrix products\n", config_.model.c_str(),
+                model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str());
+    std::printf("data      %s: %zu training meshes, %zu validation meshes, %lld batches of %d per epoch\n",
+                config_.dataset.c_str(), train_indices_.size(), val_indices_.size(),
+                static_cast<long long>(batches_per_epoch_), config_.batch_size);
+    for (const auto& [reason, n] : dataset_->skipped())
+      std::printf("          skipped %lld meshes: %s\n", static_cast<long long>(n), reason.c_str());
+    std::printf("run       %s, steps %lld -> %lld\n", config_.run_dir().c_str(), static_cast<long long>(step_),
+                static_cast<long long>(total_steps_));
+    std::fflush(stdout);
+  }
+}
+
+Trainer::~Trainer() {
+  if (log_) std::fclose(log_);
+}
+
+void Trainer::log_json(const std::string& line) {
+  std::fprintf(log_, "%s\n", line.c_str());
+  std::fflush(log_);
+}
+
+Batch Trainer::next_batch() {
+  Batch b;
+  while (!loader_->next(b)) {
+    epoch_++;
+    batch_in_epoch_ = 0;
+    loader_->start_epoch(epoch_);
+  }
+  batch_in_epoch_++;
+  return b;
+}
+
+void Trainer::save(const std::string& file_name) {
+  CheckpointData ck;
+  ck.meta.push_back({"kind", "iflame-train"});
+  add_model_to_checkpoint(*model_, ck);
+  optimizer_->add_to_checkpoint(ck);
+  ck.meta.push_back({"train.model", config_.model});
+  ck.meta.push_back({"train.step", std::to_string(step_)});
+  ck.meta.push_back({"train.total_steps", std::to_string(total_steps_)});
+  ck.meta.push_back({"train.epoch", std::to_string(epoch_)});
+  ck.meta.push_back({"train.batch_in_epoch", std::to_string(batch_in_epoch_)});
+  ck.meta.push_back({"train.seed", std::to_string(config_.seed)});
+  ck.meta.push_back({"train.batch_size", std::to_string(config_.batch_size)});
+  ck.meta.push_back({"train.skipped_steps", std::to_string(skipped_total_)});
+  ck.meta.push_back({"train.dataset", config_.dataset});
+  std::string path = config_.run_dir() + "/" + file_name;
+  save_checkpoint(path, ck);
+  if (file_name != "last.ckpt") save_checkpoint(config_.run_dir() + "/last.ckpt", ck);
+}
+
+void Trainer::resume_from(const std::string& path) {
+  CheckpointData ck = load_checkpoint(path);
+  const std::string* kind = ck.find_meta("kind");
+  IFLAME_CHECK(kind && *kind == "iflame-train", path, ": not a training checkpoint (no optimizer state)");
+  IFlameConfig saved = config_from_checkpoint(ck, path);
+  IFLAME_CHECK(saved.describe() == model_->config().describe(), path, ": checkpoint is for a model with ",
+               saved.describe(), ", this run builds ", model_->config().describe(), " (use the same --model)");
+  std::vector<std::pair<std::string, Tensor>> params;
+  for (const auto& [name, t] : ck.tensors)
+    if (name.rfind("param/", 0) == 0) params.push_back({name.substr(6), t});
+  load_parameters(*model_, params, path);
+  optimizer_->load_from_checkpoint(ck, path);
+  auto num = [&](const char* key) { return std::stoll(ck.meta_at(key)); };
+  IFLAME_CHECK(num("train.seed") == static_cast<long long>(config_.seed), path, ": checkpoint was trained with --seed ",
+               num("train.seed"), ", not ", config_.seed, " (the data order would differ)");
+  IFLAME_CHECK(num("train.batch_size") == config_.batch_size, path, ": checkpoint was trained with --batch ",
+               num("train.batch_size"), ", not ", config_.batch_size);
+  step_ = num("train.step");
+  if (config_.steps == 0) total_steps_ = num("train.total_steps");
+  epoch_ = num("train.epoch");
+  batch_in_epoch_ = num("train.batch_in_epoch");
+  skipped_total_ = num("train.skipped_steps");
+  loader_->start_epoch(epoch_, batch_in_epoch_);
+}
+
+Trainer::ValidationResult Trainer::validate() {
+  ValidationResult r;
+  if (val_indices_.empty()) return r;
+  LoaderOptions lo;
+  lo.batch_size = config_.batch_size;
+  lo.seed = config_.seed;
+  lo.shuffle = false;
+  lo.augment = false;
+  lo.threads = config_.loader_threads;
+  Loader val(*dataset_, val_indices_, lo);
+  val.start_epoch(0);
+  NoGrad no_grad;
+  ForwardContext ctx{matmul_};
+  double loss_sum = 0, correct = 0;
+  int64_t counted = 0;
+  Batch b;
+  for (int n = 0; (config_.val_batches == 0 || n < config_.val_batches) && val.next(b); n++) {
+    IFlame::LossOutput out = model_->loss(b.tokens, ctx);
+    double c = out.counted.item();
+    loss_sum += out.loss.value().item() * c;
+    correct += out.accuracy.item() * c;
+    counted += static_cast<int64_t>(c);
+  }
+  if (counted == 0) return r;
+  r.loss = loss_sum / counted;
+  r.accuracy = correct / counted;
+  r.perplexity = std::exp(r.loss);
+  r.tokens = counted;
+  return r;
+}
+
+int Trainer::run() {
+  using clock = std::chrono::steady_clock;
+  const bool tty = isatty(fileno(stdout)) && !config_.quiet;
+  ForwardContext ctx{matmul_};
+  int consecutive_bad = 0;
+  auto run_start = clock::now();
+  auto window_start = clock::now();
+  int64_t window_tokens = 0, window_useful = 0, window_steps = 0, start_step = step_;
+  double window_loss = 0, window_acc = 0;
+  int exit_code = 0;
+
+  while (step_ < total_steps_) {
+    const bool out_of_time = config_.time_limit_s > 0 &&
+                             std::chrono::duration<double>(clock::now() - run_start).count() > config_.time_limit_s;
+    if (g_stop_requested || out_of_time || (stop_at_step_ >= 0 && step_ >= stop_at_step_)) {
+      if (!config_.quiet) std::printf("%sstopping at step %lld: saving %s\n", tty ? "\n" : "",
+                                      static_cast<long long>(step_), last_checkpoint().c_str());
+      save("last.ckpt");
+      return 0;
+    }
+    Batch batch = next_batch();
+    const float lr = learning_rate(step_, total_steps_, config_.lr, config_.min_lr, config_.warmup_fraction);
+    model_->zero_grad();
+    IFlame::LossOutput out = model_->loss(batch.tokens, ctx);
+    tape().backward(out.loss);
+    std::vector<Tensor> grads;
+    for (auto& kv : model_->parameters().items())
+      if (kv.second.grad().defined()) grads.push_back(kv.second.grad());
+    float grad_norm = ops::clip_grad_norm(grads, config_.grad_clip).item();
+    float loss = out.loss.value().item();
+    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+      skipped_total_++;
+      consecutive_bad++;
+      log_json(str("{\"step\": ", step_, ", \"skipped\": true, \"loss\": \"", loss, "\", \"grad_norm\": \"",
+                   grad_norm, "\"}"));
+      std::fprintf(stderr, "%sstep %lld: non-finite loss %g or gradient norm %g: step skipped (%d in a row)\n",
+                   tty ? "\n" : "", static_cast<long long>(step_), loss, grad_norm, consecutive_bad);
+      if (consecutive_bad >= config_.max_bad_steps) {
+        bool have_checkpoint = access(last_checkpoint().c_str(), R_OK) == 0;
+        std::fprintf(stderr, "giving up after %d consecutive non-finite steps; %s (try a lower --lr)\n",
+                     consecutive_bad,
+                     have_checkpoint ? ("the last good checkpoint is " + last_checkpoint()).c_str()
+                                     : "no checkpoint was written before the failure");
+        exit_code = 1;
+        break;
+      }
+      continue;
+    }
+    consecutive_bad = 0;
+    optimizer_->step(lr);
+    step_++;
+
+    const int64_t tokens = batch.tokens.numel();
+    window_tokens += tokens;
+    window_useful += count_non_pad(batch.tokens);
+    window_steps++;
+    window_loss += loss;
+    window_acc += out.accuracy.item();
+    if (step_ % config_.log_interval == 0 || step_ == total_steps_) {
+      double secs = std::chrono::duration<double>(clock::now() - window_start).count();
+      double total_secs = std::chrono::duration<double>(clock::now() - run_start).count();
+      double tok_s = window_tokens / secs, useful_s = window_useful / secs;
+      double eta = total_secs / (step_ - start_step) * (total_steps_ - step_);
+      double l = window_loss / window_steps, a = window_acc / window_steps;
+      log_json(str("{\"step\": ", step_, ", \"epoch\": ", epoch_, ", \"loss\": ", l, ", \"accuracy\": ", a,
+                   ", \"lr\": ", lr, ", \"grad_norm\": ", grad_norm, ", \"tokens_per_s\": ", tok_s,
+                   ", \"useful_tokens_per_s\": ", useful_s, ", \"elapsed_s\": ", total_secs, "}"));
+      if (!config_.quiet) {
+        std::printf("%sstep %lld/%lld | loss %.4f | acc %.3f | lr %.2e | %.1fk tok/s | ETA %s%s",
+                    tty ? "\r" : "", static_cast<long long>(step_), static_cast<long long>(total_steps_), l, a,
+                    lr, tok_s / 1e3, format_duration(eta).c_str(), tty ? "   " : "\n");
+        std::fflush(stdout);
+      }
+      window_start = clock::now();
+      window_tokens = window_useful = window_steps = 0;
+      window_loss = window_acc = 0;
+    }
+    bool last = step_ == total_steps_;
+    if ((config_.val_interval > 0 && step_ % config_.val_interval == 0) || last) {
+      ValidationResult v = validate();
+      if (v.tokens > 0) {
+        log_json(str("{\"step\": ", step_, ", \"val_loss\": ", v.loss, ", \"val_accuracy\": ", v.accuracy,
+                     ", \"val_perplexity\": ", v.perplexity, ", \"val_tokens\": ", v.tokens, "}"));
+        if (!config_.quiet)
+          std::printf("%svalidation at step %lld: loss %.4f | acc %.3f | perplexity %.2f\n", tty ? "\n" : "",
+                      static_cast<long long>(step_), v.loss, v.accuracy, v.perplexity);
+      }
+    }
+    if (step_ % config_.ckpt_interval == 0 && !last) save(str("step-", step_, ".ckpt"));
+  }
+  if (exit_code == 0) {
+    save("final.ckpt");
+    if (!config_.quiet)
+      std::printf("%sdone: %lld steps (%lld skipped), checkpoint %s/final.ckpt\n", tty ? "\n" : "",
+                  static_cast<long long>(step_), static_cast<long long>(skipped_total_), config_.run_dir().c_str());
+  }
+  return exit_code;
+}
+
+}  // namespace iflame
