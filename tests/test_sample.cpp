@@ -1,6 +1,8 @@
 // test_sample.cpp: cached decoding (infer/decode.h) against the full forward and
 // the reference's own cached logits, the cached attention step, the sampler,
 // cleaning of sampled sequences, and the ./sample program run in-process.
+#include <omp.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +29,16 @@ using namespace iflame::test;
 using namespace iflame::infer;
 
 namespace {
+
+// CPU decoding runs products of 1..4 rows; the CPU gemm opens an OpenMP region
+// once m*k*n > 32768, and on a loaded 2-core machine those regions cost 10-30x
+// the work they split (measured: 0.5 s serial vs 17 s with 2 threads). These
+// tests run their CPU parts on one thread; the numbers do not depend on it.
+struct SerialCpu {
+  int previous = omp_get_max_threads();
+  SerialCpu() { omp_set_num_threads(1); }
+  ~SerialCpu() { omp_set_num_threads(previous); }
+};
 
 std::unique_ptr<IFlame> golden_tiny(Device device) { return load_model(golden("tiny_checkpoint.pth"), device); }
 
@@ -89,12 +101,12 @@ Tensor full_logits(const IFlame& model, const Tensor& tokens, ForwardContext ctx
   return all.slice(1, 0, tokens.size(1)).contiguous();
 }
 
-void check_cached_vs_full(Device device, int dim, int heads, int64_t T, double tol) {
+void check_cached_vs_full(Device device, int dim, int heads, int64_t T, int64_t B, double tol) {
   auto model = random_model(dim, heads, device, 1000 + dim + T);
-  Tensor tokens = random_tokens(2, T, 77 + T);
+  Tensor tokens = random_tokens(B, T, 77 + T);
   Tensor cached = full_cached_logits(*model, tokens);
   double err = max_abs_diff(cached, full_logits(*model, tokens));
-  MESSAGE(std::string(device_name(device)) << " d=" << dim << " heads=" << heads << " T=" << T
+  MESSAGE(std::string(device_name(device)) << " d=" << dim << " heads=" << heads << " B=" << B << " T=" << T
                               << ": max |cached - full| = " << err);
   CHECK(err <= tol);
 }
@@ -135,28 +147,33 @@ int run_cli(std::vector<std::string> args) {
 // ------------------------------------------------------------------ decoding
 
 TEST_CASE("golden: cached decoding of the tiny model equals the reference's cached logits (CPU, f32)") {
+  SerialCpu serial;
   check_golden_cached(Device::CPU);
 }
 
 TEST_CASE("golden: cached decoding of the tiny model equals the reference's cached logits (GPU, f32)") {
+  SerialCpu serial;
   SKIP_WITHOUT_GPU();
   check_golden_cached(Device::CUDA);
 }
 
 TEST_CASE("sample: cached decoding equals the full forward for other widths and lengths (CPU)") {
-  check_cached_vs_full(Device::CPU, 96, 3, 50, 1e-4);
-  check_cached_vs_full(Device::CPU, 64, 2, 100, 1e-4);
-  check_cached_vs_full(Device::CPU, 64, 2, 8, 1e-4);  // shorter than one face: no coarse level runs
+  SerialCpu serial;
+  check_cached_vs_full(Device::CPU, 96, 3, 50, 2, 1e-4);
+  check_cached_vs_full(Device::CPU, 64, 2, 100, 2, 1e-4);
+  check_cached_vs_full(Device::CPU, 64, 2, 8, 2, 1e-4);  // shorter than one face: no coarse level runs
 }
 
 TEST_CASE("sample: cached decoding equals the full forward for other widths and lengths (GPU)") {
+  SerialCpu serial;
   SKIP_WITHOUT_GPU();
-  check_cached_vs_full(Device::CUDA, 96, 3, 50, 1e-4);
-  check_cached_vs_full(Device::CUDA, 64, 2, 100, 1e-4);
-  check_cached_vs_full(Device::CUDA, 512, 16, 200, 2e-4);  // the published width
+  check_cached_vs_full(Device::CUDA, 96, 3, 50, 3, 1e-4);
+  check_cached_vs_full(Device::CUDA, 64, 2, 100, 2, 1e-4);
+  check_cached_vs_full(Device::CUDA, 512, 16, 200, 2, 2e-4);  // the published width
 }
 
 TEST_CASE("sample: bf16 matmuls in cached decoding stay near the f32 full forward (GPU)") {
+  SerialCpu serial;
   SKIP_WITHOUT_GPU();
   auto model = golden_tiny(Device::CUDA);
   Tensor input = read_npy(golden("tiny_input.npy")).slice(1, 0, 120).contiguous();
@@ -169,6 +186,7 @@ TEST_CASE("sample: bf16 matmuls in cached decoding stay near the f32 full forwar
 }
 
 TEST_CASE("sample: the state holds one cache row per position of each level") {
+  SerialCpu serial;
   auto model = random_model(64, 2, Device::CPU, 3);
   DecodeState st = begin(*model, 3, 100);
   CHECK(st.caches[0][3].k.shape() == Shape{3, 100, 2, 32});   // encoder_blocks.0.3, level 0
@@ -182,6 +200,7 @@ TEST_CASE("sample: the state holds one cache row per position of each level") {
 }
 
 TEST_CASE("sample: the cached attention step equals causal attention with one query") {
+  SerialCpu serial;
   const int64_t B = 2, H = 3, D = 32, cap = 40, len = 27;
   Tensor kc = random_tensor({B, cap, H, D}, 1), vc = random_tensor({B, cap, H, D}, 2);
   Tensor q = random_tensor({B, H, D}, 3, -2.0f, 2.0f);
@@ -214,6 +233,7 @@ TEST_CASE("sample: the cached attention step equals causal attention with one qu
 // ------------------------------------------------------------------ sampling
 
 TEST_CASE("sample: top-k = 1 (and temperature 0) is greedy argmax") {
+  SerialCpu serial;
   std::vector<float> logits(kVocabSize);
   for (int i = 0; i < kVocabSize; i++) logits[i] = std::sin(1.7f * i);
   int argmax = 0;
@@ -246,6 +266,7 @@ TEST_CASE("sample: top-k = 1 (and temperature 0) is greedy argmax") {
 }
 
 TEST_CASE("sample: top-k and top-p keep only the tokens they should") {
+  SerialCpu serial;
   // Probabilities proportional to 2^-i over tokens 0..9, the rest impossible.
   std::vector<float> logits(kVocabSize, -1e30f);
   for (int i = 0; i < 10; i++) logits[i] = -std::log(2.0f) * i;
@@ -269,6 +290,7 @@ TEST_CASE("sample: top-k and top-p keep only the tokens they should") {
 }
 
 TEST_CASE("sample: a seed fixes every sample, and each sample's draws do not depend on the batch") {
+  SerialCpu serial;
   auto model = golden_tiny(Device::CPU);
   GenerateConfig cfg;
   cfg.max_faces = 8;
@@ -288,6 +310,7 @@ TEST_CASE("sample: a seed fixes every sample, and each sample's draws do not dep
 }
 
 TEST_CASE("sample: generation stops at END or at the face limit, and continues a prompt") {
+  SerialCpu serial;
   auto model = golden_tiny(Device::CPU);
   GenerateConfig cfg;
   cfg.max_faces = 5;
@@ -319,6 +342,7 @@ TEST_CASE("sample: generation stops at END or at the face limit, and continues a
 // ------------------------------------------------------------------ cleaning
 
 TEST_CASE("sample: cleaning drops an incomplete last row, degenerate, duplicate and invalid faces") {
+  SerialCpu serial;
   const auto f1 = row({1, 2, 3, 4, 5, 6, 7, 8, 9});
   const auto f2 = row({10, 11, 12, 13, 14, 15, 16, 17, 18});
   const auto f1_rotated = row({4, 5, 6, 7, 8, 9, 1, 2, 3});
@@ -364,6 +388,7 @@ TEST_CASE("sample: cleaning drops an incomplete last row, degenerate, duplicate 
 }
 
 TEST_CASE("sample: a prompt mesh is tokenized canonically without its END row") {
+  SerialCpu serial;
   std::vector<int32_t> want = read_npy(golden("tokens_tatami.npy")).to_ints();
   want.resize(want.size() - kTokensPerFace);
   CHECK(prompt_tokens_from_mesh(golden("meshes/tatami.obj")) == want);
@@ -372,6 +397,7 @@ TEST_CASE("sample: a prompt mesh is tokenized canonically without its END row") 
 // ------------------------------------------------------------------ the program
 
 TEST_CASE("sample: ./sample on the tiny golden checkpoint writes valid OBJ files") {
+  SerialCpu serial;
   const std::string out = "build/test_sample_out";
   std::filesystem::remove_all(out);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "3", "--batch", "2", "--max-faces", "12",
@@ -395,6 +421,7 @@ TEST_CASE("sample: ./sample on the tiny golden checkpoint writes valid OBJ files
 }
 
 TEST_CASE("sample: ./sample names bad input and exits non-zero") {
+  SerialCpu serial;
   CHECK(run_cli({"--ckpt", "build/no_such_checkpoint.pth", "--device", "cpu"}) != 0);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "--top-p", "1.5"}) != 0);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "--top-k", "many"}) != 0);
