@@ -123,9 +123,18 @@ Tensor step(DecodeState& st, const Tensor& tokens) {
   IFLAME_CHECK(st.pos < st.max_len, "decode: all ", st.max_len, " positions of the state are used");
   const IFlame& model = *st.model;
   const int64_t p = st.pos, B = st.batch;
-  st.token_buffer.copy_from(tokens.contiguous().view({B, 1}));
+  // Tokens already on the device are read in place; host tokens go through the
+  // buffer (a host-to-device copy, which waits for the queue: the host sampler
+  // has waited for the logits anyway).
+  Tensor tok;
+  if (tokens.device() == model.device()) {
+    tok = tokens.contiguous().view({B, 1});
+  } else {
+    st.token_buffer.copy_from(tokens.contiguous().view({B, 1}));
+    tok = st.token_buffer;
+  }
 
-  Tensor x = ops::embedding_forward(model.embedding().value(), st.token_buffer, DType::F32);
+  Tensor x = ops::embedding_forward(model.embedding().value(), tok, DType::F32);
   x = rms_norm(x, model.norm());
   x = stage_step(st, 0, x, p);
   st.skip0 = x;

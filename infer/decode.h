@@ -46,7 +46,7 @@ struct DecodeState {
   Tensor skip0, skip1;    // encoder outputs at the current level-0 / level-1 position
   Tensor out1, out2;      // latest decoder_blocks.0 output, latest bottleneck output
   Tensor zeros;           // the up-sampled input before the first coarse output
-  Tensor token_buffer;    // i32 [B, 1] on the device
+  Tensor token_buffer;    // i32 [B, 1] on the device, for tokens handed in from the host
 
   // Bytes held by caches, states and buffers (what a longer max_len grows).
   size_t cache_bytes() const;
