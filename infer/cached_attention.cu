@@ -1,0 +1,106 @@
+// cached_attention.cu: the cached attention step on the GPU (head dim 32).
+//
+// One block of 128 threads per (b, h). Thread t takes cache rows t, t+128, ...
+// and keeps its own online softmax (running max m, sum l, accumulator acc[32] in
+// registers); the block then merges the 128 partial results: M = max m,
+// o = sum(exp(m - M) acc) / sum(exp(m - M) l). f32 arithmetic, storage f32 or bf16.
+// Work per step is O(length) per head, parallel over rows; a split over several
+// blocks per head (for B * H much smaller than the SM count) is a later speed-up.
+#include <cmath>
+
+#include "core/cuda_check.h"
+#include "infer/cached_attention.h"
+#include "ops/cuda/attention_util.cuh"
+
+namespace iflame::infer::cuda {
+
+using ops::cuda::attention::check_head_dim;
+using ops::cuda::attention::kHeadDim;
+using ops::cuda::attention::load_float;
+using ops::cuda::attention::store_float;
+using ops::cuda::attention::with_storage_type;
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                            T* __restrict__ o, int H, int capacity, int length, float scale_log2) {
+  __shared__ float part_m[kThreads], part_l[kThreads];
+  __shared__ float part_acc[kThreads][kHeadDim + 1];
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
+  const long long row_stride = (long long)H * kHeadDim;
+  const T* k_head = k + (long long)b * capacity * row_stride + (long long)h * kHeadDim;
+  const T* v_head = v + (long long)b * capacity * row_stride + (long long)h * kHeadDim;
+
+  float qr[kHeadDim];
+#pragma unroll
+  for (int d = 0; d < kHeadDim; d++) qr[d] = load_float(q + (long long)bh * kHeadDim + d) * scale_log2;
+  float acc[kHeadDim];
+#pragma unroll
+  for (int d = 0; d < kHeadDim; d++) acc[d] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  for (int j = t; j < length; j += kThreads) {
+    const T* kj = k_head + j * row_stride;
+    const T* vj = v_head + j * row_stride;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma unroll
+    for (int d = 0; d < kHeadDim; d += 4) {
+      s0 = fmaf(qr[d + 0], load_float(kj + d + 0), s0);
+      s1 = fmaf(qr[d + 1], load_float(kj + d + 1), s1);
+      s2 = fmaf(qr[d + 2], load_float(kj + d + 2), s2);
+      s3 = fmaf(qr[d + 3], load_float(kj + d + 3), s3);
+    }
+    const float s = (s0 + s1) + (s2 + s3);  // log2 units
+    const float new_m = fmaxf(m, s);
+    const float correction = exp2f(m - new_m);  // 0 on the first row
+    const float p = exp2f(s - new_m);
+    l = l * correction + p;
+#pragma unroll
+    for (int d = 0; d < kHeadDim; d++) acc[d] = fmaf(p, load_float(vj + d), acc[d] * correction);
+    m = new_m;
+  }
+  part_m[t] = m;
+  __syncthreads();
+  // Block-wide max (length >= 1, so at least thread 0 has a finite m).
+  float M = -INFINITY;
+  for (int i = 0; i < kThreads; i++) M = fmaxf(M, part_m[i]);
+  const float w = (m == -INFINITY) ? 0.0f : exp2f(m - M);
+  part_l[t] = l * w;
+#pragma unroll
+  for (int d = 0; d < kHeadDim; d++) part_acc[t][d] = acc[d] * w;
+  __syncthreads();
+  if (t < kHeadDim) {
+    float sum = 0.0f, total = 0.0f;
+    for (int i = 0; i < kThreads; i++) {
+      sum += part_acc[i][t];
+      total += part_l[i];
+    }
+    store_float(o + (long long)bh * kHeadDim + t, sum / total);
+  }
+}
+
+}  // namespace
+
+Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                             int64_t length, float scale) {
+  const char* op = "cached_attention_step";
+  check_head_dim(op, q);
+  const long long bh = q.size(0) * q.size(1);
+  IFLAME_CHECK(bh <= 0x7fffffffLL && k_cache.size(1) < (1LL << 30), op, ": too large: ", k_cache.describe());
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
+  if (bh == 0) return o;
+  with_storage_type(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cached_attention_kernel<T><<<static_cast<unsigned>(bh), kThreads, 0, cuda_stream()>>>(
+        q.data<T>(), k_cache.data<T>(), v_cache.data<T>(), o.data<T>(), static_cast<int>(q.size(1)),
+        static_cast<int>(k_cache.size(1)), static_cast<int>(length), scale * kLog2e);
+    CUDA_CHECK_LAUNCH();
+  });
+  return o;
+}
+
+}  // namespace iflame::infer::cuda
