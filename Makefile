@@ -3,6 +3,7 @@
 #   make              build everything (CUDA for sm_90 when nvcc is found, else CPU-only)
 #   make test         build and run the whole doctest suite
 #   make CUDA=0       force a CPU-only build
+#   make NCCL=0 MPI=0 leave out NCCL / MPI (found automatically when installed)
 #   make BUILD=dir    put objects in another folder (parallel builds of one tree)
 #
 # Every .cpp/.cu under the library folders goes into one static library; a
@@ -30,8 +31,24 @@ ifeq ($(CUDA),1)
   NVFLAGS   += -DIFLAME_CUDA
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt
   LIB_OBJ   := $(LIB_CPP:%.cpp=$(BUILD)/%.o) $(LIB_CU:%.cu=$(BUILD)/%.cu.o)
+  # NCCL (multi-GPU data parallel) when its header is there; NCCL=0 leaves it out.
+  NCCL ?= $(shell test -f $(CUDA_HOME)/include/nccl.h -o -f /usr/include/nccl.h && echo 1 || echo 0)
+  ifeq ($(NCCL),1)
+    CXXFLAGS += -DIFLAME_NCCL
+    LDFLAGS  += -lnccl
+  endif
 else
   LIB_OBJ   := $(LIB_CPP:%.cpp=$(BUILD)/%.o)
+endif
+
+# MPI, optional: only `mpirun -np N ./train` uses it, to hand out the NCCL id
+# (Debian: libopenmpi-dev). Without it mpirun still works with --rendezvous.
+MPICXX ?= $(shell command -v mpicxx 2>/dev/null)
+MPI    ?= $(if $(MPICXX),$(shell $(MPICXX) --showme:incdirs >/dev/null 2>&1 && echo 1 || echo 0),0)
+ifeq ($(MPI),1)
+  MPI_INC := $(shell $(MPICXX) --showme:incdirs)
+  CXXFLAGS += -DIFLAME_MPI $(addprefix -isystem ,$(MPI_INC))
+  LDFLAGS  += $(shell $(MPICXX) --showme:link)
 endif
 
 TEST_SRC := $(wildcard tests/*.cpp)

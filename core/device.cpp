@@ -42,6 +42,20 @@ bool cuda_available() { return probe().ok; }
 std::string cuda_unavailable_reason() { return probe().ok ? "" : probe().reason; }
 
 #ifdef IFLAME_CUDA
+int cuda_device_count() {
+  if (!cuda_available()) return 0;
+  int n = 0;
+  CUDA_CHECK(cudaGetDeviceCount(&n));
+  return n;
+}
+
+void cuda_set_device(int index) {
+  IFLAME_CHECK(cuda_available(), "cannot select GPU ", index, ": ", cuda_unavailable_reason());
+  int n = cuda_device_count();
+  IFLAME_CHECK(index >= 0 && index < n, "GPU ", index, " does not exist (", n, " visible)");
+  CUDA_CHECK(cudaSetDevice(index));
+}
+
 cudaStream_t cuda_stream() {
   static cudaStream_t s = [] {
     IFLAME_CHECK(cuda_available(), "no GPU: ", cuda_unavailable_reason());
@@ -77,6 +91,8 @@ std::string cuda_device_description() {
   return str(prop.name, ", ", buf, ", sm_", prop.major, prop.minor);
 }
 #else
+int cuda_device_count() { return 0; }
+void cuda_set_device(int index) { IFLAME_FAIL("cannot select GPU ", index, ": ", cuda_unavailable_reason()); }
 void cuda_synchronize() {}
 std::string cuda_device_description() { return str("no GPU (", cuda_unavailable_reason(), ")"); }
 #endif

@@ -10,6 +10,12 @@ namespace iflame {
 bool cuda_available();
 // Why cuda_available() is false ("built without CUDA", the driver's error text, ...).
 std::string cuda_unavailable_reason();
+// How many GPUs this process sees (0 without CUDA or a usable driver).
+int cuda_device_count();
+// Makes GPU `index` the current one. Call before any other GPU work (the stream
+// and cuBLAS handle are made on the device current at their first use); data
+// parallel runs pick their GPU with it. Throws without CUDA.
+void cuda_set_device(int index);
 // Waits for all queued GPU work (no-op without CUDA).
 void cuda_synchronize();
 // Name and memory of the current GPU, for logs ("NVIDIA H100 80GB HBM3, 79.1 GiB").

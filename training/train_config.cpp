@@ -62,6 +62,18 @@ output and checkpoints
                         batch-system time limits; --resume continues)    [none]
   --quiet               no progress line, only the log file
   -h, --help            this text
+data parallel (one process per GPU; docs/distributed.md)
+  --gpus N              start N processes on this machine, one per GPU; --batch
+                        is per GPU, so the global batch is N x --batch
+  --world-size N, --rank R
+                        this process is rank R of N (launched by hand or by a
+                        script; mpirun and srun are recognised by themselves)
+  --local-rank L        GPU index on this machine    [from the launcher, or R]
+  --rendezvous WHERE    how the ranks meet: FILE on a filesystem every rank sees,
+                        or HOST:PORT of rank 0 [MASTER_ADDR:MASTER_PORT, MPI, or
+                        under srun .iflame-rendezvous-<job>.<step>]
+  --rendezvous-timeout S  seconds to wait for the other ranks       [300]
+  --bucket-mb N         gradients are all-reduced in buckets of N MiB [64]
 
 A run folder holds log.jsonl (every logged figure), last.ckpt (always the newest
 checkpoint), step-N.ckpt at each interval and final.ckpt. Ctrl-C (SIGINT) or
@@ -131,6 +143,13 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--quiet") c.quiet = true;
     else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
+    else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
+    else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
+    else if (a == "--world-size") c.world_size = static_cast<int>(r.integer(a, 1));
+    else if (a == "--local-rank") c.local_rank = static_cast<int>(r.integer(a, 0));
+    else if (a == "--rendezvous") c.rendezvous = r.value(a);
+    else if (a == "--rendezvous-timeout") c.rendezvous_timeout_s = r.real(a, 0.001);
+    else if (a == "--bucket-mb") c.bucket_mb = static_cast<int>(r.integer(a, 1));
     else if (!a.empty() && a[0] == '-') IFLAME_FAIL("unknown flag ", a, " (see ./train --help)");
     else {
       IFLAME_CHECK(c.dataset.empty(), "more than one dataset given: ", c.dataset, " and ", a);
@@ -145,6 +164,10 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
                "--device must be cuda or cpu, not '", c.device, "'");
   IFLAME_CHECK(c.warmup_fraction <= 1, "--warmup is a fraction of the steps, at most 1");
   IFLAME_CHECK(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
+  IFLAME_CHECK((c.rank < 0) == (c.world_size == 0), "--rank and --world-size go together");
+  IFLAME_CHECK(c.rank < c.world_size || c.rank < 0, "--rank ", c.rank, " is outside --world-size ", c.world_size);
+  IFLAME_CHECK(c.gpus <= 1 || c.rank < 0, "--gpus starts its own ranks: leave out --rank and --world-size");
+  IFLAME_CHECK(c.gpus <= 1 || c.device != "cpu", "--gpus needs --device cuda");
   return c;
 }
 

@@ -38,6 +38,15 @@ struct TrainConfig {
   double time_limit_s = 0;           // > 0: checkpoint and stop after this much wall time
   bool quiet = false;
 
+  // Data parallel (docs/distributed.md). --batch is per process: the global batch
+  // is world size x batch.
+  int gpus = 0;                      // > 1: ./train starts this many processes itself
+  int rank = -1, world_size = 0;     // set by hand or by --gpus; else from mpirun/srun
+  int local_rank = -1;               // GPU index on this machine (-1: rank modulo GPUs)
+  std::string rendezvous;            // FILE or HOST:PORT where the ranks meet
+  double rendezvous_timeout_s = 300;
+  int bucket_mb = 64;                // gradient bucket size for the all-reduce
+
   std::string run_dir() const;
 };
 

@@ -59,7 +59,17 @@ void install_stop_signal_handlers() {
   std::signal(SIGTERM, on_stop_signal);
 }
 
-Trainer::Trainer(const TrainConfig& config) : config_(config) {
+int64_t resume_batch_in_epoch(int64_t saved_batch, int64_t saved_global_batch, int64_t global_batch,
+                              int64_t batches_in_epoch) {
+  if (saved_global_batch == global_batch) return std::min(saved_batch, batches_in_epoch);
+  const int64_t meshes = saved_batch * saved_global_batch;
+  return std::min((meshes + global_batch - 1) / global_batch, batches_in_epoch);
+}
+
+Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
+    : config_(config), comm_(comm ? std::move(comm) : std::make_shared<LocalCommunicator>()) {
+  const int world = comm_->world_size();
+  if (!is_root()) config_.quiet = true;  // one progress line per run, from rank 0
   // Device and precision.
   if (config_.device.empty()) device_ = cuda_available() ? Device::CUDA : Device::CPU;
   else device_ = config_.device == "cuda" ? Device::CUDA : Device::CPU;
@@ -67,6 +77,7 @@ Trainer::Trainer(const TrainConfig& config) : config_(config) {
     IFLAME_CHECK(cuda_available(), "--device cuda, but no GPU is usable: ", cuda_unavailable_reason());
   std::string precision = config_.precision.empty() ? (device_ == Device::CUDA ? "bf16" : "f32") : config_.precision;
   matmul_ = precision == "bf16" ? DType::BF16 : DType::F32;
+  IFLAME_CHECK(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
   if (device_ == Device::CPU && config_.model == "shapenet")
     IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
                 cuda_unavailable_reason(), "). Pick a smaller one: --model small or --model tiny");
@@ -86,6 +97,8 @@ Trainer::Trainer(const TrainConfig& config) : config_(config) {
   lo.augment = config_.augment;
   lo.bucket_window = config_.bucket_window;
   lo.threads = config_.loader_threads;
+  lo.rank = comm_->rank();
+  lo.world_size = world;
   loader_ = std::make_unique<Loader>(*dataset_, train_indices_, lo);
   loader_->start_epoch(0);
   batches_per_epoch_ = loader_->batches_in_epoch();
@@ -106,11 +119,21 @@ Trainer::Trainer(const TrainConfig& config) : config_(config) {
   oc.weight_decay = config_.weight_decay;
   optimizer_ = std::make_unique<MuonAdamW>(model_->parameters(), oc);
   if (!config_.resume.empty()) resume_from(config_.resume);
+  if (world > 1) {  // every rank starts from rank 0's parameters and optimizer state
+    std::vector<Tensor> state;
+    for (auto& kv : model_->parameters().items()) state.push_back(kv.second.mutable_value());
+    for (auto& slot : optimizer_->slots())
+      for (Tensor* t : {&slot.momentum, &slot.moment1, &slot.moment2})
+        if (t->defined()) state.push_back(*t);
+    comm_->broadcast(state, 0);
+  }
 
-  make_dirs(config_.run_dir());
-  std::string log_path = config_.run_dir() + "/log.jsonl";
-  log_ = std::fopen(log_path.c_str(), "a");
-  IFLAME_CHECK(log_, "cannot open ", log_path, " for appending: ", std::strerror(errno));
+  if (is_root()) {
+    make_dirs(config_.run_dir());
+    std::string log_path = config_.run_dir() + "/log.jsonl";
+    log_ = std::fopen(log_path.c_str(), "a");
+    IFLAME_CHECK(log_, "cannot open ", log_path, " for appending: ", std::strerror(errno));
+  }
 
   if (!config_.quiet) {
     std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
@@ -118,7 +141,10 @@ Trainer::Trainer(const TrainConfig& config) : config_(config) {
                 model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str());
     std::printf("data      %s: %zu training meshes, %zu validation meshes, %lld batches of %d per epoch\n",
                 config_.dataset.c_str(), train_indices_.size(), val_indices_.size(),
-                static_cast<long long>(batches_per_epoch_), config_.batch_size);
+                static_cast<long long>(batches_per_epoch_), config_.batch_size * world);
+    if (world > 1)
+      std::printf("parallel  %d processes (%s), %d meshes per process and step\n", world,
+                  comm_->describe().c_str(), config_.batch_size);
     for (const auto& [reason, n] : dataset_->skipped())
       std::printf("          skipped %lld meshes: %s\n", static_cast<long long>(n), reason.c_str());
     std::printf("run       %s, steps %lld -> %lld\n", config_.run_dir().c_str(), static_cast<long long>(step_),
@@ -132,6 +158,7 @@ Trainer::~Trainer() {
 }
 
 void Trainer::log_json(const std::string& line) {
+  if (!log_) return;  // ranks other than 0 keep no log
   std::fprintf(log_, "%s\n", line.c_str());
   std::fflush(log_);
 }
@@ -148,6 +175,7 @@ Batch Trainer::next_batch() {
 }
 
 void Trainer::save(const std::string& file_name) {
+  if (!is_root()) return;  // every rank holds the same state; rank 0 writes it
   CheckpointData ck;
   ck.meta.push_back({"kind", "iflame-train"});
   add_model_to_checkpoint(*model_, ck);
@@ -159,6 +187,9 @@ void Trainer::save(const std::string& file_name) {
   ck.meta.push_back({"train.batch_in_epoch", std::to_string(batch_in_epoch_)});
   ck.meta.push_back({"train.seed", std::to_string(config_.seed)});
   ck.meta.push_back({"train.batch_size", std::to_string(config_.batch_size)});
+  ck.meta.push_back({"train.world_size", std::to_string(comm_->world_size())});
+  // Position in the epoch: batch_in_epoch global batches of this many meshes.
+  ck.meta.push_back({"train.global_batch", std::to_string(int64_t{config_.batch_size} * comm_->world_size())});
   ck.meta.push_back({"train.skipped_steps", std::to_string(skipped_total_)});
   ck.meta.push_back({"train.dataset", config_.dataset});
   std::string path = config_.run_dir() + "/" + file_name;
@@ -181,13 +212,20 @@ void Trainer::resume_from(const std::string& path) {
   auto num = [&](const char* key) { return std::stoll(ck.meta_at(key)); };
   IFLAME_CHECK(num("train.seed") == static_cast<long long>(config_.seed), path, ": checkpoint was trained with --seed ",
                num("train.seed"), ", not ", config_.seed, " (the data order would differ)");
-  IFLAME_CHECK(num("train.batch_size") == config_.batch_size, path, ": checkpoint was trained with --batch ",
-               num("train.batch_size"), ", not ", config_.batch_size);
+  // Checkpoints from before data parallelism: one process, global batch = batch.
+  const int64_t saved_global =
+      ck.find_meta("train.global_batch") ? num("train.global_batch") : num("train.batch_size");
+  const int64_t global = int64_t{config_.batch_size} * comm_->world_size();
   step_ = num("train.step");
-  if (config_.steps == 0) total_steps_ = num("train.total_steps");
+  if (config_.steps == 0) total_steps_ = num("train.total_steps");  // the schedule stays the saved one
   epoch_ = num("train.epoch");
-  batch_in_epoch_ = num("train.batch_in_epoch");
+  batch_in_epoch_ = resume_batch_in_epoch(num("train.batch_in_epoch"), saved_global, global, batches_per_epoch_);
   skipped_total_ = num("train.skipped_steps");
+  if (saved_global != global && is_root() && !config_.quiet)
+    std::printf("resume    global batch %lld -> %lld: epoch %lld continues at batch %lld of %lld (after %lld meshes)\n",
+                static_cast<long long>(saved_global), static_cast<long long>(global), static_cast<long long>(epoch_),
+                static_cast<long long>(batch_in_epoch_), static_cast<long long>(batches_per_epoch_),
+                static_cast<long long>(num("train.batch_in_epoch") * saved_global));
   loader_->start_epoch(epoch_, batch_in_epoch_);
 }
 
@@ -200,6 +238,8 @@ Trainer::ValidationResult Trainer::validate() {
   lo.shuffle = false;
   lo.augment = false;
   lo.threads = config_.loader_threads;
+  lo.rank = comm_->rank();  // each rank evaluates its share; the sums are reduced
+  lo.world_size = comm_->world_size();
   Loader val(*dataset_, val_indices_, lo);
   val.start_epoch(0);
   NoGrad no_grad;
@@ -214,6 +254,11 @@ Trainer::ValidationResult Trainer::validate() {
     correct += out.accuracy.item() * c;
     counted += static_cast<int64_t>(c);
   }
+  std::vector<double> sums{loss_sum, correct, static_cast<double>(counted)};
+  comm_->all_reduce_sum(sums);
+  loss_sum = sums[0];
+  correct = sums[1];
+  counted = static_cast<int64_t>(sums[2]);
   if (counted == 0) return r;
   r.loss = loss_sum / counted;
   r.accuracy = correct / counted;
@@ -236,7 +281,9 @@ int Trainer::run() {
   while (step_ < total_steps_) {
     const bool out_of_time = config_.time_limit_s > 0 &&
                              std::chrono::duration<double>(clock::now() - run_start).count() > config_.time_limit_s;
-    if (g_stop_requested || out_of_time || (stop_at_step_ >= 0 && step_ >= stop_at_step_)) {
+    bool stop = g_stop_requested || out_of_time || (stop_at_step_ >= 0 && step_ >= stop_at_step_);
+    if (comm_->world_size() > 1) stop = comm_->any(stop);  // all ranks stop at the same step
+    if (stop) {
       if (!config_.quiet) std::printf("%sstopping at step %lld: saving %s\n", tty ? "\n" : "",
                                       static_cast<long long>(step_), last_checkpoint().c_str());
       save("last.ckpt");
@@ -250,18 +297,28 @@ int Trainer::run() {
     std::vector<Tensor> grads;
     for (auto& kv : model_->parameters().items())
       if (kv.second.grad().defined()) grads.push_back(kv.second.grad());
+    // The loss is a mean over this rank's counted tokens; the global batch's loss is
+    // the mean over all of them, so rank r's gradient enters the sum with weight
+    // counted_r / counted. Figures for the log are summed the same way.
+    const double counted = out.counted.item();
+    std::vector<double> sums{counted, out.loss.value().item() * counted, out.accuracy.item() * counted,
+                             static_cast<double>(batch.tokens.numel()),
+                             static_cast<double>(count_non_pad(batch.tokens))};
+    comm_->all_reduce_sum(sums);
+    if (comm_->world_size() > 1) comm_->all_reduce_sum(grads, static_cast<float>(counted / sums[0]));
     float grad_norm = ops::clip_grad_norm(grads, config_.grad_clip).item();
-    float loss = out.loss.value().item();
+    const float loss = static_cast<float>(sums[1] / sums[0]), accuracy = static_cast<float>(sums[2] / sums[0]);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
       skipped_total_++;
       consecutive_bad++;
       log_json(str("{\"step\": ", step_, ", \"skipped\": true, \"loss\": \"", loss, "\", \"grad_norm\": \"",
                    grad_norm, "\"}"));
-      std::fprintf(stderr, "%sstep %lld: non-finite loss %g or gradient norm %g: step skipped (%d in a row)\n",
-                   tty ? "\n" : "", static_cast<long long>(step_), loss, grad_norm, consecutive_bad);
+      if (is_root())
+        std::fprintf(stderr, "%sstep %lld: non-finite loss %g or gradient norm %g: step skipped (%d in a row)\n",
+                     tty ? "\n" : "", static_cast<long long>(step_), loss, grad_norm, consecutive_bad);
       if (consecutive_bad >= config_.max_bad_steps) {
         bool have_checkpoint = access(last_checkpoint().c_str(), R_OK) == 0;
-        std::fprintf(stderr, "giving up after %d consecutive non-finite steps; %s (try a lower --lr)\n",
+        if (is_root()) std::fprintf(stderr, "giving up after %d consecutive non-finite steps; %s (try a lower --lr)\n",
                      consecutive_bad,
                      have_checkpoint ? ("the last good checkpoint is " + last_checkpoint()).c_str()
                                      : "no checkpoint was written before the failure");
@@ -274,12 +331,11 @@ int Trainer::run() {
     optimizer_->step(lr);
     step_++;
 
-    const int64_t tokens = batch.tokens.numel();
-    window_tokens += tokens;
-    window_useful += count_non_pad(batch.tokens);
+    window_tokens += static_cast<int64_t>(sums[3]);  // over all ranks
+    window_useful += static_cast<int64_t>(sums[4]);
     window_steps++;
     window_loss += loss;
-    window_acc += out.accuracy.item();
+    window_acc += accuracy;
     if (step_ % config_.log_interval == 0 || step_ == total_steps_) {
       double secs = std::chrono::duration<double>(clock::now() - window_start).count();
       double total_secs = std::chrono::duration<double>(clock::now() - run_start).count();
@@ -302,7 +358,7 @@ int Trainer::run() {
     bool last = step_ == total_steps_;
     if ((config_.val_interval > 0 && step_ % config_.val_interval == 0) || last) {
       ValidationResult v = validate();
-      if (v.tokens > 0) {
+      if (v.tokens > 0 && is_root()) {
         log_json(str("{\"step\": ", step_, ", \"val_loss\": ", v.loss, ", \"val_accuracy\": ", v.accuracy,
                      ", \"val_perplexity\": ", v.perplexity, ", \"val_tokens\": ", v.tokens, "}"));
         if (!config_.quiet)

@@ -5,6 +5,14 @@
 // request_stop()), or too many consecutive non-finite steps, checkpointing on
 // the way out. A run's state (parameters, optimizer, step, data position) is
 // all in its checkpoint, so --resume continues exactly where it stopped.
+//
+// Data parallel (docs/distributed.md): every rank runs a Trainer with the same
+// config and its own Communicator. Ranks read their share of each global batch;
+// after backward the gradients are summed over ranks, each weighted by its share
+// of the global batch's counted tokens (so the result is the gradient of the
+// global token-mean loss); clipping and the NaN check then see identical
+// gradients on every rank, so every rank takes the same decision. Only rank 0
+// prints, logs and writes checkpoints.
 #pragma once
 #include <atomic>
 #include <cstdio>
@@ -14,6 +22,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "nn/iflame.h"
+#include "training/distributed.h"
 #include "training/optimizer.h"
 #include "training/train_config.h"
 
@@ -23,9 +32,20 @@ namespace iflame {
 extern std::atomic<bool> g_stop_requested;
 void install_stop_signal_handlers();
 
+// Where a resumed run continues its epoch. The checkpoint's position is
+// saved_batch global batches of saved_global_batch meshes (world size x batch).
+// The same global batch continues at the same batch: exact when the world size is
+// unchanged too, and the same meshes per step when only the split differs.
+// Another global batch continues after the meshes already consumed, rounded up
+// to whole batches (no mesh is seen twice in the epoch; fewer than one global
+// batch of them are skipped), at most at the epoch's end.
+int64_t resume_batch_in_epoch(int64_t saved_batch, int64_t saved_global_batch, int64_t global_batch,
+                              int64_t batches_in_epoch);
+
 class Trainer {
  public:
-  explicit Trainer(const TrainConfig& config);
+  // `comm` connects the ranks of a data-parallel run (nullptr: a single process).
+  explicit Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm = nullptr);
   ~Trainer();
 
   // Returns the process exit code: 0 on completion or on a requested stop
@@ -38,6 +58,8 @@ class Trainer {
   int64_t step() const { return step_; }
   int64_t total_steps() const { return total_steps_; }
   int64_t skipped_steps() const { return skipped_total_; }
+  int64_t epoch() const { return epoch_; }
+  int64_t batch_in_epoch() const { return batch_in_epoch_; }
   std::string last_checkpoint() const { return config_.run_dir() + "/last.ckpt"; }
 
   struct ValidationResult {
@@ -51,8 +73,10 @@ class Trainer {
   void resume_from(const std::string& path);
   void log_json(const std::string& line);
   Batch next_batch();
+  bool is_root() const { return comm_->rank() == 0; }
 
   TrainConfig config_;
+  std::shared_ptr<Communicator> comm_;
   Device device_ = Device::CPU;
   DType matmul_ = DType::F32;
   std::unique_ptr<MeshDataset> dataset_;
