@@ -72,17 +72,23 @@ std::vector<double> SimulatedGroup::exchange(int rank, std::vector<double> mine,
   std::unique_lock<std::mutex> lock(mu_);
   // A rank already done with the previous collective waits until every rank has
   // collected that one's result.
-  cv_.wait(lock, [&] { return arrived_ < world_size_; });
+  cv_.wait(lock, [&] { return aborted_ || arrived_ < world_size_; });
+  IFLAME_CHECK(!aborted_, "simulated collective: another rank failed");
   const uint64_t gen = generation_;
   slots_[rank] = std::move(mine);
   if (++arrived_ == world_size_) {
-    for (const auto& s : slots_)
-      IFLAME_CHECK(s.size() == slots_[0].size(), "simulated collective: ranks passed different sizes");
+    for (const auto& s : slots_) {
+      if (s.size() == slots_[0].size()) continue;
+      aborted_ = true;
+      cv_.notify_all();
+      IFLAME_FAIL("simulated collective: ranks passed different sizes");
+    }
     result_ = combine(slots_, root);
     generation_++;
     cv_.notify_all();
   } else {
-    cv_.wait(lock, [&] { return generation_ != gen; });
+    cv_.wait(lock, [&] { return aborted_ || generation_ != gen; });
+    IFLAME_CHECK(!aborted_, "simulated collective: another rank failed");
   }
   std::vector<double> out = result_;
   if (++departed_ == world_size_) {
@@ -90,6 +96,12 @@ std::vector<double> SimulatedGroup::exchange(int rank, std::vector<double> mine,
     cv_.notify_all();
   }
   return out;
+}
+
+void SimulatedGroup::abort() {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = true;
+  cv_.notify_all();
 }
 
 namespace {

@@ -96,6 +96,9 @@ class SimulatedGroup {
   std::vector<double> exchange(int rank, std::vector<double> mine,
                                std::vector<double> (*combine)(const std::vector<std::vector<double>>&, int root),
                                int root);
+  // Makes every waiting and later collective throw (a rank failed; the others
+  // must not wait for it forever).
+  void abort();
 
  private:
   int world_size_;
@@ -106,6 +109,7 @@ class SimulatedGroup {
   std::vector<double> result_;
   int arrived_ = 0, departed_ = 0;
   uint64_t generation_ = 0;
+  bool aborted_ = false;
 };
 
 class SimulatedCommunicator : public Communicator {

@@ -119,7 +119,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   oc.weight_decay = config_.weight_decay;
   optimizer_ = std::make_unique<MuonAdamW>(model_->parameters(), oc);
   if (!config_.resume.empty()) resume_from(config_.resume);
-  if (world > 1) {  // every rank starts from rank 0's parameters and optimizer state
+  {  // every rank starts from rank 0's parameters and optimizer state
     std::vector<Tensor> state;
     for (auto& kv : model_->parameters().items()) state.push_back(kv.second.mutable_value());
     for (auto& slot : optimizer_->slots())
@@ -305,7 +305,8 @@ int Trainer::run() {
                              static_cast<double>(batch.tokens.numel()),
                              static_cast<double>(count_non_pad(batch.tokens))};
     comm_->all_reduce_sum(sums);
-    if (comm_->world_size() > 1) comm_->all_reduce_sum(grads, static_cast<float>(counted / sums[0]));
+    // (One process: the weight is exactly 1 and the local communicator does nothing.)
+    comm_->all_reduce_sum(grads, static_cast<float>(counted / sums[0]));
     float grad_norm = ops::clip_grad_norm(grads, config_.grad_clip).item();
     const float loss = static_cast<float>(sums[1] / sums[0]), accuracy = static_cast<float>(sums[2] / sums[0]);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
