@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       IFLAME_CHECK(config.device != "cpu", "data-parallel training (", dist.world_size,
                    " processes) runs over NCCL and needs --device cuda");
       const int gpus = cuda_device_count();
-      IFLAME_CHECK(gpus > 0, "rank ", dist.rank, ": data-parallel training needs a GPU, and none is usable (",
+      IFLAME_CHECK(gpus > 0, "data-parallel training needs a GPU, and none is usable (",
                    cuda_unavailable_reason(), ")");
       const int local = dist.local_rank >= 0 ? dist.local_rank : dist.rank;
       cuda_set_device(local % gpus);  // before any other GPU work

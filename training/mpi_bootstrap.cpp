@@ -4,6 +4,8 @@
 #include "core/error.h"
 
 #ifdef IFLAME_MPI
+#define OMPI_SKIP_MPICXX 1  // the C API is all we use
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 namespace iflame {

@@ -139,21 +139,26 @@ std::string file_exchange(const RendezvousSpec& spec, int rank, int world_size, 
 std::string tcp_serve(const RendezvousSpec& spec, int world_size, const std::string& payload, double timeout_s) {
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_s));
+  // Dual-stack IPv6 (IPv4 clients too) where the kernel has it, else IPv4.
   Fd s(socket(AF_INET6, SOCK_STREAM, 0));
-  bool v6 = s.fd >= 0;
-  if (!v6) s.fd = socket(AF_INET, SOCK_STREAM, 0);
-  IFLAME_CHECK(s.fd >= 0, "rendezvous: socket(): ", std::strerror(errno));
-  int one = 1, zero = 0;
-  setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  int rc;
-  if (v6) {
-    setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);  // IPv4 clients too
+  int one = 1, zero = 0, rc = -1;
+  if (s.fd >= 0) {
+    setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     sockaddr_in6 a{};
     a.sin6_family = AF_INET6;
     a.sin6_addr = in6addr_any;
     a.sin6_port = htons(static_cast<uint16_t>(spec.port));
     rc = bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  } else {
+    if (rc != 0 && errno != EADDRINUSE) {
+      close(s.fd);
+      s.fd = -1;
+    }
+  }
+  if (s.fd < 0) {
+    s.fd = socket(AF_INET, SOCK_STREAM, 0);
+    IFLAME_CHECK(s.fd >= 0, "rendezvous: socket(): ", std::strerror(errno));
+    setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_ANY);
