@@ -14,6 +14,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "training/distributed.h"
 
 namespace iflame {
 
@@ -134,6 +135,8 @@ int run_children(const std::vector<std::vector<std::string>>& commands, double g
 
 int launch_local(int argc, char** argv, int gpus) {
   IFLAME_CHECK(gpus >= 1, "--gpus needs at least 1");
+  IFLAME_CHECK(nccl_built(), "--gpus ", gpus, " needs a CUDA build with NCCL (nvcc and nccl.h at build time); "
+               "this build has no NCCL");
   const int visible = cuda_device_count();
   IFLAME_CHECK(visible > 0, "--gpus ", gpus, ": no GPU is usable (", cuda_unavailable_reason(), ")");
   IFLAME_CHECK(gpus <= visible, "--gpus ", gpus, ", but this machine shows ", visible, " GPU",

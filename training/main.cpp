@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
         IFLAME_CHECK(mpi_rank == dist.rank && mpi_size == dist.world_size, "MPI says rank ", mpi_rank, " of ",
                      mpi_size, ", the environment rank ", dist.rank, " of ", dist.world_size);
       }
+      if (!nccl_built())  // throws, saying what this build lacks (CUDA or NCCL)
+        make_nccl_communicator(dist.rank, dist.world_size, dist.rendezvous, 0);
       IFLAME_CHECK(config.device != "cpu", "data-parallel training (", dist.world_size,
                    " processes) runs over NCCL and needs --device cuda");
       const int gpus = cuda_device_count();
