@@ -74,7 +74,7 @@ Image render_mesh_view(const Mesh& mesh, View view, const RenderOptions& opts) {
   const V3 light = {light_cam[0] * cam.right[0] + light_cam[1] * cam.up[0] + light_cam[2] * cam.toward[0],
                     light_cam[0] * cam.right[1] + light_cam[1] * cam.up[1] + light_cam[2] * cam.toward[1],
                     light_cam[0] * cam.right[2] + light_cam[1] * cam.up[2] + light_cam[2] * cam.toward[2]};
-  const double scale = 0.5 * size * 0.94 / cube_half_extent(cam), centre = 0.5 * size;
+  const double scale = 0.5 * size * kViewFill / cube_half_extent(cam), centre = 0.5 * size;
 
   std::vector<V3> screen(verts.size());  // x, y in pixels; z = depth
   for (size_t i = 0; i < verts.size(); i++) {

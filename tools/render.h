@@ -24,6 +24,10 @@ namespace iflame {
 
 enum class View { ThreeQuarter, Top };
 
+// The unit cube's projection spans this fraction of a view's width or height
+// (whichever is larger), centred: the margin around every mesh.
+constexpr double kViewFill = 0.94;
+
 struct RenderOptions {
   int cell = 256;        // pixels per view (each mesh takes 2*cell x cell, plus its label)
   int columns = 0;       // meshes per row; 0 picks about a square sheet
