@@ -9,11 +9,13 @@
 
 #include "core/crc32.h"
 #include "core/error.h"
+#include "data/dataset.h"
 #include "data/mesh.h"
 #include "infer/sample_cli.h"
 #include "test_util.h"
 #include "tools/plot_log.h"
 #include "tools/render.h"
+#include "training/trainer.h"
 
 using namespace iflame;
 using iflame::test::golden;
@@ -326,4 +328,56 @@ TEST_CASE("render: ./sample --png draws its samples as a contact sheet") {
   const std::vector<uint8_t> b(bytes.begin(), bytes.end());
   CHECK(be32(b, 16) == 2 * 256);  // one column of two cells, default 256-pixel views
   CHECK(be32(b, 20) > 2 * 256);
+}
+
+TEST_CASE("render: ./train --render-samples draws samples at each validation into the run folder") {
+  const std::string dataset = "build/test_render_boxes.npy";
+  std::vector<DatasetEntry> entries;
+  for (int i = 0; i < 6; i++) {
+    DatasetEntry e;
+    e.name = str("box", i);
+    e.source = "generated";
+    e.category = "box";
+    e.split = i >= 4 ? "val" : "train";
+    e.triangles = normalized_triangles(box(1.0f + 0.2f * i, 0.5f, 0.7f));
+    entries.push_back(e);
+  }
+  write_dataset(dataset, entries, 800);
+  TrainConfig c;
+  c.dataset = dataset;
+  c.model = "tiny";
+  c.batch_size = 2;
+  c.steps = 2;
+  c.device = "cpu";
+  c.out_dir = "build/test_runs";
+  c.name = "render_preview";
+  c.val_interval = 1;
+  c.val_batches = 1;
+  c.loader_threads = 1;
+  c.max_faces = 12;
+  c.render_samples = 2;
+  c.quiet = true;
+  std::filesystem::remove_all(c.run_dir());
+  // One thread: the tiny model's products are too small to share between two
+  // busy cores (2 s serial, 5 to 13 s with two threads on a loaded machine).
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  {
+    Trainer t(c);
+    CHECK(t.run() == 0);
+  }
+  omp_set_num_threads(threads);
+  for (const char* step : {"step-0000001.png", "step-0000002.png"}) {
+    const std::string path = c.run_dir() + "/samples/" + step;
+    INFO(path);
+    REQUIRE(std::filesystem::exists(path));
+    const std::string bytes = read_file_bytes(path);
+    REQUIRE(bytes.size() > 24);
+    const std::vector<uint8_t> b(bytes.begin(), bytes.end());
+    CHECK(be32(b, 16) == 2 * 192);  // two meshes: one column of 192-pixel views
+  }
+  // The run's log plots.
+  TrainingLog log = read_training_log(c.run_dir());
+  CHECK(log.val_loss.size() == 2);
+  CHECK(!plot_training_log(log, c.name).empty());
 }
