@@ -39,7 +39,7 @@ TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libiflame.a
 PROGRAMS := train sample render
 
-.PHONY: all test clean
+.PHONY: all test clean demo
 all: $(PROGRAMS) $(BUILD)/iflame_tests
 
 $(BUILD)/%.o: %.cpp
@@ -73,6 +73,11 @@ test: $(BUILD)/iflame_tests
 
 clean:
 	rm -rf $(BUILD) $(PROGRAMS)
+
+# The newcomer path: packages, build, data, a short training run, samples and
+# pictures in runs/demo (tools/demo.sh says what it does and how long it takes).
+demo:
+	tools/demo.sh
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
