@@ -51,7 +51,8 @@ const char* kUsage =
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
     "(incomplete last row, degenerate and duplicate faces dropped). Sampling runs on the host\n"
-    "from the logits of each step.\n";
+    "from the logits of each step. DIR/samples.jsonl gets one line per file: faces, status,\n"
+    "whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 
 struct Options {
   std::string ckpt, prompt, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
@@ -181,6 +182,10 @@ int run_sampling(const Options& o) {
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
+  // One JSON line per written file, for ./evaluate (closed with END, cleaned).
+  const std::string summary_path = o.out + "/samples.jsonl";
+  std::ofstream summary(summary_path, std::ios::trunc);
+  IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
@@ -198,6 +203,11 @@ int run_sampling(const Options& o) {
       const std::string path = o.out + "/" + name;
       write_sample_mesh(path, c, o.format);
       counts[static_cast<int>(c.status)]++;
+      summary << "{\"file\": \"" << name << "\", \"faces\": " << c.faces << ", \"status\": \""
+              << sample_status_name(c.status) << "\", \"ended\": " << (c.ended ? "true" : "false")
+              << ", \"dropped_incomplete\": " << c.dropped_incomplete << ", \"dropped_invalid\": "
+              << c.dropped_invalid << ", \"dropped_degenerate\": " << c.dropped_degenerate
+              << ", \"dropped_duplicate\": " << c.dropped_duplicate << "}\n";
       std::printf("%s: %d faces, %s", path.c_str(), c.faces, sample_status_name(c.status));
       if (c.status == SampleStatus::Cleaned || c.status == SampleStatus::Empty)
         std::printf(" (dropped: %d incomplete-row tokens, %d invalid, %d degenerate, %d duplicate faces)",
@@ -205,6 +215,8 @@ int run_sampling(const Options& o) {
       std::printf("\n");
     }
     std::fflush(stdout);
+    summary.flush();
+    IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   }
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
