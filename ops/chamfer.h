@@ -25,10 +25,12 @@
 namespace iflame::ops {
 
 Tensor chamfer_matrix(const Tensor& a, const Tensor& b);
+// The directed half: out[i, j] = (1/P) sum_{p in a[i]} min_{q in b[j]} ||p - q||^2
+// (chamfer_matrix(a, b) = directed_chamfer(a, b) + directed_chamfer(b, a)^T).
+Tensor directed_chamfer(const Tensor& a, const Tensor& b);
 
 namespace cpu {
 Tensor chamfer_matrix(const Tensor& a, const Tensor& b);
-// The directed half: out[i, j] = (1/P) sum_{p in a[i]} min_{q in b[j]} ||p - q||^2.
 Tensor directed_chamfer(const Tensor& a, const Tensor& b);
 }  // namespace cpu
 

@@ -3,6 +3,7 @@
 // 1-NNA / JSD on sets with known answers, validity figures, and ./evaluate.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -94,8 +95,8 @@ TEST_CASE("eval: Chamfer distance by hand on 1, 2 and 3 points") {
   const Tensor b = clouds({{0, 0, 0, 0, 2, 0, 1, 1, 0}}, 3);
   CHECK(ops::chamfer_matrix(a, b).item() == doctest::Approx(0.5 + 5.0 / 3.0).epsilon(1e-6));
   CHECK(ops::chamfer_matrix(b, a).item() == doctest::Approx(0.5 + 5.0 / 3.0).epsilon(1e-6));
-  CHECK(ops::cpu::directed_chamfer(a, b).item() == doctest::Approx(0.5).epsilon(1e-6));
-  CHECK(ops::cpu::directed_chamfer(b, a).item() == doctest::Approx(5.0 / 3.0).epsilon(1e-6));
+  CHECK(ops::directed_chamfer(a, b).item() == doctest::Approx(0.5).epsilon(1e-6));
+  CHECK(ops::directed_chamfer(b, a).item() == doctest::Approx(5.0 / 3.0).epsilon(1e-6));
   // One point each: both directions are the squared distance: 2 * (1 + 4 + 9).
   const Tensor p = clouds({{0, 0, 0}}, 1), q = clouds({{1, 2, 3}}, 1);
   CHECK(ops::chamfer_matrix(p, q).item() == doctest::Approx(28.0));
@@ -144,11 +145,22 @@ TEST_CASE("eval: CUDA Chamfer matrix equals the CPU reference on awkward sizes")
     const Tensor b = random_tensor({c.nb, c.q, 3}, 22 + c.q, -0.5f, 0.5f);
     const Tensor ga = a.to(Device::CUDA), gb = b.to(Device::CUDA);
     CHECK(rel_l2(ops::chamfer_matrix(ga, gb), ops::cpu::chamfer_matrix(a, b)) < 1e-5);
-    CHECK(rel_l2(ops::cuda::directed_chamfer(ga, gb), ops::cpu::directed_chamfer(a, b)) < 1e-5);
-    CHECK(rel_l2(ops::cuda::directed_chamfer(gb, ga), ops::cpu::directed_chamfer(b, a)) < 1e-5);
+    CHECK(rel_l2(ops::directed_chamfer(ga, gb), ops::directed_chamfer(a, b)) < 1e-5);
+    CHECK(rel_l2(ops::directed_chamfer(gb, ga), ops::directed_chamfer(b, a)) < 1e-5);
     // Identical clouds give exactly 0 on the GPU too (the 1-NNA copy rule needs it).
     const std::vector<float> self = ops::chamfer_matrix(ga, ga).to_floats();
     for (int64_t i = 0; i < c.na; i++) CHECK(self[i * c.na + i] == 0.0f);
+  }
+  // Speed: 256 x 256 clouds of 2,048 points (both directions), figure for docs/perf.md.
+  {
+    const Tensor big = random_tensor({256, 2048, 3}, 5, -0.5f, 0.5f).to(Device::CUDA);
+    (void)ops::chamfer_matrix(big.slice(0, 0, 2), big.slice(0, 0, 2)).to_floats();  // warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<float> d = ops::chamfer_matrix(big, big).to_floats();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("chamfer_matrix 256 x 256 clouds of 2048 points: " << s << " s on " << cuda_device_description());
+    CHECK(d[0] == 0.0f);
+    CHECK(s < 10.0);
   }
   // The metrics do not depend on the device.
   const Tensor s = sample_point_clouds(random_shapes(9, true, 3), 333, 1);
