@@ -37,6 +37,9 @@ const char* kUsage =
     "  --top-p P            then keep the smallest set reaching probability P, in (0, 1] (default 0.95)\n"
     "  --seed S             seed of the draws; sample i draws the same tokens for a seed (default 0)\n"
     "  --max-faces F        stop a sample after F faces (prompt included) (default 800)\n"
+    "  --constrained        mask tokens that would break the canonical order (spec §1): coordinates\n"
+    "                       only inside rows, END only as a whole row after a face, in each face the\n"
+    "                       first vertex lowest and the other two distinct, faces by first vertex\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples)\n"
@@ -59,7 +62,7 @@ struct Options {
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false;
+  bool bench = false, help = false, constrained = false;
 };
 
 struct UsageError : Error {
@@ -92,6 +95,7 @@ Options parse(int argc, char** argv) {
     };
     if (flag == "--help" || flag == "-h") o.help = true;
     else if (flag == "--bench") o.bench = true;
+    else if (flag == "--constrained") o.constrained = true;
     else if (flag == "--ckpt") o.ckpt = value();
     else if (flag == "-n") o.n = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
     else if (flag == "--batch") o.batch = static_cast<int>(parse_int(flag, value(), 1, 1 << 16));
@@ -178,6 +182,7 @@ int run_sampling(const Options& o) {
   GenerateConfig cfg;
   cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   cfg.max_faces = o.max_faces;
+  cfg.constrained = o.constrained;
   cfg.ctx.matmul = o.precision == "bf16" ? DType::BF16 : DType::F32;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
