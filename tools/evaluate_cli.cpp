@@ -31,6 +31,8 @@ const char* kUsage =
     "\n"
     "  GENERATED_DIR          folder of generated meshes (.obj .ply .stl .off, not recursive,\n"
     "                         in name order); DIR/samples.jsonl from ./sample is read if present\n"
+    "  --generated-split S    instead of a folder, take a split (train, val, all) of --dataset as\n"
+    "                         the generated set: the yardstick, e.g. val against train\n"
     "  --dataset FILE         reference dataset .npy (default data/furniture.npy)\n"
     "  --reference-split S    train, val or all meshes of the dataset (default val)\n"
     "  --reference-folder DIR references from mesh files instead of a dataset\n"
@@ -54,6 +56,7 @@ struct UsageError : Error {
 
 struct Options {
   std::string generated, dataset = "data/furniture.npy", split = "val", reference_folder, summary, device, json;
+  std::string generated_split;  // non-empty: the generated set is this split of the dataset
   int points = 2048, resolution = 28;
   int64_t max_meshes = 0;
   uint64_t seed = 0;
@@ -83,6 +86,11 @@ Options parse(int argc, char** argv) {
       if (o.split != "train" && o.split != "val" && o.split != "all")
         throw UsageError(str(flag, ": expected train, val or all, got '", o.split, "'"));
     } else if (flag == "--reference-folder") o.reference_folder = value();
+    else if (flag == "--generated-split") {
+      o.generated_split = value();
+      if (o.generated_split != "train" && o.generated_split != "val" && o.generated_split != "all")
+        throw UsageError(str(flag, ": expected train, val or all, got '", o.generated_split, "'"));
+    }
     else if (flag == "--sample-summary") o.summary = value();
     else if (flag == "--device") {
       o.device = value();
@@ -165,12 +173,34 @@ std::string json_number(double x) {
   return buf;
 }
 
+// The meshes of one split of a dataset, as triangle lists in the unit cube.
+std::vector<std::vector<Triangle>> dataset_split(const std::string& path, const std::string& split,
+                                                  int64_t max_meshes) {
+  IFLAME_CHECK(std::filesystem::is_regular_file(path), "dataset '", path,
+               "' does not exist (make data builds data/furniture.npy; or give --dataset / --reference-folder)");
+  MeshDataset ds(path);
+  std::vector<int64_t> idx = ds.indices(split == "all" ? "" : split);
+  IFLAME_CHECK(!idx.empty(), path, ": no usable meshes in the '", split, "' split",
+               ds.has_sidecar() ? "" : " (no sidecar: every mesh counts as train; try the split all)");
+  if (max_meshes > 0 && int64_t(idx.size()) > max_meshes) idx.resize(size_t(max_meshes));
+  std::vector<std::vector<Triangle>> out;
+  for (int64_t i : idx) {
+    std::vector<Triangle> t(size_t(ds.faces(i)));
+    const float* src = ds.triangles(i);
+    for (size_t f = 0; f < t.size(); f++) std::copy(src + 9 * f, src + 9 * f + 9, t[f].begin());
+    normalize_triangles(t);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 int run(const Options& o) {
-  if (o.generated.empty()) throw UsageError("no generated folder given (see --help)");
+  if (o.generated.empty() == o.generated_split.empty())
+    throw UsageError("give one generated set: a folder, or --generated-split (see --help)");
   Device device = Device::CPU;
   if (o.device == "cuda") {
     IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
@@ -180,10 +210,24 @@ int run(const Options& o) {
   }
 
   // Generated meshes and what ./sample said about them.
-  const std::vector<std::string> gen_files = list_meshes(o.generated, o.max_meshes, "generated");
-  const std::vector<EvalMesh> generated = read_meshes(gen_files);
+  std::vector<std::string> gen_files;
+  std::vector<EvalMesh> generated;
+  if (o.generated_split.empty()) {
+    gen_files = list_meshes(o.generated, o.max_meshes, "generated");
+    generated = read_meshes(gen_files);
+  } else {
+    for (auto& t : dataset_split(o.dataset, o.generated_split, o.max_meshes)) {
+      EvalMesh m;
+      m.path = str(o.generated_split, " split of ", o.dataset);
+      m.faces_read = int64_t(t.size());
+      m.triangles = std::move(t);
+      generated.push_back(std::move(m));
+    }
+  }
+  const std::string generated_desc = o.generated_split.empty() ? o.generated : generated.front().path;
   std::string summary_path = o.summary;
-  if (summary_path.empty() && std::filesystem::is_regular_file(o.generated + "/samples.jsonl"))
+  if (summary_path.empty() && !o.generated.empty() &&
+      std::filesystem::is_regular_file(o.generated + "/samples.jsonl"))
     summary_path = o.generated + "/samples.jsonl";
   std::vector<SampleRecord> records;
   if (!summary_path.empty()) {
@@ -205,25 +249,12 @@ int run(const Options& o) {
     references = nonempty(refs);
     reference_desc = str("folder ", o.reference_folder);
   } else {
-    IFLAME_CHECK(std::filesystem::is_regular_file(o.dataset), "reference dataset '", o.dataset,
-                 "' does not exist (make data builds data/furniture.npy; or give --dataset / --reference-folder)");
-    MeshDataset ds(o.dataset);
-    std::vector<int64_t> idx = ds.indices(o.split == "all" ? "" : o.split);
-    IFLAME_CHECK(!idx.empty(), o.dataset, ": no usable meshes in the '", o.split, "' split",
-                 ds.has_sidecar() ? "" : " (no sidecar: every mesh counts as train; try --reference-split all)");
-    if (o.max_meshes > 0 && int64_t(idx.size()) > o.max_meshes) idx.resize(size_t(o.max_meshes));
-    for (int64_t i : idx) {
-      std::vector<Triangle> t(size_t(ds.faces(i)));
-      const float* src = ds.triangles(i);
-      for (size_t f = 0; f < t.size(); f++) std::copy(src + 9 * f, src + 9 * f + 9, t[f].begin());
-      normalize_triangles(t);
-      references.push_back(std::move(t));
-    }
-    references_read = int64_t(idx.size());
+    references = dataset_split(o.dataset, o.split, o.max_meshes);
+    references_read = int64_t(references.size());
     reference_desc = str(o.split, " split of ", o.dataset);
   }
   const std::vector<std::vector<Triangle>> samples = nonempty(generated);
-  IFLAME_CHECK(!samples.empty(), "no generated mesh in '", o.generated, "' has a face left after cleaning");
+  IFLAME_CHECK(!samples.empty(), "no generated mesh in '", generated_desc, "' has a face left after cleaning");
   IFLAME_CHECK(!references.empty(), "no reference mesh has a face (", reference_desc, ")");
 
   // Point clouds and metrics.
@@ -247,7 +278,7 @@ int run(const Options& o) {
   const double no_cleaning_share = status_known ? double(no_cleaning) / double(validity.status_known) : NAN;
 
   std::printf("generated:  %lld files in %s, %lld with faces after cleaning\n", (long long)validity.meshes,
-              o.generated.c_str(), (long long)validity.with_faces);
+              generated_desc.c_str(), (long long)validity.with_faces);
   std::printf("reference:  %lld meshes (%s), %lld with faces\n", (long long)references_read,
               reference_desc.c_str(), (long long)references.size());
   std::printf("clouds:     %d points per mesh, seed %llu; sampling %.2f s, Chamfer matrices on %s %.2f s\n",
@@ -276,7 +307,7 @@ int run(const Options& o) {
 
   if (!o.json.empty()) {
     std::ostringstream j;
-    j << "{\n  \"generated\": {\"folder\": " << json_quote(o.generated) << ", \"files\": " << validity.meshes
+    j << "{\n  \"generated\": {\"folder\": " << json_quote(generated_desc) << ", \"files\": " << validity.meshes
       << ", \"with_faces\": " << validity.with_faces << "},\n"
       << "  \"reference\": {\"source\": " << json_quote(reference_desc) << ", \"meshes\": " << references_read
       << ", \"with_faces\": " << references.size() << "},\n"
