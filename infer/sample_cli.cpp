@@ -19,7 +19,9 @@
 #include "core/random.h"
 #include "infer/clean.h"
 #include "infer/generate.h"
+#include "data/tokenize.h"
 #include "nn/state.h"
+#include "tools/render.h"
 
 namespace iflame::infer {
 
@@ -44,6 +46,8 @@ const char* kUsage =
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples)\n"
     "  --format obj|ply     mesh file format (default obj)\n"
+    "  --png FILE           also draw the samples (the first 64) as one PNG contact sheet,\n"
+    "                       three-quarter and top views (tools/render.h)\n"
     "  --device cpu|cuda    (default cuda when a GPU is usable, else cpu)\n"
     "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums (default f32)\n"
     "\n"
@@ -58,7 +62,7 @@ const char* kUsage =
     "whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 
 struct Options {
-  std::string ckpt, prompt, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
+  std::string ckpt, prompt, png, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
@@ -110,6 +114,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--max-faces") o.max_faces = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
     else if (flag == "--prompt") o.prompt = value();
     else if (flag == "--out") o.out = value();
+    else if (flag == "--png") o.png = value();
     else if (flag == "--format") {
       o.format = value();
       if (o.format != "obj" && o.format != "ply") throw UsageError(str(flag, ": expected obj or ply, got '", o.format, "'"));
@@ -160,6 +165,9 @@ void prepare_out_dir(const std::string& dir) {
   std::filesystem::remove(probe, ec);
 }
 
+// --png draws at most this many samples (a sheet of 64 is 4096 x 4600 pixels).
+constexpr size_t kMaxSheetMeshes = 64;
+
 int run_sampling(const Options& o) {
   IFLAME_CHECK(!o.ckpt.empty(), "no checkpoint given: --ckpt FILE (or --bench for random weights)");
   IFLAME_CHECK(std::filesystem::is_regular_file(o.ckpt), "checkpoint '", o.ckpt, "' does not exist");
@@ -194,6 +202,8 @@ int run_sampling(const Options& o) {
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
+  std::vector<Mesh> sheet_meshes;  // kept only for --png
+  std::vector<std::string> sheet_labels;
   for (int first = 0; first < o.n; first += batch) {
     const int b = std::min(batch, o.n - first);
     GenerateStats stats;
@@ -213,6 +223,10 @@ int run_sampling(const Options& o) {
               << ", \"dropped_incomplete\": " << c.dropped_incomplete << ", \"dropped_invalid\": "
               << c.dropped_invalid << ", \"dropped_degenerate\": " << c.dropped_degenerate
               << ", \"dropped_duplicate\": " << c.dropped_duplicate << "}\n";
+      if (!o.png.empty() && sheet_meshes.size() < kMaxSheetMeshes) {
+        sheet_meshes.push_back(decode_tokens(c.tokens));
+        sheet_labels.push_back(str(name, "  ", c.faces, " faces, ", sample_status_name(c.status)));
+      }
       std::printf("%s: %d faces, %s", path.c_str(), c.faces, sample_status_name(c.status));
       if (c.status == SampleStatus::Cleaned || c.status == SampleStatus::Empty)
         std::printf(" (dropped: %d incomplete-row tokens, %d invalid, %d degenerate, %d duplicate faces)",
@@ -228,6 +242,11 @@ int run_sampling(const Options& o) {
       "= %.1f tokens/s (host sampling); cache %.1f MiB per sequence\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3], static_cast<long long>(sampled), seconds,
       seconds > 0 ? sampled / seconds : 0.0, mib(double(cache_bytes)));
+  if (!o.png.empty()) {
+    render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
+    std::printf("contact sheet of %s samples: %s\n",
+                o.n > int(kMaxSheetMeshes) ? str("the first ", kMaxSheetMeshes).c_str() : "all", o.png.c_str());
+  }
   return 0;
 }
 
