@@ -1,4 +1,4 @@
-# Makefile: builds ./train, ./sample, ./render and the test runner.
+# Makefile: builds ./train, ./sample, ./evaluate, ./render and the test runner.
 #
 #   make              build everything (CUDA for sm_90 when nvcc is found, else CPU-only)
 #   make test         build and run the whole doctest suite
@@ -37,7 +37,7 @@ endif
 TEST_SRC := $(wildcard tests/*.cpp)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libiflame.a
-PROGRAMS := train sample render
+PROGRAMS := train sample evaluate render
 
 .PHONY: all test clean demo
 all: $(PROGRAMS) $(BUILD)/iflame_tests
@@ -58,6 +58,11 @@ train: $(BUILD)/training/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
 sample: $(BUILD)/infer/main.o $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+# ./evaluate (generated meshes against a reference set). The metrics live in the
+# library (tools/eval_metrics.cpp, tools/evaluate_cli.cpp) so the tests link them too.
+evaluate: $(BUILD)/tools/evaluate/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
 # ./render: contact sheets of meshes and training curves as PNG (tools/render.h).

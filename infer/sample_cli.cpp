@@ -39,6 +39,9 @@ const char* kUsage =
     "  --top-p P            then keep the smallest set reaching probability P, in (0, 1] (default 0.95)\n"
     "  --seed S             seed of the draws; sample i draws the same tokens for a seed (default 0)\n"
     "  --max-faces F        stop a sample after F faces (prompt included) (default 800)\n"
+    "  --constrained        mask tokens that would break the canonical order (spec §1): coordinates\n"
+    "                       only inside rows, END only as a whole row after a face, in each face the\n"
+    "                       first vertex lowest and the other two distinct, faces by first vertex\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples)\n"
@@ -55,14 +58,15 @@ const char* kUsage =
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
     "(incomplete last row, degenerate and duplicate faces dropped). Sampling runs on the host\n"
-    "from the logits of each step.\n";
+    "from the logits of each step. DIR/samples.jsonl gets one line per file: faces, status,\n"
+    "whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 
 struct Options {
   std::string ckpt, prompt, png, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false;
+  bool bench = false, help = false, constrained = false;
 };
 
 struct UsageError : Error {
@@ -95,6 +99,7 @@ Options parse(int argc, char** argv) {
     };
     if (flag == "--help" || flag == "-h") o.help = true;
     else if (flag == "--bench") o.bench = true;
+    else if (flag == "--constrained") o.constrained = true;
     else if (flag == "--ckpt") o.ckpt = value();
     else if (flag == "-n") o.n = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
     else if (flag == "--batch") o.batch = static_cast<int>(parse_int(flag, value(), 1, 1 << 16));
@@ -185,10 +190,15 @@ int run_sampling(const Options& o) {
   GenerateConfig cfg;
   cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   cfg.max_faces = o.max_faces;
+  cfg.constrained = o.constrained;
   cfg.ctx.matmul = o.precision == "bf16" ? DType::BF16 : DType::F32;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
+  // One JSON line per written file, for ./evaluate (closed with END, cleaned).
+  const std::string summary_path = o.out + "/samples.jsonl";
+  std::ofstream summary(summary_path, std::ios::trunc);
+  IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
@@ -208,6 +218,11 @@ int run_sampling(const Options& o) {
       const std::string path = o.out + "/" + name;
       write_sample_mesh(path, c, o.format);
       counts[static_cast<int>(c.status)]++;
+      summary << "{\"file\": \"" << name << "\", \"faces\": " << c.faces << ", \"status\": \""
+              << sample_status_name(c.status) << "\", \"ended\": " << (c.ended ? "true" : "false")
+              << ", \"dropped_incomplete\": " << c.dropped_incomplete << ", \"dropped_invalid\": "
+              << c.dropped_invalid << ", \"dropped_degenerate\": " << c.dropped_degenerate
+              << ", \"dropped_duplicate\": " << c.dropped_duplicate << "}\n";
       if (!o.png.empty() && sheet_meshes.size() < kMaxSheetMeshes) {
         sheet_meshes.push_back(decode_tokens(c.tokens));
         sheet_labels.push_back(str(name, "  ", c.faces, " faces, ", sample_status_name(c.status)));
@@ -219,6 +234,8 @@ int run_sampling(const Options& o) {
       std::printf("\n");
     }
     std::fflush(stdout);
+    summary.flush();
+    IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   }
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
