@@ -28,6 +28,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       say "installing:$missing"
       apt-get update -qq
+      # shellcheck disable=SC2086  # one word per package
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
       echo "demo: these Debian packages are missing:$missing"
