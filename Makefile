@@ -1,4 +1,4 @@
-# Makefile: builds ./train, ./sample and the test runner.
+# Makefile: builds ./train, ./sample, ./evaluate, ./render and the test runner.
 #
 #   make              build everything (CUDA for sm_90 when nvcc is found, else CPU-only)
 #   make test         build and run the whole doctest suite
@@ -54,9 +54,9 @@ endif
 TEST_SRC := $(wildcard tests/*.cpp)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libiflame.a
-PROGRAMS := train sample
+PROGRAMS := train sample evaluate render
 
-.PHONY: all test clean
+.PHONY: all test clean demo
 all: $(PROGRAMS) $(BUILD)/iflame_tests
 
 $(BUILD)/%.o: %.cpp
@@ -77,6 +77,15 @@ train: $(BUILD)/training/main.o $(LIB)
 sample: $(BUILD)/infer/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
+# ./evaluate (generated meshes against a reference set). The metrics live in the
+# library (tools/eval_metrics.cpp, tools/evaluate_cli.cpp) so the tests link them too.
+evaluate: $(BUILD)/tools/evaluate/main.o $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+# ./render: contact sheets of meshes and training curves as PNG (tools/render.h).
+render: $(BUILD)/tools/render/main.o $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
 $(BUILD)/iflame_tests: $(TEST_OBJ) $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
@@ -86,6 +95,11 @@ test: $(BUILD)/iflame_tests
 
 clean:
 	rm -rf $(BUILD) $(PROGRAMS)
+
+# The newcomer path: packages, build, data, a short training run, samples and
+# pictures in runs/demo (tools/demo.sh says what it does and how long it takes).
+demo:
+	tools/demo.sh
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

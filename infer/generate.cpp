@@ -4,13 +4,15 @@
 // lasts the logits are not looked at. Afterwards the logits come to the host
 // (the one host sync per step) and the sampler picks the next tokens. Rows that
 // are done keep being fed (their last token) so the batch stays in lockstep;
-// their outputs are ignored. The loop ends when every row is done.
+// their outputs are ignored. The loop ends when every row is done. With
+// cfg.constrained, each row's draw skips the tokens infer/constrain.h masks.
 #include "infer/generate.h"
 
 #include <chrono>
 
 #include "core/device.h"
 #include "core/error.h"
+#include "infer/constrain.h"
 
 namespace iflame::infer {
 
@@ -51,7 +53,18 @@ std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const st
     Tensor logits = step(st, feed);
     if (pos + 1 < static_cast<int64_t>(prompt.size())) continue;  // still reading the prompt
     std::vector<float> host = logits.to_floats();
-    std::vector<int32_t> next = sample_tokens(host, vocab, cfg.sampling, pos + 1, ids, active);
+    std::vector<int32_t> next;
+    if (cfg.constrained) {
+      // Same draw per (seed, position, sample) as sample_tokens, over the allowed tokens only.
+      next.assign(batch, -1);
+      for (int b = 0; b < batch; b++)
+        if (active[b])
+          next[b] = sample_token(host.data() + size_t(b) * vocab, vocab, cfg.sampling,
+                                 sampling_uniform(cfg.sampling.seed, pos + 1, ids[b]),
+                                 constrained_banned_tokens(seqs[b].tokens, vocab));
+    } else {
+      next = sample_tokens(host, vocab, cfg.sampling, pos + 1, ids, active);
+    }
     for (int b = 0; b < batch; b++) {
       if (!active[b]) continue;
       sampled++;

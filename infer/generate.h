@@ -14,6 +14,7 @@ struct GenerateConfig {
   SamplingConfig sampling;
   int max_faces = 800;     // faces per sequence, prompt faces included
   ForwardContext ctx;      // matmul precision
+  bool constrained = false;  // mask tokens that break the canonical order (infer/constrain.h)
 };
 
 struct GenerateStats {

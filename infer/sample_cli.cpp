@@ -19,7 +19,9 @@
 #include "core/random.h"
 #include "infer/clean.h"
 #include "infer/generate.h"
+#include "data/tokenize.h"
 #include "nn/state.h"
+#include "tools/render.h"
 
 namespace iflame::infer {
 
@@ -37,10 +39,15 @@ const char* kUsage =
     "  --top-p P            then keep the smallest set reaching probability P, in (0, 1] (default 0.95)\n"
     "  --seed S             seed of the draws; sample i draws the same tokens for a seed (default 0)\n"
     "  --max-faces F        stop a sample after F faces (prompt included) (default 800)\n"
+    "  --constrained        mask tokens that would break the canonical order (spec §1): coordinates\n"
+    "                       only inside rows, END only as a whole row after a face, in each face the\n"
+    "                       first vertex lowest and the other two distinct, faces by first vertex\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples)\n"
     "  --format obj|ply     mesh file format (default obj)\n"
+    "  --png FILE           also draw the samples (the first 64) as one PNG contact sheet,\n"
+    "                       three-quarter and top views (tools/render.h)\n"
     "  --device cpu|cuda    (default cuda when a GPU is usable, else cpu)\n"
     "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums (default f32)\n"
     "\n"
@@ -51,14 +58,15 @@ const char* kUsage =
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
     "(incomplete last row, degenerate and duplicate faces dropped). Sampling runs on the host\n"
-    "from the logits of each step.\n";
+    "from the logits of each step. DIR/samples.jsonl gets one line per file: faces, status,\n"
+    "whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 
 struct Options {
-  std::string ckpt, prompt, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
+  std::string ckpt, prompt, png, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false;
+  bool bench = false, help = false, constrained = false;
 };
 
 struct UsageError : Error {
@@ -91,6 +99,7 @@ Options parse(int argc, char** argv) {
     };
     if (flag == "--help" || flag == "-h") o.help = true;
     else if (flag == "--bench") o.bench = true;
+    else if (flag == "--constrained") o.constrained = true;
     else if (flag == "--ckpt") o.ckpt = value();
     else if (flag == "-n") o.n = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
     else if (flag == "--batch") o.batch = static_cast<int>(parse_int(flag, value(), 1, 1 << 16));
@@ -105,6 +114,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--max-faces") o.max_faces = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
     else if (flag == "--prompt") o.prompt = value();
     else if (flag == "--out") o.out = value();
+    else if (flag == "--png") o.png = value();
     else if (flag == "--format") {
       o.format = value();
       if (o.format != "obj" && o.format != "ply") throw UsageError(str(flag, ": expected obj or ply, got '", o.format, "'"));
@@ -155,6 +165,9 @@ void prepare_out_dir(const std::string& dir) {
   std::filesystem::remove(probe, ec);
 }
 
+// --png draws at most this many samples (a sheet of 64 is 4096 x 4600 pixels).
+constexpr size_t kMaxSheetMeshes = 64;
+
 int run_sampling(const Options& o) {
   IFLAME_CHECK(!o.ckpt.empty(), "no checkpoint given: --ckpt FILE (or --bench for random weights)");
   IFLAME_CHECK(std::filesystem::is_regular_file(o.ckpt), "checkpoint '", o.ckpt, "' does not exist");
@@ -177,13 +190,20 @@ int run_sampling(const Options& o) {
   GenerateConfig cfg;
   cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   cfg.max_faces = o.max_faces;
+  cfg.constrained = o.constrained;
   cfg.ctx.matmul = o.precision == "bf16" ? DType::BF16 : DType::F32;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
+  // One JSON line per written file, for ./evaluate (closed with END, cleaned).
+  const std::string summary_path = o.out + "/samples.jsonl";
+  std::ofstream summary(summary_path, std::ios::trunc);
+  IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
+  std::vector<Mesh> sheet_meshes;  // kept only for --png
+  std::vector<std::string> sheet_labels;
   for (int first = 0; first < o.n; first += batch) {
     const int b = std::min(batch, o.n - first);
     GenerateStats stats;
@@ -198,6 +218,15 @@ int run_sampling(const Options& o) {
       const std::string path = o.out + "/" + name;
       write_sample_mesh(path, c, o.format);
       counts[static_cast<int>(c.status)]++;
+      summary << "{\"file\": \"" << name << "\", \"faces\": " << c.faces << ", \"status\": \""
+              << sample_status_name(c.status) << "\", \"ended\": " << (c.ended ? "true" : "false")
+              << ", \"dropped_incomplete\": " << c.dropped_incomplete << ", \"dropped_invalid\": "
+              << c.dropped_invalid << ", \"dropped_degenerate\": " << c.dropped_degenerate
+              << ", \"dropped_duplicate\": " << c.dropped_duplicate << "}\n";
+      if (!o.png.empty() && sheet_meshes.size() < kMaxSheetMeshes) {
+        sheet_meshes.push_back(decode_tokens(c.tokens));
+        sheet_labels.push_back(str(name, "  ", c.faces, " faces, ", sample_status_name(c.status)));
+      }
       std::printf("%s: %d faces, %s", path.c_str(), c.faces, sample_status_name(c.status));
       if (c.status == SampleStatus::Cleaned || c.status == SampleStatus::Empty)
         std::printf(" (dropped: %d incomplete-row tokens, %d invalid, %d degenerate, %d duplicate faces)",
@@ -205,12 +234,19 @@ int run_sampling(const Options& o) {
       std::printf("\n");
     }
     std::fflush(stdout);
+    summary.flush();
+    IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
   }
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
       "= %.1f tokens/s (host sampling); cache %.1f MiB per sequence\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3], static_cast<long long>(sampled), seconds,
       seconds > 0 ? sampled / seconds : 0.0, mib(double(cache_bytes)));
+  if (!o.png.empty()) {
+    render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
+    std::printf("contact sheet of %s samples: %s\n",
+                o.n > int(kMaxSheetMeshes) ? str("the first ", kMaxSheetMeshes).c_str() : "all", o.png.c_str());
+  }
   return 0;
 }
 

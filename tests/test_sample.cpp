@@ -123,12 +123,18 @@ void check_golden_cached(Device device) {
                               << ", max |cached - our full forward| = " << vs_full);
   CHECK(vs_reference <= 1e-4);
   CHECK(vs_full <= 1e-4);
-  // And at the checkpoint's own weights, against the reference's full-forward logits.
-  Tensor at_checkpoint = full_cached_logits(*golden_tiny(device), input);
+  // And at the checkpoint's own weights: cached against our full forward (the
+  // issue's 1e-4), and against the reference's full-forward logits, which by the
+  // triangle inequality may be off by that plus our full forward's own error
+  // (golden test: <= 1e-4), so 2e-4.
+  auto at_checkpoint_model = golden_tiny(device);
+  Tensor at_checkpoint = full_cached_logits(*at_checkpoint_model, input);
+  double vs_own_full = max_abs_diff(at_checkpoint, full_logits(*at_checkpoint_model, input));
   double vs_logits = max_abs_diff(at_checkpoint, read_npy(golden("tiny_logits.npy")));
-  MESSAGE(std::string(device_name(device)) << " f32, checkpoint weights: max |cached - reference full forward| = "
-                                           << vs_logits);
-  CHECK(vs_logits <= 1e-4);
+  MESSAGE(std::string(device_name(device)) << " f32, checkpoint weights: max |cached - our full| = " << vs_own_full
+                                           << ", max |cached - reference full forward| = " << vs_logits);
+  CHECK(vs_own_full <= 1e-4);
+  CHECK(vs_logits <= 2e-4);
 }
 
 std::vector<int32_t> row(std::initializer_list<int32_t> v) { return v; }

@@ -15,6 +15,7 @@
 #include "core/random.h"
 #include "nn/state.h"
 #include "ops/grad_norm.h"
+#include "training/sample_preview.h"
 #include "training/schedule.h"
 
 namespace iflame {
@@ -366,6 +367,7 @@ int Trainer::run() {
           std::printf("%svalidation at step %lld: loss %.4f | acc %.3f | perplexity %.2f\n", tty ? "\n" : "",
                       static_cast<long long>(step_), v.loss, v.accuracy, v.perplexity);
       }
+      if (config_.render_samples > 0 && is_root()) render_sample_preview(*model_, config_, matmul_, step_);
     }
     if (step_ % config_.ckpt_interval == 0 && !last) save(str("step-", step_, ".ckpt"));
   }

@@ -1,0 +1,42 @@
+// constrain.h: constrained decoding (./sample --constrained): before each draw,
+// the tokens that would break the canonical order of spec §1 are masked, so
+// every sample is a well-formed sequence whatever the model predicts.
+//
+// A vertex is written (z, x, y) and ordered by key(v) = (y * 129 + x) * 129 + z
+// (the written triple read right to left: y first, then x, then z). With the
+// body (everything after the START row) cut into rows of 9 tokens = faces of
+// three vertices v1 v2 v3, the rules are:
+//   - PAD and START are never allowed;
+//   - END only at a row boundary (a whole END row: generation stops at the
+//     first END and the writer adds the rest of the row), and only after at
+//     least one face (an empty mesh is not a sample);
+//   - coordinates (0..128) only inside rows, such that the vertex being written
+//     can still be completed to satisfy, in key order:
+//       v1 >= previous face's v1 (faces are sorted by their lowest vertex),
+//       v2 > v1, v3 > v1 (the lowest vertex comes first in a face),
+//       v3 != v2 (no degenerate face),
+//       and v1 <= the third-largest key, so v2 and v3 always exist.
+// The test is exact, token by token: a coordinate is allowed iff some choice of
+// the vertex's remaining tokens meets the bounds, so decoding never reaches a
+// position where nothing is allowed. Canonical sequences (the tokenizer's
+// output, golden/tokens_*.npy) pass every step. Not enforced: the order of
+// faces sharing a first vertex, and repeated faces (the cleaner drops those).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace iflame::infer {
+
+// For a sequence starting with the START row (prompt and sampled tokens so far),
+// allowed[t] for every token t of the vocabulary (size >= 132): may t come next?
+std::vector<bool> allowed_next_tokens(const std::vector<int32_t>& seq, int vocab);
+
+// The complement, as a banned list for sample_token (infer/sampler.h).
+std::vector<int32_t> constrained_banned_tokens(const std::vector<int32_t>& seq, int vocab);
+
+// Whether a whole sequence (START row, rows, optionally END) obeys the rules
+// above; `why` (if given) says where it does not.
+bool follows_canonical_order(const std::vector<int32_t>& seq, std::string* why = nullptr);
+
+}  // namespace iflame::infer
