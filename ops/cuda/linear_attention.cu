@@ -187,16 +187,19 @@ __global__ void linear_attention_step_kernel(const T* __restrict__ q, const T* _
   const float q_mine = load_float(q + row + lane), k_mine = load_float(k + row + lane);
   const float v_d = load_float(v + row + lane);
   float* S = state + (long long)bh * kHeadDim * kHeadDim;
-  float out = 0.0f;
+  // The state update rounds exactly like the CPU reference (no fused multiply-add),
+  // and o = q S sums in double: decoding runs this once per token for thousands of
+  // tokens, and the RMSNorm after linear attention magnifies the error of a small o.
+  double out = 0.0;
 #pragma unroll 8
   for (int e = 0; e < kHeadDim; e++) {
     const float k_e = __shfl_sync(0xffffffffu, k_mine, e);
     const float q_e = __shfl_sync(0xffffffffu, q_mine, e);
-    const float s = decay * S[e * kHeadDim + lane] + k_e * v_d;
+    const float s = __fadd_rn(__fmul_rn(decay, S[e * kHeadDim + lane]), __fmul_rn(k_e, v_d));
     S[e * kHeadDim + lane] = s;
-    out = fmaf(q_e, s, out);
+    out += static_cast<double>(q_e) * static_cast<double>(s);
   }
-  store_float(o + row + lane, out);
+  store_float(o + row + lane, static_cast<float>(out));
 }
 
 Slopes pack_slopes(const char* op, const std::vector<float>& slopes) {
