@@ -54,7 +54,11 @@ output and checkpoints
   --ckpt-interval N     checkpoint every N steps                 [1000]
   --log-interval N      steps between progress lines / log rows  [10]
   --render-samples N    at each validation, sample N meshes with the current
-                        weights and draw them to RUN/samples/step-S.png  [0: off]
+                        weights and draw them to RUN/samples/step-S.png (0: off)
+                                                  [4 on a GPU, 0 on the CPU]
+  --val-fraction X      share of meshes held out for validation when the dataset
+                        records no validation split (a fixed, seed-independent
+                        choice per mesh)                                [0.05]
   --resume FILE         continue a run from its checkpoint (exactly: same
                         batches, same random draws)
   --init-from FILE      start from the weights of a published .pth or a native
@@ -141,6 +145,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--ckpt-interval") c.ckpt_interval = static_cast<int>(r.integer(a, 1));
     else if (a == "--log-interval") c.log_interval = static_cast<int>(r.integer(a, 1));
     else if (a == "--render-samples") c.render_samples = static_cast<int>(r.integer(a, 0));
+    else if (a == "--val-fraction") c.val_fraction = r.real(a, 0);
     else if (a == "--resume") c.resume = r.value(a);
     else if (a == "--init-from") c.init_from = r.value(a);
     else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
@@ -167,6 +172,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
                "--device must be cuda or cpu, not '", c.device, "'");
   IFLAME_CHECK(c.render_samples <= 64, "--render-samples draws at most 64 meshes, not ", c.render_samples);
   IFLAME_CHECK(c.warmup_fraction <= 1, "--warmup is a fraction of the steps, at most 1");
+  IFLAME_CHECK(c.val_fraction < 1, "--val-fraction must be below 1, not ", c.val_fraction);
   IFLAME_CHECK(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
   IFLAME_CHECK((c.rank < 0) == (c.world_size == 0), "--rank and --world-size go together");
   IFLAME_CHECK(c.rank < c.world_size || c.rank < 0, "--rank ", c.rank, " is outside --world-size ", c.world_size);

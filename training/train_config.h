@@ -25,7 +25,8 @@ struct TrainConfig {
   int val_batches = 20;              // batches per validation (0: the whole split)
   int ckpt_interval = 1000;          // steps between checkpoints
   int log_interval = 10;             // steps between log lines
-  int render_samples = 0;            // > 0: at each validation, sample this many meshes into a PNG
+  int render_samples = -1;           // at each validation, sample this many meshes into a PNG (-1: 4 on a GPU, 0 on the CPU)
+  float val_fraction = 0.05f;        // held out when the dataset records no validation split
   std::string out_dir = "runs";
   std::string name;                  // run name ("" = the dataset's stem and the model)
   std::string resume;                // native checkpoint to continue

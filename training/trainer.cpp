@@ -12,6 +12,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/philox.h"
 #include "core/random.h"
 #include "nn/state.h"
 #include "ops/grad_norm.h"
@@ -87,10 +88,17 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   dataset_ = std::make_unique<MeshDataset>(config_.dataset, config_.max_faces);
   train_indices_ = dataset_->indices("train");
   val_indices_ = dataset_->indices("val");
-  if (!dataset_->has_sidecar()) {  // no split recorded: everything trains
-    train_indices_ = dataset_->indices("");
+  if (!dataset_->has_sidecar() || val_indices_.empty()) {
+    // No validation split recorded: hold out --val-fraction of the meshes, each
+    // chosen by a fixed draw of its own (the same whatever the seed or world size).
+    train_indices_.clear();
     val_indices_.clear();
+    for (int64_t i : dataset_->indices("")) {
+      bool held_out = philox_unit_float(philox_draw(0x7661l, 0, static_cast<uint64_t>(i)).v[0]) < config_.val_fraction;
+      (held_out ? val_indices_ : train_indices_).push_back(i);
+    }
   }
+  if (config_.render_samples < 0) config_.render_samples = device_ == Device::CUDA ? 4 : 0;
   IFLAME_CHECK(!train_indices_.empty(), config_.dataset, ": no usable training meshes");
   LoaderOptions lo;
   lo.batch_size = config_.batch_size;
