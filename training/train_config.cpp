@@ -60,7 +60,8 @@ output and checkpoints
                         records no validation split (a fixed, seed-independent
                         choice per mesh)                                [0.05]
   --resume FILE         continue a run from its checkpoint (exactly: same
-                        batches, same random draws)
+                        batches, same random draws; the model comes from the
+                        checkpoint, --model is ignored)
   --init-from FILE      start from the weights of a published .pth or a native
                         checkpoint (fresh optimizer and schedule)
   --max-bad-steps N     stop after N consecutive non-finite steps [5]

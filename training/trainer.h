@@ -21,6 +21,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "nn/checkpoint.h"
 #include "nn/iflame.h"
 #include "training/distributed.h"
 #include "training/optimizer.h"
@@ -70,7 +71,7 @@ class Trainer {
 
  private:
   void save(const std::string& file_name);
-  void resume_from(const std::string& path);
+  void resume_from(const CheckpointData& checkpoint, const std::string& path);
   void log_json(const std::string& line);
   Batch next_batch();
   bool is_root() const { return comm_->rank() == 0; }
