@@ -120,13 +120,14 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   CheckpointData resumed;
   if (!config_.init_from.empty()) {
     model_ = load_model(config_.init_from, device_);
-    config_.model = "from " + config_.init_from;
+    model_label_ = "weights of " + config_.init_from;
   } else if (!config_.resume.empty()) {
     resumed = load_checkpoint(config_.resume);
     model_ = std::make_unique<IFlame>(config_from_checkpoint(resumed, config_.resume), device_);
-    if (const std::string* saved = resumed.find_meta("train.model")) config_.model = *saved;
+    if (const std::string* saved = resumed.find_meta("train.model")) model_label_ = *saved;
   } else {
     model_ = std::make_unique<IFlame>(IFlameConfig::preset(config_.model), device_);
+    model_label_ = config_.model;
     Generator gen(config_.seed);
     model_->init(gen);
   }
@@ -153,7 +154,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
 
   if (!config_.quiet) {
     std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
-    std::printf("model     %s (%s), %.2fM parameters, %s matrix products\n", config_.model.c_str(),
+    std::printf("model     %s (%s), %.2fM parameters, %s matrix products\n", model_label_.c_str(),
                 model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str());
     std::printf("data      %s: %zu training meshes, %zu validation meshes, %lld batches of %d per epoch\n",
                 config_.dataset.c_str(), train_indices_.size(), val_indices_.size(),
@@ -196,7 +197,7 @@ void Trainer::save(const std::string& file_name) {
   ck.meta.push_back({"kind", "iflame-train"});
   add_model_to_checkpoint(*model_, ck);
   optimizer_->add_to_checkpoint(ck);
-  ck.meta.push_back({"train.model", config_.model});
+  ck.meta.push_back({"train.model", model_label_});
   ck.meta.push_back({"train.step", std::to_string(step_)});
   ck.meta.push_back({"train.total_steps", std::to_string(total_steps_)});
   ck.meta.push_back({"train.epoch", std::to_string(epoch_)});

@@ -77,6 +77,7 @@ class Trainer {
   bool is_root() const { return comm_->rank() == 0; }
 
   TrainConfig config_;
+  std::string model_label_;  // the preset, or where the weights came from
   std::shared_ptr<Communicator> comm_;
   Device device_ = Device::CPU;
   DType matmul_ = DType::F32;
