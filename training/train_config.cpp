@@ -12,7 +12,12 @@ std::string TrainConfig::run_dir() const {
   if (n.empty()) {
     std::string stem = dataset.substr(dataset.find_last_of('/') + 1);
     stem = stem.substr(0, stem.rfind('.'));
-    n = stem + "-" + model;
+    std::string from = model;
+    if (!init_from.empty()) {  // named after the weights it starts from
+      from = init_from.substr(init_from.find_last_of('/') + 1);
+      from = from.substr(0, from.rfind('.'));
+    }
+    n = stem + "-" + from;
   }
   return out_dir + "/" + n;
 }
