@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/mesh.h"
 #include "nn/iflame.h"
+#include "tests/test_shapes.h"
 #include "tests/test_util.h"
 #include "training/schedule.h"
 #include "training/trainer.h"
@@ -19,42 +20,7 @@ using namespace iflame::test;
 
 namespace {
 
-Mesh box_mesh(float sx, float sy, float sz) {
-  Mesh m;
-  for (int c = 0; c < 8; c++)
-    m.vertices.push_back({(c & 4 ? 1 : -1) * sx, (c & 2 ? 1 : -1) * sy, (c & 1 ? 1 : -1) * sz});
-  m.faces = {{0, 1, 3}, {0, 3, 2}, {4, 6, 7}, {4, 7, 5}, {0, 4, 5}, {0, 5, 1},
-             {2, 3, 7}, {2, 7, 6}, {0, 2, 6}, {0, 6, 4}, {1, 5, 7}, {1, 7, 3}};
-  return m;
-}
-
-Mesh tetra_mesh(float a) {
-  Mesh m;
-  m.vertices = {{0.1f, 0.2f, 0.3f}, {0.9f, -0.4f * a, 0.05f}, {-0.3f, 0.7f, -0.6f * a}, {0.2f * a, -0.1f, 0.8f}};
-  m.faces = {{0, 1, 2}, {0, 3, 1}, {1, 3, 2}, {0, 2, 3}};
-  return m;
-}
-
-// A dataset of boxes and tetrahedra of assorted proportions, two for validation.
-std::string small_dataset() {
-  static const std::string path = "build/test_train_shapes.npy";
-  static bool made = false;
-  if (made) return path;
-  std::vector<DatasetEntry> entries;
-  for (int i = 0; i < 10; i++) {
-    DatasetEntry e;
-    e.name = str("shape", i);
-    e.source = "generated";
-    e.category = i % 2 ? "box" : "tetra";
-    e.split = i >= 8 ? "val" : "train";
-    Mesh m = i % 2 ? box_mesh(0.2f + 0.05f * i, 0.5f, 0.3f - 0.02f * i) : tetra_mesh(0.5f + 0.1f * i);
-    e.triangles = normalized_triangles(m);
-    entries.push_back(e);
-  }
-  write_dataset(path, entries, 800);
-  made = true;
-  return path;
-}
+std::string small_dataset() { return shapes_dataset("build/test_train_shapes.npy"); }
 
 TrainConfig tiny_config(const std::string& name, int64_t steps) {
   TrainConfig c;
