@@ -12,6 +12,7 @@
 #include "nn/iflame.h"
 #include "tests/test_shapes.h"
 #include "tests/test_util.h"
+#include "training/benchmark.h"
 #include "training/schedule.h"
 #include "training/trainer.h"
 
@@ -208,4 +209,17 @@ TEST_CASE("train: without a recorded validation split, --val-fraction holds mesh
   Trainer t(c);
   Trainer::ValidationResult v = t.validate();
   CHECK(v.tokens > 0);  // some meshes were held out and are evaluated
+}
+
+TEST_CASE("train: --bench times whole steps on random tokens without a dataset") {
+  const char* argv[] = {"train", "--bench", "--model", "tiny", "--batch", "1", "--bench-length", "45",
+                        "--bench-steps", "2", "--device", "cpu", "--quiet"};
+  bool help = false;
+  TrainConfig c = parse_train_args(13, const_cast<char**>(argv), help);
+  CHECK(c.bench);
+  CHECK(c.dataset.empty());
+  TrainBenchmarkResult r = run_train_benchmark(c);
+  CHECK(r.mean_step_s > 0);
+  CHECK(r.min_step_s <= r.mean_step_s);
+  CHECK(r.tokens_per_s == doctest::Approx(45.0 / r.mean_step_s));
 }

@@ -5,6 +5,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "training/benchmark.h"
 #include "training/distributed.h"
 #include "training/launcher.h"
 #include "training/mpi_bootstrap.h"
@@ -22,6 +23,10 @@ int main(int argc, char** argv) {
     TrainConfig config = parse_train_args(argc, argv, help);
     if (help) {
       std::fputs(train_usage().c_str(), stdout);
+      return 0;
+    }
+    if (config.bench) {
+      run_train_benchmark(config);
       return 0;
     }
     if (config.gpus > 1) return launch_local(argc, argv, config.gpus);

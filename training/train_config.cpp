@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace iflame {
@@ -20,6 +21,19 @@ std::string TrainConfig::run_dir() const {
     n = stem + "-" + from;
   }
   return out_dir + "/" + n;
+}
+
+Device TrainConfig::resolved_device() const {
+  Device d = device.empty() ? (cuda_available() ? Device::CUDA : Device::CPU)
+                            : (device == "cuda" ? Device::CUDA : Device::CPU);
+  if (d == Device::CUDA)
+    IFLAME_CHECK(cuda_available(), "--device cuda, but no GPU is usable: ", cuda_unavailable_reason());
+  return d;
+}
+
+DType TrainConfig::resolved_matmul(Device d) const {
+  if (precision.empty()) return d == Device::CUDA ? DType::BF16 : DType::F32;
+  return precision == "bf16" ? DType::BF16 : DType::F32;
 }
 
 std::string train_usage() {
@@ -73,6 +87,12 @@ output and checkpoints
   --time-limit S        checkpoint and stop after S seconds of wall time (for
                         batch-system time limits; --resume continues)    [none]
   --quiet               no progress line, only the log file
+benchmark (no dataset needed)
+  --bench               time full training steps (forward, backward, clipping,
+                        Muon + AdamW) of --model at --batch on random tokens:
+                        step time, tokens/s, peak GPU memory
+  --bench-length T      tokens per sequence                       [6921]
+  --bench-steps N       timed steps, after 2 warm-up steps        [10]
   -h, --help            this text
 data parallel (one process per GPU; docs/distributed.md)
   --gpus N              start N processes on this machine, one per GPU; --batch
@@ -156,6 +176,9 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--init-from") c.init_from = r.value(a);
     else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--quiet") c.quiet = true;
+    else if (a == "--bench") c.bench = true;
+    else if (a == "--bench-length") c.bench_length = static_cast<int>(r.integer(a, 9));
+    else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
     else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
     else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
@@ -171,7 +194,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     }
   }
   if (help) return c;
-  IFLAME_CHECK(!c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
+  IFLAME_CHECK(c.bench || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
   IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "f32",
                "--precision must be bf16 or f32, not '", c.precision, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",

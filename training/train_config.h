@@ -39,6 +39,12 @@ struct TrainConfig {
   int max_bad_steps = 5;             // consecutive non-finite steps before giving up
   double time_limit_s = 0;           // > 0: checkpoint and stop after this much wall time
   bool quiet = false;
+  bool bench = false;                // time training steps on random tokens, no dataset
+  int bench_length = 6921;           // --bench sequence length (the published 769 rows)
+  int bench_steps = 10;              // --bench timed steps (after 2 warm-up steps)
+
+  Device resolved_device() const;    // --device, or cuda when a GPU is usable
+  DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
 
   // Data parallel (docs/distributed.md). --batch is per process: the global batch
   // is world size x batch.

@@ -73,12 +73,9 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   const int world = comm_->world_size();
   if (!is_root()) config_.quiet = true;  // one progress line per run, from rank 0
   // Device and precision.
-  if (config_.device.empty()) device_ = cuda_available() ? Device::CUDA : Device::CPU;
-  else device_ = config_.device == "cuda" ? Device::CUDA : Device::CPU;
-  if (device_ == Device::CUDA)
-    IFLAME_CHECK(cuda_available(), "--device cuda, but no GPU is usable: ", cuda_unavailable_reason());
-  std::string precision = config_.precision.empty() ? (device_ == Device::CUDA ? "bf16" : "f32") : config_.precision;
-  matmul_ = precision == "bf16" ? DType::BF16 : DType::F32;
+  device_ = config_.resolved_device();
+  matmul_ = config_.resolved_matmul(device_);
+  const std::string precision = matmul_ == DType::BF16 ? "bf16" : "f32";
   IFLAME_CHECK(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
   if (device_ == Device::CPU && config_.model == "shapenet" && config_.init_from.empty() && config_.resume.empty())
     IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
