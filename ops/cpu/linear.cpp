@@ -29,7 +29,9 @@ std::vector<float> op_copy(const Tensor& t, bool transpose, bool round_bf16) {
 // c[m, n] = alpha a[m, k] b[k, n] + beta c (all row-major). beta == 0 ignores c.
 void matmul(const float* a, const float* b, float* c, int64_t m, int64_t k, int64_t n, float alpha,
             float beta) {
-#pragma omp parallel for schedule(static) if (m * k * n > 32768)
+// Threads only pay off with many rows: a parallel region over the 1-4 rows of a
+// decoding step costs more than the work (30-100x on a busy machine).
+#pragma omp parallel for schedule(static) if (m >= 16 && m * k * n > 262144)
   for (int64_t i = 0; i < m; i++) {
     std::vector<float> acc(static_cast<size_t>(n), 0.0f);
     const float* arow = a + i * k;
