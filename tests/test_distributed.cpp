@@ -27,7 +27,7 @@
 #include "data/loader.h"
 #include "data/mesh.h"
 #include "nn/iflame.h"
-#include "tests/test_shapes.h"
+#include "tests/training_fixtures.h"
 #include "tests/test_util.h"
 #include "training/distributed.h"
 #include "training/launcher.h"
@@ -122,31 +122,9 @@ void run_ranks(int world, const std::function<void(int, Communicator&)>& fn, siz
 std::string dist_dataset() { return shapes_dataset("build/test_dist_shapes.npy"); }
 
 TrainConfig tiny_config(const std::string& name, int64_t steps, int batch) {
-  TrainConfig c;
-  c.dataset = dist_dataset();
-  c.model = "tiny";
-  c.batch_size = batch;
-  c.steps = steps;
-  c.device = "cpu";
-  c.out_dir = "build/test_dist_runs";
-  c.name = name;
-  c.val_interval = 0;
-  c.val_batches = 2;
-  c.ckpt_interval = 1000;
+  TrainConfig c = tiny_cpu_config(dist_dataset(), "build/test_dist_runs", name, steps, batch, 7, 1);
   c.log_interval = 1;
-  c.loader_threads = 1;
-  c.quiet = true;
-  c.seed = 7;
   return c;
-}
-
-std::vector<float> all_parameters(IFlame& model) {
-  std::vector<float> out;
-  for (auto& kv : model.parameters().items()) {
-    auto v = kv.second.value().to_floats();
-    out.insert(out.end(), v.begin(), v.end());
-  }
-  return out;
 }
 
 std::vector<float> all_gradients(IFlame& model) {

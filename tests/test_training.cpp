@@ -10,7 +10,7 @@
 #include "data/dataset.h"
 #include "data/mesh.h"
 #include "nn/iflame.h"
-#include "tests/test_shapes.h"
+#include "tests/training_fixtures.h"
 #include "tests/test_util.h"
 #include "training/benchmark.h"
 #include "training/schedule.h"
@@ -24,30 +24,7 @@ namespace {
 std::string small_dataset() { return shapes_dataset("build/test_train_shapes.npy"); }
 
 TrainConfig tiny_config(const std::string& name, int64_t steps) {
-  TrainConfig c;
-  c.dataset = small_dataset();
-  c.model = "tiny";
-  c.batch_size = 2;
-  c.steps = steps;
-  c.device = "cpu";
-  c.out_dir = "build/test_runs";
-  c.name = name;
-  c.val_interval = 0;
-  c.val_batches = 2;
-  c.ckpt_interval = 1000;
-  c.loader_threads = 2;
-  c.quiet = true;
-  c.seed = 5;
-  return c;
-}
-
-std::vector<float> all_parameters(IFlame& model) {
-  std::vector<float> out;
-  for (auto& kv : model.parameters().items()) {
-    auto v = kv.second.value().to_floats();
-    out.insert(out.end(), v.begin(), v.end());
-  }
-  return out;
+  return tiny_cpu_config(small_dataset(), "build/test_runs", name, steps, 2, 5, 2);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// test_shapes.h: small generated meshes and a dataset of them, for the tests
-// that train (tests/test_training.cpp, tests/test_distributed.cpp).
+// training_fixtures.h: what the tests that train share (tests/test_training.cpp,
+// tests/test_distributed.cpp): small generated meshes, a dataset of them, a
+// quick CPU run configuration for the tiny model, and a parameter snapshot.
 #pragma once
 #include <sys/stat.h>
 
@@ -9,6 +10,8 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/mesh.h"
+#include "nn/iflame.h"
+#include "training/train_config.h"
 
 namespace iflame::test {
 
@@ -52,6 +55,38 @@ inline const std::string& shapes_dataset(const std::string& path) {
   write_dataset(path, entries, 800);
   made.push_back(path);
   return made.back();
+}
+
+// A few quick steps of the tiny model on the CPU: no periodic validation or
+// checkpoints, no output.
+inline TrainConfig tiny_cpu_config(const std::string& dataset, const std::string& out_dir,
+                                   const std::string& name, int64_t steps, int batch, uint64_t seed,
+                                   int loader_threads) {
+  TrainConfig c;
+  c.dataset = dataset;
+  c.model = "tiny";
+  c.batch_size = batch;
+  c.steps = steps;
+  c.device = "cpu";
+  c.out_dir = out_dir;
+  c.name = name;
+  c.val_interval = 0;
+  c.val_batches = 2;
+  c.ckpt_interval = 1000;
+  c.loader_threads = loader_threads;
+  c.quiet = true;
+  c.seed = seed;
+  return c;
+}
+
+// Every parameter of the model, flattened in state-dict order (host copy).
+inline std::vector<float> all_parameters(IFlame& model) {
+  std::vector<float> out;
+  for (auto& kv : model.parameters().items()) {
+    auto v = kv.second.value().to_floats();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
 }
 
 }  // namespace iflame::test
