@@ -16,6 +16,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/flags.h"
 #include "core/random.h"
 #include "infer/clean.h"
 #include "infer/generate.h"
@@ -69,26 +70,6 @@ struct Options {
   bool bench = false, help = false, constrained = false;
 };
 
-struct UsageError : Error {
-  using Error::Error;
-};
-
-double parse_number(const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !std::isfinite(v))
-    throw UsageError(str(flag, ": '", text, "' is not a number"));
-  return v;
-}
-
-int64_t parse_int(const std::string& flag, const std::string& text, int64_t lo, int64_t hi) {
-  char* end = nullptr;
-  long long v = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0') throw UsageError(str(flag, ": '", text, "' is not an integer"));
-  if (v < lo || v > hi) throw UsageError(str(flag, ": ", v, " is outside [", lo, ", ", hi, "]"));
-  return v;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; i++) {
@@ -101,17 +82,17 @@ Options parse(int argc, char** argv) {
     else if (flag == "--bench") o.bench = true;
     else if (flag == "--constrained") o.constrained = true;
     else if (flag == "--ckpt") o.ckpt = value();
-    else if (flag == "-n") o.n = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
-    else if (flag == "--batch") o.batch = static_cast<int>(parse_int(flag, value(), 1, 1 << 16));
+    else if (flag == "-n") o.n = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
+    else if (flag == "--batch") o.batch = static_cast<int>(flag_integer(flag, value(), 1, 1 << 16));
     else if (flag == "--temperature") {
-      o.temperature = static_cast<float>(parse_number(flag, value()));
+      o.temperature = static_cast<float>(flag_number(flag, value()));
       if (o.temperature < 0) throw UsageError(str(flag, ": must be >= 0, got ", o.temperature));
-    } else if (flag == "--top-k") o.top_k = static_cast<int>(parse_int(flag, value(), 0, 1 << 20));
+    } else if (flag == "--top-k") o.top_k = static_cast<int>(flag_integer(flag, value(), 0, 1 << 20));
     else if (flag == "--top-p") {
-      o.top_p = static_cast<float>(parse_number(flag, value()));
+      o.top_p = static_cast<float>(flag_number(flag, value()));
       if (!(o.top_p > 0 && o.top_p <= 1)) throw UsageError(str(flag, ": must be in (0, 1], got ", o.top_p));
-    } else if (flag == "--seed") o.seed = static_cast<uint64_t>(parse_int(flag, value(), 0, INT64_MAX));
-    else if (flag == "--max-faces") o.max_faces = static_cast<int>(parse_int(flag, value(), 1, 1 << 20));
+    } else if (flag == "--seed") o.seed = static_cast<uint64_t>(flag_integer(flag, value(), 0, INT64_MAX));
+    else if (flag == "--max-faces") o.max_faces = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
     else if (flag == "--prompt") o.prompt = value();
     else if (flag == "--out") o.out = value();
     else if (flag == "--png") o.png = value();
@@ -126,7 +107,7 @@ Options parse(int argc, char** argv) {
       if (o.precision != "f32" && o.precision != "bf16")
         throw UsageError(str(flag, ": expected f32 or bf16, got '", o.precision, "'"));
     } else if (flag == "--model") o.model = value();
-    else if (flag == "--tokens") o.tokens = static_cast<int>(parse_int(flag, value(), 1, 1 << 24));
+    else if (flag == "--tokens") o.tokens = static_cast<int>(flag_integer(flag, value(), 1, 1 << 24));
     else throw UsageError(str("unknown flag '", flag, "' (see --help)"));
   }
   return o;

@@ -16,6 +16,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/flags.h"
 #include "data/dataset.h"
 #include "data/json.h"
 #include "data/mesh.h"
@@ -50,10 +51,6 @@ const char* kUsage =
     "defined in tools/eval_metrics.h. Meshes with no face left are counted in the validity\n"
     "figures and left out of the distribution metrics.\n";
 
-struct UsageError : Error {
-  using Error::Error;
-};
-
 struct Options {
   std::string generated, dataset = "data/furniture.npy", split = "val", reference_folder, summary, device, json;
   std::string generated_split;  // non-empty: the generated set is this split of the dataset
@@ -62,14 +59,6 @@ struct Options {
   uint64_t seed = 0;
   bool help = false;
 };
-
-int64_t parse_int(const std::string& flag, const std::string& text, int64_t lo, int64_t hi) {
-  char* end = nullptr;
-  long long v = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0') throw UsageError(str(flag, ": '", text, "' is not an integer"));
-  if (v < lo || v > hi) throw UsageError(str(flag, ": ", v, " is outside [", lo, ", ", hi, "]"));
-  return v;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -95,10 +84,10 @@ Options parse(int argc, char** argv) {
     else if (flag == "--device") {
       o.device = value();
       if (o.device != "cpu" && o.device != "cuda") throw UsageError(str(flag, ": expected cpu or cuda, got '", o.device, "'"));
-    } else if (flag == "--points") o.points = int(parse_int(flag, value(), 1, 1 << 20));
-    else if (flag == "--seed") o.seed = uint64_t(parse_int(flag, value(), 0, INT64_MAX));
-    else if (flag == "--max-meshes") o.max_meshes = parse_int(flag, value(), 1, INT64_MAX);
-    else if (flag == "--resolution") o.resolution = int(parse_int(flag, value(), 1, 512));
+    } else if (flag == "--points") o.points = int(flag_integer(flag, value(), 1, 1 << 20));
+    else if (flag == "--seed") o.seed = uint64_t(flag_integer(flag, value(), 0, INT64_MAX));
+    else if (flag == "--max-meshes") o.max_meshes = flag_integer(flag, value(), 1, INT64_MAX);
+    else if (flag == "--resolution") o.resolution = int(flag_integer(flag, value(), 1, 512));
     else if (flag == "--json") o.json = value();
     else if (!flag.empty() && flag[0] == '-') throw UsageError(str("unknown flag '", flag, "' (see --help)"));
     else if (o.generated.empty()) o.generated = flag;

@@ -5,6 +5,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/flags.h"
 
 namespace iflame {
 
@@ -123,19 +124,11 @@ struct ArgReader {
     return argv[++i];
   }
   int64_t integer(const std::string& flag, int64_t lo) {
-    std::string v = value(flag);
-    char* end = nullptr;
-    long long x = std::strtoll(v.c_str(), &end, 10);
-    IFLAME_CHECK(end && *end == 0 && !v.empty(), "flag ", flag, ": '", v, "' is not an integer");
-    IFLAME_CHECK(x >= lo, "flag ", flag, ": ", x, " is below the minimum ", lo);
-    return x;
+    return flag_integer(flag, value(flag), lo, INT64_MAX);
   }
   float real(const std::string& flag, double lo) {
-    std::string v = value(flag);
-    char* end = nullptr;
-    double x = std::strtod(v.c_str(), &end);
-    IFLAME_CHECK(end && *end == 0 && !v.empty(), "flag ", flag, ": '", v, "' is not a number");
-    IFLAME_CHECK(x >= lo, "flag ", flag, ": ", x, " is below the minimum ", lo);
+    double x = flag_number(flag, value(flag));
+    if (x < lo) throw UsageError(str(flag, ": ", x, " is below the minimum ", lo));
     return static_cast<float>(x);
   }
 };
