@@ -10,14 +10,14 @@ out=${1:?usage: furniture_list.sh OUTDIR}
 mkdir -p "$out"
 share=/usr/share/sweethome3d
 if [ ! -f "$share/sweethome3d.jar" ] || ! ls "$share"/furniture/*.sh3f >/dev/null 2>&1; then
-  share="$out/root/usr/share/sweethome3d"
+  share="$out/unpacked/usr/share/sweethome3d"
 fi
 if [ ! -f "$share/sweethome3d.jar" ] || ! ls "$share"/furniture/*.sh3f >/dev/null 2>&1; then
   echo "furniture_list.sh: $share incomplete; fetching the Debian packages into $out/debs" >&2
-  mkdir -p "$out/debs" "$out/root"
+  mkdir -p "$out/debs" "$out/unpacked"
   (cd "$out/debs" && apt-get download sweethome3d sweethome3d-furniture >&2)
-  for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$out/root"; done
-  share="$out/root/usr/share/sweethome3d"
+  for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$out/unpacked"; done
+  share="$out/unpacked/usr/share/sweethome3d"
 fi
 # catalog archive, its properties file inside, a short name for its folder
 list_catalog() {
