@@ -49,15 +49,6 @@ std::vector<DatasetEntry> sample_entries(int extra) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Raw float32 [n, f, 9] written straight through write_npy (no sidecar).
 void write_raw(const std::string& path, const std::vector<float>& v, int64_t n, int64_t f) {
   std::remove(sidecar_path(path).c_str());

@@ -8,19 +8,9 @@
 #include "tests/test_util.h"
 
 using namespace iflame;
+using namespace iflame::test;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 template <typename T>
 void put(std::string& s, T v) {

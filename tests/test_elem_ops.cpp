@@ -31,17 +31,6 @@ constexpr double kGradTol = 1e-2;  // gradcheck_error bound for a correct backwa
 constexpr double kF32Tol = 1e-5;
 constexpr double kBf16Tol = 1e-2;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 Tensor random_ints(const Shape& shape, uint64_t seed, int lo, int hi) {  // uniform in [lo, hi)
   std::vector<int32_t> v;
   for (float f : random_tensor(shape, seed, 0.0f, 1.0f).to_floats())

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/error.h"
 #include "core/random.h"
 #include "core/tensor.h"
 
@@ -111,4 +112,17 @@ inline double gradcheck_error(Tensor& x, const Tensor& analytic, const std::func
   return worst / scale;
 }
 
+// The message of the iflame::Error that f throws ("" when it throws none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
 }  // namespace iflame::test
+
