@@ -12,8 +12,29 @@
 
 BUILD    ?= build
 CXX      ?= g++
-NVCC     ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
-CUDA     ?= $(if $(NVCC),1,0)
+# nvcc, followed through links (an nvcc reached through a link elsewhere
+# cannot find its own toolkit).
+ifeq ($(origin NVCC),undefined)
+  NVCC := $(realpath $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc)))
+endif
+# The toolkit's root: the first of these holding cublas_v2.h: what nvcc itself
+# reports ("TOP=" in its dry run, right even behind a wrapper script), the
+# folder above nvcc's bin/, /usr/local/cuda. Override with CUDA_HOME=/path.
+ifneq ($(NVCC),)
+  CUDA_CANDIDATES := $(abspath $(shell $(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 \
+                       | sed -n 's/^\#\$$ TOP=//p' | head -n 1)) \
+                     $(patsubst %/bin/nvcc,%,$(NVCC)) /usr/local/cuda
+  ifeq ($(origin CUDA_HOME),undefined)
+    CUDA_HOME := $(firstword $(foreach d,$(CUDA_CANDIDATES),$(if $(wildcard $(d)/include/cublas_v2.h),$(d))))
+  endif
+endif
+CUDA_FOUND := $(if $(NVCC),$(shell test -f "$(CUDA_HOME)/include/cublas_v2.h" && echo 1),)
+CUDA     ?= $(if $(CUDA_FOUND),1,0)
+ifneq ($(NVCC),)
+  ifneq ($(CUDA_FOUND),1)
+    $(warning nvcc is $(NVCC) but no cublas_v2.h under "$(CUDA_HOME)/include": building CPU-only (set CUDA_HOME=/path/to/cuda to use the GPU))
+  endif
+endif
 CUDA_ARCH ?= sm_90
 
 CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -fopenmp -I. -MMD -MP
@@ -26,7 +47,9 @@ LIB_CPP  := $(filter-out %/main.cpp,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cp
 LIB_CU   := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cu))
 
 ifeq ($(CUDA),1)
-  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+  ifneq ($(CUDA_FOUND),1)
+    $(error CUDA=1 but no cublas_v2.h under "$(CUDA_HOME)/include": set CUDA_HOME=/path/to/cuda, or CUDA=0 for a CPU-only build)
+  endif
   CXXFLAGS  += -DIFLAME_CUDA -I$(CUDA_HOME)/include
   NVFLAGS   += -DIFLAME_CUDA
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt
