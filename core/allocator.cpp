@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -24,15 +25,25 @@ size_t round_device_size(size_t bytes) {
 }
 #endif
 
+using FreeLists = std::map<size_t, std::vector<void*>>;  // rounded size -> blocks
+
 struct DeviceCache {
   std::mutex mu;
-  std::map<size_t, std::vector<void*>> free_blocks;  // rounded size -> blocks
+  FreeLists free_blocks;  // the shared cache
   DeviceMemoryStats stats;
+  // Private pools (allocator.h): their free lists, and which pool owns each of
+  // their blocks (handed out or free).
+  int next_pool = 1;
+  std::map<int, FreeLists> pools;
+  std::unordered_map<void*, int> pool_of;
 };
 DeviceCache& cache() {
   static DeviceCache* c = new DeviceCache();  // never destroyed: tensors may outlive statics
   return *c;
 }
+
+// The pool this thread allocates from: 0 is the shared cache.
+thread_local int current_pool = 0;
 }  // namespace
 
 void* alloc_bytes(size_t bytes, Device device) {
@@ -47,9 +58,11 @@ void* alloc_bytes(size_t bytes, Device device) {
   size_t size = round_device_size(bytes);
   DeviceCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  auto it = c.free_blocks.find(size);
+  const int pool = current_pool;
+  FreeLists& lists = pool == 0 ? c.free_blocks : c.pools.at(pool);
+  auto it = lists.find(size);
   void* p = nullptr;
-  if (it != c.free_blocks.end() && !it->second.empty()) {
+  if (it != lists.end() && !it->second.empty()) {
     p = it->second.back();
     it->second.pop_back();
     c.stats.cached -= size;
@@ -57,11 +70,14 @@ void* alloc_bytes(size_t bytes, Device device) {
     cudaError_t err = cudaMalloc(&p, size);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      // Give the cache back to the driver and try once more before failing.
+      // Give the shared cache back to the driver and try once more before
+      // failing (private pools keep their blocks: graphs may still use them).
       for (auto& kv : c.free_blocks)
-        for (void* q : kv.second) cudaFree(q);
+        for (void* q : kv.second) {
+          cudaFree(q);
+          c.stats.cached -= kv.first;
+        }
       c.free_blocks.clear();
-      c.stats.cached = 0;
       err = cudaMalloc(&p, size);
       if (err != cudaSuccess) {
         cudaGetLastError();
@@ -70,6 +86,7 @@ void* alloc_bytes(size_t bytes, Device device) {
       }
     }
     c.stats.cuda_mallocs++;
+    if (pool != 0) c.pool_of[p] = pool;
   }
   c.stats.in_use += size;
   if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
@@ -90,7 +107,9 @@ void free_bytes(void* ptr, size_t bytes, Device device) {
   size_t size = round_device_size(bytes);
   DeviceCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  c.free_blocks[size].push_back(ptr);
+  auto owner = c.pool_of.find(ptr);
+  FreeLists& lists = owner == c.pool_of.end() ? c.free_blocks : c.pools.at(owner->second);
+  lists[size].push_back(ptr);
   c.stats.cached += size;
   c.stats.in_use -= size;
 #else
@@ -116,10 +135,55 @@ void release_cached_device_memory() {
   std::lock_guard<std::mutex> lock(c.mu);
   CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
   for (auto& kv : c.free_blocks)
-    for (void* q : kv.second) CUDA_CHECK(cudaFree(q));
+    for (void* q : kv.second) {
+      CUDA_CHECK(cudaFree(q));
+      c.stats.cached -= kv.first;
+    }
   c.free_blocks.clear();
-  c.stats.cached = 0;
 #endif
 }
+
+int create_device_pool() {
+  DeviceCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  const int pool = c.next_pool++;
+  c.pools[pool];
+  return pool;
+}
+
+void release_device_pool(int pool) {
+  DeviceCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.pools.find(pool);
+  IFLAME_CHECK(it != c.pools.end(), "release_device_pool: no pool ", pool);
+  size_t held = 0;
+  for (const auto& kv : c.pool_of)
+    if (kv.second == pool) held++;
+  size_t free_count = 0;
+  for (const auto& kv : it->second) free_count += kv.second.size();
+  IFLAME_CHECK(held == free_count, "release_device_pool: ", held - free_count,
+               " blocks of pool ", pool, " are still held by tensors");
+#ifdef IFLAME_CUDA
+  if (free_count > 0) CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));  // graphs may still run
+  for (auto& kv : it->second)
+    for (void* q : kv.second) {
+      CUDA_CHECK(cudaFree(q));
+      c.stats.cached -= kv.first;
+      c.pool_of.erase(q);
+    }
+#endif
+  c.pools.erase(it);
+}
+
+DevicePoolScope::DevicePoolScope(int pool) : previous_(current_pool) {
+  {
+    DeviceCache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    IFLAME_CHECK(pool == 0 || c.pools.count(pool), "DevicePoolScope: no pool ", pool);
+  }
+  current_pool = pool;
+}
+
+DevicePoolScope::~DevicePoolScope() { current_pool = previous_; }
 
 }  // namespace iflame

@@ -22,7 +22,32 @@ struct DeviceMemoryStats {
 };
 DeviceMemoryStats device_memory_stats();
 void reset_peak_device_memory();
-// Gives every cached block back to the driver.
+// Gives every cached block of the shared cache back to the driver (private
+// pools keep theirs: see below).
 void release_cached_device_memory();
+
+// Private pools, for CUDA graphs. A captured graph bakes in the addresses of
+// every tensor its kernels touch, including the intermediates that were freed
+// during the capture; replaying it later writes to those addresses again. So
+// while a graph may still be replayed, those blocks must never be handed to
+// anyone else. While a DevicePoolScope is alive, device allocations made by
+// this thread come from a private pool, and blocks of a private pool go back
+// to that pool when freed (whoever frees them), never to the shared cache.
+// Graphs that are replayed one after another on the one stream may share a
+// pool: each graph's intermediates are dead when it ends. release_device_pool
+// gives the pool's blocks back to the driver once no graph that used it can be
+// replayed and no tensor of it is alive.
+int create_device_pool();
+void release_device_pool(int pool);
+class DevicePoolScope {
+ public:
+  explicit DevicePoolScope(int pool);
+  ~DevicePoolScope();
+  DevicePoolScope(const DevicePoolScope&) = delete;
+  DevicePoolScope& operator=(const DevicePoolScope&) = delete;
+
+ private:
+  int previous_;
+};
 
 }  // namespace iflame

@@ -45,9 +45,7 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
 }
 }  // namespace cpu
 
-Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale) {
-  const char* op = "cached_attention_step";
+void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache) {
   IFLAME_CHECK(q.defined() && q.ndim() == 3 && q.is_contiguous(), op, ": q must be contiguous [B, H, D], got ",
                q.describe());
   for (const Tensor* c : {&k_cache, &v_cache}) {
@@ -60,6 +58,12 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
   }
   IFLAME_CHECK(k_cache.shape() == v_cache.shape(), op, ": k and v caches differ: ", k_cache.describe(), " vs ",
                v_cache.describe());
+}
+
+Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                             int64_t length, float scale) {
+  const char* op = "cached_attention_step";
+  check_cached_attention(op, q, k_cache, v_cache);
   IFLAME_CHECK(length >= 1 && length <= k_cache.size(1), op, ": length ", length, " outside [1, capacity ",
                k_cache.size(1), "]");
   if (q.is_cuda()) {

@@ -10,6 +10,7 @@
 
 #include "core/cuda_check.h"
 #include "infer/cached_attention.h"
+#include "infer/decode_ops.h"
 #include "ops/cuda/attention_util.cuh"
 
 namespace iflame::infer::cuda {
@@ -28,7 +29,11 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                            T* __restrict__ o, int H, int capacity, int length, float scale_log2) {
+                            T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
+                            int div, float scale_log2) {
+  // The length comes from the host, or from the decoding position counter
+  // (infer/decode_ops.h): rows 0 .. position / div, at most the capacity.
+  if (position) length = min(position[0] / div + 1, capacity);
   __shared__ float part_m[kThreads], part_l[kThreads];
   __shared__ float part_acc[kThreads][kHeadDim + 1];
   const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
@@ -85,9 +90,9 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale) {
-  const char* op = "cached_attention_step";
+namespace {
+Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t length, const int* position,
+              int div, float scale, const char* op) {
   check_head_dim(op, q);
   const long long bh = q.size(0) * q.size(1);
   IFLAME_CHECK(bh <= 0x7fffffffLL && k_cache.size(1) < (1LL << 30), op, ": too large: ", k_cache.describe());
@@ -97,10 +102,22 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
     using T = decltype(tag);
     cached_attention_kernel<T><<<static_cast<unsigned>(bh), kThreads, 0, cuda_stream()>>>(
         q.data<T>(), k_cache.data<T>(), v_cache.data<T>(), o.data<T>(), static_cast<int>(q.size(1)),
-        static_cast<int>(k_cache.size(1)), static_cast<int>(length), scale * kLog2e);
+        static_cast<int>(k_cache.size(1)), static_cast<int>(length), position, div, scale * kLog2e);
     CUDA_CHECK_LAUNCH();
   });
   return o;
+}
+}  // namespace
+
+Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                             int64_t length, float scale) {
+  return launch(q, k_cache, v_cache, length, nullptr, 1, scale, "cached_attention_step");
+}
+
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale) {
+  return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), static_cast<int>(div), scale,
+                "cached_attention_at");
 }
 
 }  // namespace iflame::infer::cuda

@@ -18,6 +18,10 @@ namespace iflame::infer {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);
 
+// The argument checks above (shapes, dtypes, devices), for forms that take the
+// length from elsewhere (infer/decode_ops.h).
+void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache);
+
 namespace cpu {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);

@@ -1,18 +1,22 @@
-// decode.cpp: one cached decoding step through the hourglass (see decode.h).
+// decode.cpp: one cached decoding step through the hourglass, and its CUDA
+// graphs (see decode.h).
 #include "infer/decode.h"
 
 #include <cmath>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "infer/cached_attention.h"
+#include "infer/decode_ops.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/linear_attention.h"
 #include "ops/resample.h"
 #include "ops/rms_norm.h"
-#include "ops/rope.h"
-#include "ops/swiglu.h"
+#ifdef IFLAME_CUDA
+#include "core/cuda_check.h"
+#endif
 
 namespace iflame::infer {
 
@@ -23,48 +27,80 @@ Tensor rms_norm(const Tensor& x, const RMSNorm& norm) {
   return ops::rms_norm_forward(x, norm.weight.value(), norm.eps, inv_rms);
 }
 
-Tensor linear(const Tensor& x, const Linear& layer, const ForwardContext& ctx) {
-  const Tensor* bias = layer.bias.defined() ? &layer.bias.value() : nullptr;
-  return ops::linear_forward(x, layer.weight.value(), bias, ctx.matmul);
+Tensor product(const Tensor& x, const Tensor& weight, const Tensor& bias, DType compute) {
+  return ops::linear_forward(x, weight, bias.defined() ? &bias : nullptr, compute);
 }
 
-// x [B, 1, d] at position `pos` of the block's level -> [B, 1, d].
-Tensor attention_step(const Attention& attn, BlockCache& cache, const Tensor& x, int64_t pos,
-                      const ForwardContext& ctx) {
+// Rows [first, first + n) of `dst` (a [rows, in] or [rows] tensor) = src.
+void place(Tensor& dst, int64_t first, const Tensor& src) {
+  dst.slice(0, first, first + src.size(0)).copy_from(src);
+}
+
+// x [B, 1, d] at the level position p / div -> [B, 1, d].
+Tensor block_step(const DecodeState& st, const Block& block, const DecodeBlockWeights& w, BlockCache& cache,
+                  const Tensor& x, int64_t div) {
+  const Attention& attn = block.attn;
   const int64_t B = x.size(0), H = attn.heads, D = attn.head_dim;
-  const Shape split = {B, 1, H, D}, heads = {B, H, D}, merged = {B, 1, H * D};
-  Tensor q = ops::rope_forward(linear(x, attn.q_proj, ctx).view(split), pos);
-  Tensor k = ops::rope_forward(linear(x, attn.k_proj, ctx).view(split), pos);
-  Tensor v = linear(x, attn.v_proj, ctx).view(split);
+  const DType mm = st.weights->matmul;
+  const Tensor qkv = product(rms_norm(x, block.norm1), w.qkv, Tensor(), mm).view({B, 3 * H * D});
   Tensor o;
   if (attn.full) {
-    IFLAME_CHECK(pos < cache.k.size(1), "decode: position ", pos, " is past the cache capacity ",
-                 cache.k.size(1));
-    cache.k.slice(1, pos, pos + 1).copy_from(k);
-    cache.v.slice(1, pos, pos + 1).copy_from(v);
-    o = cached_attention_step(q.view(heads), cache.k, cache.v, pos + 1,
-                              1.0f / std::sqrt(static_cast<float>(D)))
-            .view(merged);
+    const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
+    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)));
   } else {
-    o = ops::linear_attention_step(q.view(heads), k.view(heads), v.view(heads), cache.state, attn.slopes);
-    o = rms_norm(o.view(merged), attn.rms_norm);
+    Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
+    Tensor v = Tensor::empty({B, H, D}, DType::F32, x.device());
+    const Tensor q = qkv_rope_step(qkv, H, st.position, div, k, v);
+    o = rms_norm(ops::linear_attention_step(q, k, v, cache.state, attn.slopes).view({B, 1, H * D}),
+                 attn.rms_norm);
   }
-  return linear(o, attn.out_proj, ctx);
-}
-
-Tensor block_step(const Block& block, BlockCache& cache, const Tensor& x, int64_t pos,
-                  const ForwardContext& ctx) {
-  Tensor h = ops::add(x, attention_step(block.attn, cache, rms_norm(x, block.norm1), pos, ctx));
-  const FeedForward& ff = block.feed_forward;
-  Tensor n = rms_norm(h, block.norm2);
-  Tensor f = linear(ops::swiglu_forward(linear(n, ff.proj1, ctx), linear(n, ff.proj2, ctx)), ff.proj3, ctx);
+  Tensor h, n;
+  add_rms_norm(x, product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
+               block.norm2.eps, h, n);
+  const Tensor f = product(swiglu_pair(product(n, w.ff12, w.ff12_bias, mm)), w.ff3, w.ff3_bias, mm);
   return ops::add(h, f);
 }
 
-Tensor stage_step(DecodeState& st, int s, Tensor x, int64_t pos) {
+Tensor stage_step(DecodeState& st, int s, Tensor x) {
   const std::vector<Block>& blocks = st.model->stage(s);
-  for (size_t i = 0; i < blocks.size(); i++) x = block_step(blocks[i], st.caches[s][i], x, pos, st.ctx);
+  const int64_t div = stage_level(s) == 0 ? 1 : stage_level(s) == 1 ? 3 : 9;
+  for (size_t i = 0; i < blocks.size(); i++)
+    x = block_step(st, blocks[i], st.weights->blocks[s][i], st.caches[s][i], x, div);
   return x;
+}
+
+// The device work of step(): nothing here changes host state or waits.
+void enqueue_step(DecodeState& st, const Tensor& tok) {
+  const IFlame& model = *st.model;
+  const int64_t p = st.pos;
+  Tensor x = ops::embedding_forward(model.embedding().value(), tok, DType::F32);
+  x = stage_step(st, 0, rms_norm(x, model.norm()));
+  st.skip0.copy_from(x);
+  write_group_slot(st.group0, x, st.position, 1);
+  if (p % 3 == 2) {
+    const Tensor y = stage_step(st, 1, ops::avg_pool3_forward(st.group0));
+    st.skip1.copy_from(y);
+    write_group_slot(st.group1, y, st.position, 3);
+    if (p % 9 == 8) st.out2.copy_from(stage_step(st, 3, stage_step(st, 2, ops::avg_pool3_forward(st.group1))));
+    st.out1.copy_from(stage_step(st, 4, ops::skip_scale_add_forward(st.out2, model.skip_weights().value(), 0, st.skip1)));
+  }
+  x = stage_step(st, 5, ops::skip_scale_add_forward(st.out1, model.skip_weights().value(), 1, st.skip0));
+  const DecodeWeights& w = *st.weights;
+  st.logits.copy_from(product(x, w.output, w.output_bias, w.matmul).view({st.batch, model.config().vocab}));
+  advance_position(st.position);
+}
+
+// Checks a step's tokens and returns them as the [B, 1] device tensor to read.
+Tensor step_tokens(DecodeState& st, const Tensor& tokens) {
+  IFLAME_CHECK(st.model, "decode: step on a state that begin() did not make");
+  IFLAME_CHECK(tokens.dtype() == DType::I32 && tokens.numel() == st.batch, "decode: tokens must be i32 [",
+               st.batch, "], got ", tokens.describe());
+  IFLAME_CHECK(st.pos < st.max_len, "decode: all ", st.max_len, " positions of the state are used");
+  // Tokens already on the device are read in place; host tokens go through the
+  // buffer (a host-to-device copy, which waits for the queue).
+  if (tokens.device() == st.model->device()) return tokens.contiguous().view({st.batch, 1});
+  st.token_buffer.copy_from(tokens.contiguous().view({st.batch, 1}));
+  return st.token_buffer;
 }
 
 size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
@@ -76,23 +112,69 @@ int stage_level(int stage) {
   return levels[stage];
 }
 
+std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model, DType matmul) {
+  IFLAME_CHECK(matmul == DType::F32 || matmul == DType::BF16, "decode: products must be f32 or bf16, got ",
+               dtype_name(matmul));
+  const Device dev = model.device();
+  // The CPU reference takes f32 weights and rounds them itself for bf16 products.
+  const DType store = dev == Device::CUDA ? matmul : DType::F32;
+  auto w = std::make_shared<DecodeWeights>();
+  w->matmul = matmul;
+  for (int s = 0; s < IFlame::kStages; s++)
+    for (const Block& block : model.stage(s)) {
+      const Attention& a = block.attn;
+      const FeedForward& ff = block.feed_forward;
+      const int64_t HD = a.q_proj.out, d = a.q_proj.in, F = ff.proj1.out;
+      DecodeBlockWeights b;
+      Tensor qkv = Tensor::empty({3 * HD, d}, DType::F32, dev);
+      place(qkv, 0, a.q_proj.weight.value());
+      place(qkv, HD, a.k_proj.weight.value());
+      place(qkv, 2 * HD, a.v_proj.weight.value());
+      Tensor ff12 = Tensor::empty({2 * F, d}, DType::F32, dev);
+      place(ff12, 0, ff.proj1.weight.value());
+      place(ff12, F, ff.proj2.weight.value());
+      IFLAME_CHECK(!a.q_proj.bias.defined() && !a.k_proj.bias.defined() && !a.v_proj.bias.defined() &&
+                       !a.out_proj.bias.defined() && ff.proj1.bias.defined() == ff.proj2.bias.defined(),
+                   "decode: unexpected bias layout in the attention or feed-forward projections");
+      if (ff.proj1.bias.defined()) {
+        b.ff12_bias = Tensor::empty({2 * F}, DType::F32, dev);
+        place(b.ff12_bias, 0, ff.proj1.bias.value());
+        place(b.ff12_bias, F, ff.proj2.bias.value());
+      }
+      b.qkv = qkv.to(store);
+      b.out = a.out_proj.weight.value().to(store);
+      b.ff12 = ff12.to(store);
+      b.ff3 = ff.proj3.weight.value().to(store);
+      if (ff.proj3.bias.defined()) b.ff3_bias = ff.proj3.bias.value();
+      w->blocks[s].push_back(b);
+    }
+  w->output = model.output_proj().weight.value().to(store);
+  if (model.output_proj().bias.defined()) w->output_bias = model.output_proj().bias.value();
+  return w;
+}
+
 size_t DecodeState::cache_bytes() const {
   size_t n = 0;
   for (const auto& stage : caches)
     for (const BlockCache& c : stage) n += bytes_of(c.k) + bytes_of(c.v) + bytes_of(c.state);
-  for (const Tensor* t : {&group0, &group1, &skip0, &skip1, &out1, &out2, &zeros}) n += bytes_of(*t);
+  for (const Tensor* t : {&group0, &group1, &skip0, &skip1, &out1, &out2, &logits}) n += bytes_of(*t);
   return n;
 }
 
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx) {
+DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx,
+                  std::shared_ptr<const DecodeWeights> weights) {
   IFLAME_CHECK(batch >= 1 && max_len >= 1, "decode: need batch >= 1 and max_len >= 1, got ", batch, " and ",
                max_len);
+  IFLAME_CHECK(max_len < (int64_t(1) << 30), "decode: max_len ", max_len, " is too large");
   const IFlameConfig& cfg = model.config();
   const Device dev = model.device();
   const int64_t d = cfg.dim, H = cfg.heads, D = cfg.head_dim();
   const int64_t capacity[3] = {max_len, (max_len + 2) / 3, (max_len + 8) / 9};
   DecodeState st;
   st.model = &model;
+  st.weights = weights ? std::move(weights) : prepare_decode_weights(model, ctx.matmul);
+  IFLAME_CHECK(st.weights->matmul == ctx.matmul, "decode: weights prepared for ", dtype_name(st.weights->matmul),
+               " products, the context asks for ", dtype_name(ctx.matmul));
   st.ctx = ctx;
   st.batch = batch;
   st.max_len = max_len;
@@ -109,53 +191,92 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
       st.caches[s].push_back(c);
     }
   }
+  st.position = Tensor::zeros({1}, DType::I32, dev);
   st.group0 = Tensor::zeros({batch, 3, d}, DType::F32, dev);
   st.group1 = Tensor::zeros({batch, 3, d}, DType::F32, dev);
-  st.zeros = Tensor::zeros({batch, 1, d}, DType::F32, dev);
+  st.skip0 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
+  st.skip1 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
+  st.out1 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
+  st.out2 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
+  st.logits = Tensor::zeros({batch, cfg.vocab}, DType::F32, dev);
   st.token_buffer = Tensor::zeros({batch, 1}, DType::I32, dev);
   return st;
 }
 
 Tensor step(DecodeState& st, const Tensor& tokens) {
-  IFLAME_CHECK(st.model, "decode: step on a state that begin() did not make");
-  IFLAME_CHECK(tokens.dtype() == DType::I32 && tokens.numel() == st.batch, "decode: tokens must be i32 [",
-               st.batch, "], got ", tokens.describe());
-  IFLAME_CHECK(st.pos < st.max_len, "decode: all ", st.max_len, " positions of the state are used");
-  const IFlame& model = *st.model;
-  const int64_t p = st.pos, B = st.batch;
-  // Tokens already on the device are read in place; host tokens go through the
-  // buffer (a host-to-device copy, which waits for the queue: the host sampler
-  // has waited for the logits anyway).
-  Tensor tok;
-  if (tokens.device() == model.device()) {
-    tok = tokens.contiguous().view({B, 1});
-  } else {
-    st.token_buffer.copy_from(tokens.contiguous().view({B, 1}));
-    tok = st.token_buffer;
-  }
-
-  Tensor x = ops::embedding_forward(model.embedding().value(), tok, DType::F32);
-  x = rms_norm(x, model.norm());
-  x = stage_step(st, 0, x, p);
-  st.skip0 = x;
-  st.group0.slice(1, p % 3, p % 3 + 1).copy_from(x);
-  if (p % 3 == 2) {
-    const int64_t j = p / 3;
-    Tensor y = stage_step(st, 1, ops::avg_pool3_forward(st.group0), j);
-    st.skip1 = y;
-    st.group1.slice(1, j % 3, j % 3 + 1).copy_from(y);
-    if (j % 3 == 2) {
-      const int64_t i = j / 3;
-      Tensor z = stage_step(st, 2, ops::avg_pool3_forward(st.group1), i);
-      st.out2 = stage_step(st, 3, z, i);
-    }
-    const Tensor& up2 = j >= 2 ? st.out2 : st.zeros;
-    st.out1 = stage_step(st, 4, ops::skip_scale_add_forward(up2, model.skip_weights().value(), 0, st.skip1), j);
-  }
-  const Tensor& up1 = p >= 2 ? st.out1 : st.zeros;
-  x = stage_step(st, 5, ops::skip_scale_add_forward(up1, model.skip_weights().value(), 1, st.skip0), p);
+  const Tensor tok = step_tokens(st, tokens);
+  enqueue_step(st, tok);
   st.pos++;
-  return linear(x, model.output_proj(), st.ctx).view({B, model.config().vocab});
+  return st.logits;
+}
+
+// ---- CUDA graphs ----
+
+namespace {
+int phase_of(int64_t pos) { return pos % 9 == 8 ? 2 : pos % 3 == 2 ? 1 : 0; }
+}  // namespace
+
+void DecodeGraphs::step(DecodeState& st, const Tensor& device_tokens, const std::function<void()>& after) {
+  if (!st.model || st.model->device() != Device::CUDA) {
+    infer::step(st, device_tokens);
+    after();
+    return;
+  }
+#ifdef IFLAME_CUDA
+  const Tensor tok = step_tokens(st, device_tokens);
+  IFLAME_CHECK(device_tokens.device() == Device::CUDA, "DecodeGraphs: tokens must stay on the GPU, got ",
+               device_tokens.describe());
+  IFLAME_CHECK(state_ == nullptr || state_ == &st, "DecodeGraphs: used with two decode states");
+  IFLAME_CHECK(tokens_ == nullptr || tokens_ == tok.raw_data(),
+               "DecodeGraphs: the token buffer moved between steps");
+  state_ = &st;
+  tokens_ = tok.raw_data();
+  const int phase = phase_of(st.pos);
+  if (!exec_[phase]) {
+    if (pool_ == 0) pool_ = create_device_pool();
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(cuda_stream(), cudaStreamCaptureModeThreadLocal));
+    try {
+      DevicePoolScope scope(pool_);
+      enqueue_step(st, tok);
+      after();
+    } catch (...) {
+      cudaStreamEndCapture(cuda_stream(), &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(cuda_stream(), &graph));
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    exec_[phase] = exec;
+  }
+  CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_[phase]), cuda_stream()));
+  st.pos++;
+#else
+  IFLAME_FAIL("DecodeGraphs: this build has no CUDA support");
+#endif
+}
+
+int DecodeGraphs::graphs_captured() const {
+  int n = 0;
+  for (void* e : exec_) n += e != nullptr;
+  return n;
+}
+
+DecodeGraphs::~DecodeGraphs() {
+#ifdef IFLAME_CUDA
+  for (void* e : exec_)
+    if (e) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(e));
+  if (pool_ != 0) {
+    try {
+      release_device_pool(pool_);
+    } catch (const std::exception&) {
+      // Tensors made inside a capture are still alive: their blocks stay with
+      // the pool (never reused by anyone else), which is safe, only not freed.
+    }
+  }
+#endif
 }
 
 Tensor full_cached_logits(const IFlame& model, const Tensor& tokens, ForwardContext ctx) {

@@ -17,12 +17,25 @@
 //
 // State per block: full attention keeps K (after RoPE) and V caches
 // [B, capacity of its level, H, D]; linear attention keeps its f32 state
-// [B, H, D, D]. Everything lives on the model's device and every op is the
-// training op (ops/), so the same code runs on the CPU and the GPU; the only new
-// op is the attention step reading the cache in place (infer/cached_attention.h).
-// A step queues GPU work and returns the logits on the device: it never waits.
+// [B, H, D, D]. Everything lives on the model's device, so the same code runs
+// on the CPU and the GPU.
+//
+// Made for CUDA graphs. No kernel argument depends on the position: kernels
+// read it from a device counter (`position`, advanced at the end of every
+// step; infer/decode_ops.h), and everything that outlives a step lives in
+// buffers allocated by begin() and written in place (the hourglass buffers,
+// the caches, the logits). The zero-initialised out1/out2 buffers stand for
+// the up-sampled input before the first coarse output exists, exactly the
+// zeros of the full pass's shift. So the device work of a step depends only on
+// the phase p mod 9 (which levels run), and each of the three phases can be
+// captured once and replayed (DecodeGraphs below). Per block the step runs:
+// RMSNorm, one product for q|k|v, RoPE + cache write, attention, the output
+// product, residual add + RMSNorm in one kernel, one product for proj1|proj2,
+// the gate, proj3, residual add.
 #pragma once
 #include <array>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "nn/iflame.h"
@@ -34,18 +47,33 @@ struct BlockCache {
   Tensor state;   // linear attention: f32 [B, H, D, D]
 };
 
+// A block's weights as the step uses them: q|k|v as one [3*H*D, d] matrix,
+// proj1|proj2 as one [2F, d] with its bias; f32, or bf16 on the GPU when the
+// products are bf16 (converted once here rather than at every product).
+struct DecodeBlockWeights {
+  Tensor qkv, out, ff12, ff12_bias, ff3, ff3_bias;
+};
+struct DecodeWeights {
+  DType matmul = DType::F32;
+  std::array<std::vector<DecodeBlockWeights>, IFlame::kStages> blocks;
+  Tensor output, output_bias;
+};
+std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model, DType matmul);
+
 struct DecodeState {
   const IFlame* model = nullptr;
+  std::shared_ptr<const DecodeWeights> weights;
   ForwardContext ctx;
   int64_t batch = 0;
   int64_t max_len = 0;  // level-0 positions that fit
-  int64_t pos = 0;      // the next level-0 position to feed
+  int64_t pos = 0;      // the next level-0 position to feed (host copy of `position`)
   std::array<std::vector<BlockCache>, IFlame::kStages> caches;
+  Tensor position;        // i32 [1] on the device: the position the next step works at
   // Hourglass buffers, [B, 3, d] or [B, 1, d].
   Tensor group0, group1;  // encoder outputs of the current group of 3, levels 0 and 1
   Tensor skip0, skip1;    // encoder outputs at the current level-0 / level-1 position
-  Tensor out1, out2;      // latest decoder_blocks.0 output, latest bottleneck output
-  Tensor zeros;           // the up-sampled input before the first coarse output
+  Tensor out1, out2;      // latest decoder_blocks.0 output, latest bottleneck output (zeros before)
+  Tensor logits;          // f32 [B, V]: the last step's output
   Tensor token_buffer;    // i32 [B, 1] on the device, for tokens handed in from the host
 
   // Bytes held by caches, states and buffers (what a longer max_len grows).
@@ -55,13 +83,39 @@ struct DecodeState {
 // The level (0, 1, 2) each stage runs at: encoder_blocks.0 .. decoder_blocks.1.
 int stage_level(int stage);
 
-// A fresh state for `batch` sequences of at most max_len tokens.
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx = {});
+// A fresh state for `batch` sequences of at most max_len tokens. Weights are
+// prepared here unless given (they may be shared by several states).
+DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx = {},
+                  std::shared_ptr<const DecodeWeights> weights = nullptr);
 
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting
-// token pos + 1: f32 [B, V] on the model's device.
+// token pos + 1: state.logits, f32 [B, V] on the model's device, overwritten by
+// the next step. Queues the work and returns; device tokens are read when the
+// work runs.
 Tensor step(DecodeState& state, const Tensor& tokens);
+
+// Replays step() from CUDA graphs: one graph per phase of the position, captured
+// the first time that phase is met, together with whatever `after` queues (the
+// sampler, say), which must itself be graph-safe: no host syncs, no position in
+// its kernel arguments, its outputs in buffers that outlive the step. Tokens must
+// stay in one device buffer. On the CPU it simply calls step() and `after`.
+class DecodeGraphs {
+ public:
+  DecodeGraphs() = default;
+  ~DecodeGraphs();
+  DecodeGraphs(const DecodeGraphs&) = delete;
+  DecodeGraphs& operator=(const DecodeGraphs&) = delete;
+
+  void step(DecodeState& state, const Tensor& device_tokens, const std::function<void()>& after);
+  int graphs_captured() const;
+
+ private:
+  int pool_ = 0;                   // the graphs' private memory pool (core/allocator.h)
+  std::array<void*, 3> exec_{};    // cudaGraphExec_t per phase
+  const DecodeState* state_ = nullptr;  // the state whose buffers the graphs use
+  const void* tokens_ = nullptr;   // the token buffer they read
+};
 
 // step() for every position of tokens (i32 [B, T], host): logits f32 [B, T, V] on the CPU.
 Tensor full_cached_logits(const IFlame& model, const Tensor& tokens, ForwardContext ctx = {});

@@ -38,7 +38,14 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
   check_activation(x, op, "x");
   IFLAME_CHECK(weight.defined() && weight.ndim() == 2, op, ": weight must be 2-D [out, in], got ",
                weight.describe());
-  check_param(weight, op, "weight", x.device(), {weight.size(0), x.size(-1)});
+  if (x.is_cuda() && compute == DType::BF16 && weight.dtype() == DType::BF16) {
+    // A weight already in the compute dtype (cached decoding converts once): used as is.
+    IFLAME_CHECK(weight.is_contiguous() && weight.is_cuda() && weight.size(1) == x.size(-1), op,
+                 ": a bf16 weight must be contiguous on the GPU with x's ", x.size(-1), " inputs, got ",
+                 weight.describe());
+  } else {
+    check_param(weight, op, "weight", x.device(), {weight.size(0), x.size(-1)});
+  }
   if (bias) check_param(*bias, op, "bias", x.device(), {weight.size(0)});
   if (x.is_cuda()) CUDA_ONLY(return cuda::linear_forward(x, weight, bias, compute));
   return cpu::linear_forward(x, weight, bias, compute);

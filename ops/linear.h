@@ -14,7 +14,8 @@
 
 namespace iflame::ops {
 
-// x [..., in] (f32 or bf16), weight f32 [out, in], bias f32 [out] or nullptr.
+// x [..., in] (f32 or bf16), weight f32 [out, in] (or, on the GPU with bf16
+// compute, already bf16), bias f32 [out] or nullptr.
 // Returns [..., out] in x's dtype.
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
 

@@ -1,0 +1,140 @@
+// decode_ops.cpp: argument checks, dispatch, and the CPU versions of the
+// decoding kernels (see decode_ops.h): compositions of the training ops' CPU
+// references, so the CPU decoding step computes exactly what it computed
+// before these kernels existed.
+#include "infer/decode_ops.h"
+
+#include "infer/cached_attention.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/rms_norm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+
+namespace iflame::infer {
+
+namespace {
+
+// The position a block at level div works at, read from the counter.
+int64_t level_position(const char* op, const Tensor& position, int64_t div) {
+  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1, op,
+               ": position must be an i32 [1] tensor, got ", position.describe());
+  IFLAME_CHECK(div == 1 || div == 3 || div == 9, op, ": div must be 1, 3 or 9, got ", div);
+  const int64_t p = position.to(Device::CPU).to_ints()[0];
+  IFLAME_CHECK(p >= 0, op, ": negative position ", p);
+  return p / div;
+}
+
+void check_position(const char* op, const Tensor& position, int64_t div, Device device) {
+  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1 &&
+                   position.device() == device,
+               op, ": position must be an i32 [1] tensor on the data's device, got ", position.describe());
+  IFLAME_CHECK(div == 1 || div == 3 || div == 9, op, ": div must be 1, 3 or 9, got ", div);
+}
+
+void check_f32_contiguous(const char* op, const char* what, const Tensor& t, Device device) {
+  IFLAME_CHECK(t.defined() && t.dtype() == DType::F32 && t.is_contiguous() && t.device() == device, op, ": ",
+               what, " must be a contiguous f32 tensor on ", device_name(device), ", got ", t.describe());
+}
+
+}  // namespace
+
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
+                     Tensor& v_dst) {
+  const char* op = "qkv_rope_step";
+  IFLAME_CHECK(qkv.defined() && qkv.ndim() == 2 && heads >= 1 && qkv.size(1) % (3 * heads) == 0, op,
+               ": qkv must be [B, 3*H*D] for ", heads, " heads, got ", qkv.describe());
+  check_f32_contiguous(op, "qkv", qkv, qkv.device());
+  check_position(op, position, div, qkv.device());
+  const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads;
+  const bool to_cache = k_dst.ndim() == 4;
+  for (const Tensor* dst : {&k_dst, &v_dst}) {
+    check_f32_contiguous(op, "k/v destination", *dst, qkv.device());
+    const bool fits = to_cache ? dst->ndim() == 4 && dst->size(0) == B && dst->size(2) == heads && dst->size(3) == D
+                               : dst->ndim() == 3 && dst->size(0) == B && dst->size(1) == heads && dst->size(2) == D;
+    IFLAME_CHECK(fits, op, ": destination ", dst->describe(), " is neither [B, H, D] nor [B, capacity, H, D] for qkv ",
+                 qkv.describe(), " and ", heads, " heads");
+  }
+  if (qkv.is_cuda()) {
+    CUDA_ONLY(return cuda::qkv_rope_step(qkv, heads, position, div, k_dst, v_dst));
+  }
+  const int64_t pos = level_position(op, position, div);
+  const Shape split = {B, 1, heads, D};
+  Tensor q = ops::rope_forward(qkv.slice(1, 0, HD).contiguous().view(split), pos).view({B, heads, D});
+  Tensor k = ops::rope_forward(qkv.slice(1, HD, 2 * HD).contiguous().view(split), pos);
+  Tensor v = qkv.slice(1, 2 * HD, 3 * HD).contiguous().view(split);
+  if (to_cache) {
+    IFLAME_CHECK(pos < k_dst.size(1), op, ": position ", pos, " is past the cache capacity ", k_dst.size(1));
+    k_dst.slice(1, pos, pos + 1).copy_from(k);
+    v_dst.slice(1, pos, pos + 1).copy_from(v);
+  } else {
+    k_dst.copy_from(k.view(k_dst.shape()));
+    v_dst.copy_from(v.view(v_dst.shape()));
+  }
+  return q;
+}
+
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale) {
+  const char* op = "cached_attention_at";
+  check_cached_attention(op, q, k_cache, v_cache);
+  check_position(op, position, div, q.device());
+  if (q.is_cuda()) {
+    // The length is read on the device; the kernel bounds it by the capacity.
+    CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
+  }
+  return cached_attention_step(q, k_cache, v_cache, level_position(op, position, div) + 1, scale);
+}
+
+Tensor swiglu_pair(const Tensor& ab) {
+  const char* op = "swiglu_pair";
+  IFLAME_CHECK(ab.defined() && ab.ndim() >= 1 && ab.size(-1) % 2 == 0, op,
+               ": needs an even last dimension, got ", ab.describe());
+  check_f32_contiguous(op, "ab", ab, ab.device());
+  if (ab.is_cuda()) {
+    CUDA_ONLY(return cuda::swiglu_pair(ab));
+  }
+  const int64_t F = ab.size(-1) / 2, last = ab.ndim() - 1;
+  return ops::swiglu_forward(ab.slice(int(last), 0, F).contiguous(), ab.slice(int(last), F, 2 * F).contiguous());
+}
+
+void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n) {
+  const char* op = "add_rms_norm";
+  check_f32_contiguous(op, "x", x, x.device());
+  check_f32_contiguous(op, "y", y, x.device());
+  IFLAME_CHECK(x.shape() == y.shape(), op, ": x ", x.describe(), " and y ", y.describe(), " differ");
+  IFLAME_CHECK(weight.defined() && weight.ndim() == 1 && weight.size(0) == x.size(-1) &&
+                   weight.dtype() == DType::F32 && weight.device() == x.device(),
+               op, ": weight must be f32 [", x.size(-1), "] on x's device, got ", weight.describe());
+  if (x.is_cuda()) {
+    CUDA_ONLY(cuda::add_rms_norm(x, y, weight, eps, h, n); return);
+  }
+  h = ops::add(x, y);
+  Tensor inv_rms;
+  n = ops::rms_norm_forward(h, weight, eps, inv_rms);
+}
+
+void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div) {
+  const char* op = "write_group_slot";
+  check_f32_contiguous(op, "group", group, group.device());
+  check_f32_contiguous(op, "x", x, group.device());
+  check_position(op, position, div, group.device());
+  IFLAME_CHECK(group.ndim() == 3 && group.size(1) == 3 && x.numel() == group.size(0) * group.size(2), op,
+               ": group must be [B, 3, d] and x [B, 1, d]; got ", group.describe(), " and ", x.describe());
+  if (group.is_cuda()) {
+    CUDA_ONLY(cuda::write_group_slot(group, x, position, div); return);
+  }
+  const int64_t slot = level_position(op, position, div) % 3;
+  group.slice(1, slot, slot + 1).copy_from(x.view({group.size(0), 1, group.size(2)}));
+}
+
+void advance_position(Tensor& position) {
+  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1,
+               "advance_position: position must be an i32 [1] tensor, got ", position.describe());
+  if (position.is_cuda()) {
+    CUDA_ONLY(cuda::advance_position(position); return);
+  }
+  position.data<int32_t>()[0]++;
+}
+
+}  // namespace iflame::infer

@@ -1,0 +1,162 @@
+// decode_ops.cu: the decoding kernels of infer/decode_ops.h on the GPU. Each
+// reads the step's position from the device counter, so a captured graph
+// replays correctly at every position. Arithmetic is the training kernels'
+// (ops/cuda/rope.cu, swiglu.cu, rms_norm.cu), expression for expression.
+#include <vector>
+
+#include "infer/cached_attention.h"
+#include "infer/decode_ops.h"
+#include "ops/cuda/elem_util.cuh"
+#include "ops/rope.h"
+
+namespace iflame::infer::cuda {
+
+using ops::cuda::grid_stride_blocks;
+using ops::cuda::warp_sum;
+
+namespace {
+
+constexpr int kMaxHalf = 128;  // head dims up to 256, as ops/cuda/rope.cu
+struct Frequencies {
+  float f[kMaxHalf];
+};
+
+// One thread per rotated pair (b, h, j < D/2): q and k rotated, v copied.
+__global__ void qkv_rope_kernel(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k_dst,
+                                float* __restrict__ v_dst, int B, int H, int half, int capacity,
+                                const int* __restrict__ position, int div, Frequencies freq) {
+  const int pos = position[0] / div;
+  if (capacity > 0 && pos >= capacity) return;  // the host refuses such steps; never write out of bounds
+  const long long pairs = (long long)B * H * half;
+  const int D = 2 * half;
+  const long long HD = (long long)H * D;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < pairs;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int j = (int)(i % half);
+    const long long bh = i / half;  // b * H + h
+    const int b = (int)(bh / H), h = (int)(bh % H);
+    const float* row = qkv + (long long)b * 3 * HD + (long long)h * D;
+    const float a = (float)pos * freq.f[j];
+    const float c = cosf(a), s = sinf(a);
+    const float q1 = row[j], q2 = row[half + j];
+    const float k1 = row[HD + j], k2 = row[HD + half + j];
+    float* qo = q + bh * D;
+    qo[j] = q1 * c + q2 * s;
+    qo[half + j] = -q1 * s + q2 * c;
+    const long long dst = capacity > 0 ? (((long long)b * capacity + pos) * H + h) * D : bh * D;
+    k_dst[dst + j] = k1 * c + k2 * s;
+    k_dst[dst + half + j] = -k1 * s + k2 * c;
+    v_dst[dst + j] = row[2 * HD + j];
+    v_dst[dst + half + j] = row[2 * HD + half + j];
+  }
+}
+
+__device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+__global__ void swiglu_pair_kernel(const float* __restrict__ ab, float* __restrict__ y, long long rows, int F) {
+  const long long n = rows * F;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long r = i / F;
+    const int c = (int)(i % F);
+    const float av = ab[r * 2 * F + c];
+    y[i] = av * sigmoid(av) * ab[r * 2 * F + F + c];
+  }
+}
+
+constexpr int kNormThreads = 256;  // one warp per row, as ops/cuda/rms_norm.cu
+constexpr int kNormWarps = kNormThreads / 32;
+
+__global__ void add_rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ y,
+                                    const float* __restrict__ weight, float* __restrict__ h,
+                                    float* __restrict__ n, long long rows, int d, float eps) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = blockIdx.x * (long long)kNormWarps + (threadIdx.x >> 5); r < rows;
+       r += (long long)gridDim.x * kNormWarps) {
+    const long long base = r * d;
+    float sum_sq = 0.0f;
+    for (int j = lane; j < d; j += 32) {
+      const float v = x[base + j] + y[base + j];
+      h[base + j] = v;
+      sum_sq += v * v;
+    }
+    sum_sq = warp_sum(sum_sq);
+    const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+    // Each lane reads back only the elements it wrote itself.
+    for (int j = lane; j < d; j += 32) n[base + j] = h[base + j] * inv * weight[j];
+  }
+}
+
+__global__ void write_group_slot_kernel(float* __restrict__ group, const float* __restrict__ x, int B, int d,
+                                        const int* __restrict__ position, int div) {
+  const int slot = (position[0] / div) % 3;
+  const long long n = (long long)B * d;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long b = i / d;
+    group[(b * 3 + slot) * d + i % d] = x[i];
+  }
+}
+
+__global__ void advance_position_kernel(int* position) { position[0] += 1; }
+
+}  // namespace
+
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
+                     Tensor& v_dst) {
+  const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads, half = D / 2;
+  IFLAME_CHECK(D % 4 == 0 && half <= kMaxHalf, "qkv_rope_step: head dim ", D,
+               " must be a multiple of 4 and at most ", 2 * kMaxHalf);
+  Frequencies freq{};
+  const std::vector<float> host = ops::rope_frequencies(D);
+  for (int64_t j = 0; j < half; j++) freq.f[j] = host[j];
+  Tensor q = Tensor::empty({B, heads, D}, DType::F32, Device::CUDA);
+  const long long pairs = B * heads * half;
+  if (pairs == 0) return q;
+  const int capacity = k_dst.ndim() == 4 ? static_cast<int>(k_dst.size(1)) : 0;
+  qkv_rope_kernel<<<grid_stride_blocks(pairs, 256), 256, 0, cuda_stream()>>>(
+      qkv.data<float>(), q.data<float>(), k_dst.data<float>(), v_dst.data<float>(), static_cast<int>(B),
+      static_cast<int>(heads), static_cast<int>(half), capacity, position.data<int32_t>(), static_cast<int>(div),
+      freq);
+  CUDA_CHECK_LAUNCH();
+  return q;
+}
+
+Tensor swiglu_pair(const Tensor& ab) {
+  Shape shape = ab.shape();
+  const int64_t F = shape.back() / 2, rows = F > 0 ? ab.numel() / (2 * F) : 0;
+  shape.back() = F;
+  Tensor y = Tensor::empty(shape, DType::F32, Device::CUDA);
+  if (rows * F == 0) return y;
+  swiglu_pair_kernel<<<grid_stride_blocks(rows * F, 256), 256, 0, cuda_stream()>>>(ab.data<float>(),
+                                                                                 y.data<float>(), rows, int(F));
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
+
+void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n) {
+  const int64_t d = x.size(-1), rows = d > 0 ? x.numel() / d : 0;
+  h = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  n = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  if (rows == 0) return;
+  const unsigned blocks = grid_stride_blocks(rows * 32, kNormThreads);
+  add_rms_norm_kernel<<<blocks, kNormThreads, 0, cuda_stream()>>>(x.data<float>(), y.data<float>(),
+                                                                  weight.data<float>(), h.data<float>(),
+                                                                  n.data<float>(), rows, int(d), eps);
+  CUDA_CHECK_LAUNCH();
+}
+
+void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div) {
+  const int64_t B = group.size(0), d = group.size(2);
+  if (B * d == 0) return;
+  write_group_slot_kernel<<<grid_stride_blocks(B * d, 256), 256, 0, cuda_stream()>>>(
+      group.data<float>(), x.data<float>(), int(B), int(d), position.data<int32_t>(), int(div));
+  CUDA_CHECK_LAUNCH();
+}
+
+void advance_position(Tensor& position) {
+  advance_position_kernel<<<1, 1, 0, cuda_stream()>>>(position.data<int32_t>());
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace iflame::infer::cuda

@@ -1,0 +1,54 @@
+// decode_ops.h: the kernels cached decoding needs beyond the training ops,
+// written so that no kernel argument of a decoding step depends on the
+// position: positions are read from a counter in device memory. A step's work
+// is then the same at every position of the same phase (p mod 9), so each
+// phase can be captured once as a CUDA graph and replayed (infer/decode.h).
+//
+// `position` is an i32 [1] tensor on the other tensors' device holding the
+// level-0 position p of the step; a block at level L works at position p / div
+// with div = 3^L (1, 3 or 9).
+//
+// The CPU versions are the training ops' CPU references composed (so their
+// numbers are the training path's); the CUDA versions fuse what the step would
+// otherwise launch separately, with the same f32 arithmetic.
+#pragma once
+#include "core/tensor.h"
+
+namespace iflame::infer {
+
+// qkv [B, 3*H*D] (f32): q, k and v side by side, as the fused projection writes
+// them. Returns q [B, H, D] after RoPE at position p / div. k (after RoPE) and
+// v are written to k_dst and v_dst: either [B, H, D] tensors, or
+// [B, capacity, H, D] caches whose row p / div is written.
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
+                     Tensor& v_dst);
+
+// Attention of q [B, H, D] over cache rows 0 .. p / div (infer/cached_attention.h).
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale);
+
+// ab [..., 2F] -> silu(a) * b, [..., F], with a = ab[..., :F] and b = ab[..., F:]
+// (the fused proj1/proj2 product; ops/swiglu.h's gate).
+Tensor swiglu_pair(const Tensor& ab);
+
+// h = x + y and n = rms_norm(h) * weight, both written (shaped like x).
+void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n);
+
+// group [B, 3, d]: its row (p / div) % 3 becomes x ([B, 1, d]).
+void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div);
+
+// position += 1 (on the device, queued).
+void advance_position(Tensor& position);
+
+namespace cuda {
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
+                     Tensor& v_dst);
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale);
+Tensor swiglu_pair(const Tensor& ab);
+void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n);
+void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div);
+void advance_position(Tensor& position);
+}  // namespace cuda
+
+}  // namespace iflame::infer

@@ -1,0 +1,187 @@
+// test_decode_graphs.cpp: the position-free decoding kernels (infer/decode_ops.h),
+// the allocator's private pools, and decoding replayed from CUDA graphs
+// (infer/decode.h's DecodeGraphs) against plain steps.
+#include <cmath>
+#include <vector>
+
+#include "core/allocator.h"
+#include "core/device.h"
+#include "core/random.h"
+#include "infer/cached_attention.h"
+#include "infer/decode.h"
+#include "infer/decode_ops.h"
+#include "ops/elementwise.h"
+#include "ops/rms_norm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "tests/test_util.h"
+
+using namespace iflame;
+using namespace iflame::test;
+using namespace iflame::infer;
+
+namespace {
+
+Tensor position_tensor(int32_t p, Device device) { return Tensor::from_ints({p}, {1}).to(device); }
+
+std::unique_ptr<IFlame> small_random_model(int dim, int heads, Device device, uint64_t seed) {
+  IFlameConfig cfg;
+  cfg.dim = dim;
+  cfg.heads = heads;
+  auto m = std::make_unique<IFlame>(cfg, Device::CPU);
+  Generator g(seed);
+  m->init(g);
+  if (device == Device::CPU) return m;
+  auto on_device = std::make_unique<IFlame>(cfg, device);
+  for (size_t i = 0; i < m->parameters().items().size(); i++)
+    on_device->parameters().items()[i].second.mutable_value().copy_from(m->parameters().items()[i].second.value());
+  return on_device;
+}
+
+// START row, then coordinates: B rows of T tokens.
+Tensor some_tokens(int64_t B, int64_t T, uint64_t seed) {
+  std::vector<int32_t> t(B * T);
+  Generator g(seed);
+  Tensor u = Tensor::empty({B * T}, DType::F32);
+  fill_uniform(u, g, 0.0f, 128.99f);
+  for (int64_t i = 0; i < B * T; i++) t[i] = (i % T) < 9 ? kStartToken : int32_t(u.data<float>()[i]);
+  return Tensor::from_ints(t, {B, T});
+}
+
+}  // namespace
+
+TEST_CASE("sample: the position-free decoding ops read the level position from the counter (CPU)") {
+  // p = 23: level 0 works at 23, level 1 at 7, level 2 at 2.
+  const int64_t B = 2, H = 3, D = 32, HD = H * D;
+  const Tensor qkv = random_tensor({B, 3 * HD}, 5);
+  for (int64_t div : {1, 3, 9}) {
+    const Tensor pos = position_tensor(23, Device::CPU);
+    const int64_t p = 23 / div;
+    Tensor k_cache = Tensor::zeros({B, 30, H, D}), v_cache = Tensor::zeros({B, 30, H, D});
+    const Tensor q = qkv_rope_step(qkv, H, pos, div, k_cache, v_cache);
+    const Shape split = {B, 1, H, D};
+    CHECK(max_abs_diff(q, ops::rope_forward(qkv.slice(1, 0, HD).contiguous().view(split), p)) == 0.0);
+    CHECK(max_abs_diff(k_cache.slice(1, p, p + 1).contiguous(),
+                       ops::rope_forward(qkv.slice(1, HD, 2 * HD).contiguous().view(split), p)) == 0.0);
+    CHECK(max_abs_diff(v_cache.slice(1, p, p + 1).contiguous(), qkv.slice(1, 2 * HD, 3 * HD).contiguous().view(split)) == 0.0);
+    // Nothing else of the cache was written.
+    CHECK(k_cache.slice(1, p + 1, 30).to_floats() == std::vector<float>(B * (29 - p) * HD, 0.0f));
+    CHECK(max_abs_diff(cached_attention_at(q, k_cache, v_cache, pos, div, 0.2f),
+                       cached_attention_step(q, k_cache, v_cache, p + 1, 0.2f)) == 0.0);
+    Tensor group = Tensor::zeros({B, 3, 8});
+    const Tensor x = random_tensor({B, 1, 8}, 9);
+    write_group_slot(group, x, pos, div);
+    for (int64_t s = 0; s < 3; s++)
+      CHECK((max_abs_diff(group.slice(1, s, s + 1).contiguous(), x) == 0.0) == (s == p % 3));
+  }
+  Tensor pos = position_tensor(41, Device::CPU);
+  advance_position(pos);
+  CHECK(pos.to_ints()[0] == 42);
+  const Tensor ab = random_tensor({3, 1, 2 * 7}, 11, -4.0f, 4.0f);
+  CHECK(max_abs_diff(swiglu_pair(ab), ops::swiglu_forward(ab.slice(2, 0, 7).contiguous(),
+                                                          ab.slice(2, 7, 14).contiguous())) == 0.0);
+  Tensor h, n, inv;
+  const Tensor x = random_tensor({3, 1, 40}, 12), y = random_tensor({3, 1, 40}, 13), w = random_tensor({40}, 14);
+  add_rms_norm(x, y, w, 1e-6f, h, n);
+  CHECK(max_abs_diff(h, ops::add(x, y)) == 0.0);
+  CHECK(max_abs_diff(n, ops::rms_norm_forward(ops::add(x, y), w, 1e-6f, inv)) == 0.0);
+  CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n), doctest::Contains("div must be 1, 3 or 9"), Error);
+}
+
+TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
+  SKIP_WITHOUT_GPU();
+  const int64_t B = 3, H = 5, D = 32, HD = H * D, cap = 40;
+  const Tensor qkv = random_tensor({B, 3 * HD}, 21, -2.0f, 2.0f);
+  for (int64_t div : {1, 3, 9}) {
+    for (int32_t p0 : {0, 8, 100, 359}) {
+      CAPTURE(div);
+      CAPTURE(p0);
+      const Tensor pos_c = position_tensor(p0, Device::CPU), pos_g = position_tensor(p0, Device::CUDA);
+      Tensor kc = random_tensor({B, cap, H, D}, 22), vc = random_tensor({B, cap, H, D}, 23);
+      Tensor kg = kc.to(Device::CUDA), vg = vc.to(Device::CUDA);
+      const Tensor qc = qkv_rope_step(qkv, H, pos_c, div, kc, vc);
+      const Tensor qg = qkv_rope_step(qkv.to(Device::CUDA), H, pos_g, div, kg, vg);
+      // sinf/cosf of the same f32 angle; the products may be contracted differently.
+      CHECK(max_abs_diff(qc, qg) <= 1e-5);
+      CHECK(max_abs_diff(kc, kg) <= 1e-5);
+      CHECK(max_abs_diff(vc, vg) == 0.0);
+      CHECK(max_abs_diff(cached_attention_at(qc, kc, vc, pos_c, div, 0.17f),
+                         cached_attention_at(qg, kg, vg, pos_g, div, 0.17f)) <= 1e-5);
+      Tensor k3c = Tensor::zeros({B, H, D}), v3c = Tensor::zeros({B, H, D});
+      Tensor k3g = k3c.to(Device::CUDA), v3g = v3c.to(Device::CUDA);
+      qkv_rope_step(qkv, H, pos_c, div, k3c, v3c);
+      qkv_rope_step(qkv.to(Device::CUDA), H, pos_g, div, k3g, v3g);
+      CHECK(max_abs_diff(k3c, k3g) <= 1e-5);
+      CHECK(max_abs_diff(v3c, v3g) == 0.0);
+      Tensor gc = random_tensor({B, 3, 33}, 24), gg = gc.to(Device::CUDA);
+      const Tensor x = random_tensor({B, 1, 33}, 25);
+      write_group_slot(gc, x, pos_c, div);
+      write_group_slot(gg, x.to(Device::CUDA), pos_g, div);
+      CHECK(max_abs_diff(gc, gg) == 0.0);
+    }
+  }
+  Tensor pos = position_tensor(7, Device::CUDA);
+  advance_position(pos);
+  advance_position(pos);
+  CHECK(pos.to(Device::CPU).to_ints()[0] == 9);
+  const Tensor ab = random_tensor({5, 1, 2 * 1365}, 26, -6.0f, 6.0f);
+  CHECK(max_abs_diff(swiglu_pair(ab), swiglu_pair(ab.to(Device::CUDA))) <= 1e-5);
+  const Tensor x = random_tensor({7, 1, 515}, 27), y = random_tensor({7, 1, 515}, 28), w = random_tensor({515}, 29);
+  Tensor hc, nc, hg, ng;
+  add_rms_norm(x, y, w, 1e-6f, hc, nc);
+  add_rms_norm(x.to(Device::CUDA), y.to(Device::CUDA), w.to(Device::CUDA), 1e-6f, hg, ng);
+  CHECK(max_abs_diff(hc, hg) == 0.0);
+  CHECK(max_abs_diff(nc, ng) <= 1e-5);
+}
+
+TEST_CASE("sample: a private device pool never lends its blocks to the shared cache") {
+  SKIP_WITHOUT_GPU();
+  const int pool = create_device_pool();
+  void* pooled = nullptr;
+  {
+    DevicePoolScope scope(pool);
+    Tensor t = Tensor::empty({1000}, DType::F32, Device::CUDA);
+    pooled = t.raw_data();
+  }  // freed: back to the pool
+  // The shared cache does not hand out the pooled block, even for the same size.
+  std::vector<Tensor> shared;
+  for (int i = 0; i < 8; i++) {
+    shared.push_back(Tensor::empty({1000}, DType::F32, Device::CUDA));
+    CHECK(shared.back().raw_data() != pooled);
+  }
+  {
+    DevicePoolScope scope(pool);
+    Tensor again = Tensor::empty({1000}, DType::F32, Device::CUDA);
+    CHECK(again.raw_data() == pooled);  // the pool reuses its own block
+    CHECK_THROWS_WITH_AS(release_device_pool(pool), doctest::Contains("still held"), Error);
+  }
+  release_device_pool(pool);
+  CHECK_THROWS_WITH_AS(DevicePoolScope{pool}, doctest::Contains("no pool"), Error);
+}
+
+TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
+  SKIP_WITHOUT_GPU();
+  auto model = small_random_model(64, 2, Device::CUDA, 31);
+  const int64_t B = 3, T = 58;  // several of each phase, and not a multiple of 9
+  const Tensor tokens = some_tokens(B, T, 32);
+  const Tensor plain = full_cached_logits(*model, tokens);
+  DecodeState st = begin(*model, B, T);
+  Tensor feed = Tensor::zeros({B}, DType::I32, Device::CUDA);
+  Tensor logits_copy = Tensor::zeros({B, 132}, DType::F32, Device::CUDA);
+  Tensor all = Tensor::zeros({B, T, 132}, DType::F32, Device::CPU);
+  DecodeGraphs graphs;
+  size_t mallocs_after_warmup = 0;
+  for (int64_t t = 0; t < T; t++) {
+    feed.copy_from(tokens.select(1, t).contiguous());
+    // The `after` work runs inside the graph: copy the logits to a buffer of ours.
+    graphs.step(st, feed, [&] { logits_copy.copy_from(st.logits); });
+    all.select(1, t).copy_from(logits_copy.to(Device::CPU));
+    if (t == 20) mallocs_after_warmup = device_memory_stats().cuda_mallocs;
+  }
+  CHECK(graphs.graphs_captured() == 3);
+  CHECK(st.pos == T);
+  CHECK(device_memory_stats().cuda_mallocs == mallocs_after_warmup);
+  const double err = max_abs_diff(all, plain);
+  MESSAGE("graphs vs plain steps: max abs difference " << err);
+  CHECK(err == 0.0);  // the same kernels with the same arguments
+}
