@@ -177,13 +177,16 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // One token: S = exp(-s) S + k^T v, o = q S. One warp per (b, h); lane = column d.
+// `slopes` holds the decays exp(-s) here, not the slopes.
 template <typename T>
 __global__ void linear_attention_step_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                              const T* __restrict__ v, float* __restrict__ state,
                                              T* __restrict__ o, Slopes slopes, int H) {
   const int bh = blockIdx.x, h = bh % H, lane = threadIdx.x;
   const long long row = (long long)bh * kHeadDim;
-  const float decay = expf(-slopes.s[h]);
+  // exp(-slope) as the host computes it (see the launcher): CUDA's expf may be
+  // an ulp off, and decoding raises the decay to the power of thousands of steps.
+  const float decay = slopes.s[h];
   const float q_mine = load_float(q + row + lane), k_mine = load_float(k + row + lane);
   const float v_d = load_float(v + row + lane);
   float* S = state + (long long)bh * kHeadDim * kHeadDim;
@@ -230,7 +233,11 @@ Tensor linear_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
                                 const std::vector<float>& slopes) {
   const char* op = "linear_attention_forward";
   check_head_dim(op, q);
-  const Slopes packed = pack_slopes(op, slopes);
+  // The kernel takes the decays exp(-slope), computed here exactly as the CPU
+  // reference computes them (std::exp on the float slope).
+  std::vector<float> decays(slopes.size());
+  for (size_t h = 0; h < slopes.size(); h++) decays[h] = std::exp(-slopes[h]);
+  const Slopes packed = pack_slopes(op, decays);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
@@ -265,7 +272,11 @@ Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, 
                              const std::vector<float>& slopes) {
   const char* op = "linear_attention_step";
   check_head_dim(op, q);
-  const Slopes packed = pack_slopes(op, slopes);
+  // The kernel takes the decays exp(-slope), computed here exactly as the CPU
+  // reference computes them (std::exp on the float slope).
+  std::vector<float> decays(slopes.size());
+  for (size_t h = 0; h < slopes.size(); h++) decays[h] = std::exp(-slopes[h]);
+  const Slopes packed = pack_slopes(op, decays);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   const long long bh = q.size(0) * q.size(1);
   IFLAME_CHECK(bh <= 0x7fffffffLL, op, ": too many sequences x heads: ", q.describe());
