@@ -46,7 +46,8 @@ Tensor block_step(const DecodeState& st, const Block& block, const DecodeBlockWe
   Tensor o;
   if (attn.full) {
     const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
-    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)));
+    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)))
+            .to(DType::F32);  // no copy with f32 caches
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
     Tensor v = Tensor::empty({B, H, D}, DType::F32, x.device());
@@ -178,13 +179,16 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
   st.ctx = ctx;
   st.batch = batch;
   st.max_len = max_len;
+  // With bf16 products on the GPU, K and V are cached in bf16 (half the memory
+  // and the bytes each step reads); f32 otherwise.
+  const DType cache_dtype = dev == Device::CUDA && ctx.matmul == DType::BF16 ? DType::BF16 : DType::F32;
   for (int s = 0; s < IFlame::kStages; s++) {
     for (const Block& block : model.stage(s)) {
       BlockCache c;
       if (block.attn.full) {
         // Filled row by row before they are read: no need to clear.
-        c.k = Tensor::empty({batch, capacity[stage_level(s)], H, D}, DType::F32, dev);
-        c.v = Tensor::empty({batch, capacity[stage_level(s)], H, D}, DType::F32, dev);
+        c.k = Tensor::empty({batch, capacity[stage_level(s)], H, D}, cache_dtype, dev);
+        c.v = Tensor::empty({batch, capacity[stage_level(s)], H, D}, cache_dtype, dev);
       } else {
         c.state = Tensor::zeros({batch, H, D, D}, DType::F32, dev);
       }

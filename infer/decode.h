@@ -43,7 +43,7 @@
 namespace iflame::infer {
 
 struct BlockCache {
-  Tensor k, v;    // full attention: [B, capacity, H, D]
+  Tensor k, v;    // full attention: [B, capacity, H, D]; bf16 with bf16 products on the GPU, else f32
   Tensor state;   // linear attention: f32 [B, H, D, D]
 };
 

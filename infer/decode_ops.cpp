@@ -49,7 +49,11 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads;
   const bool to_cache = k_dst.ndim() == 4;
   for (const Tensor* dst : {&k_dst, &v_dst}) {
-    check_f32_contiguous(op, "k/v destination", *dst, qkv.device());
+    IFLAME_CHECK(dst->defined() && dst->is_contiguous() && dst->device() == qkv.device() &&
+                     dst->dtype() == k_dst.dtype() &&
+                     (dst->dtype() == DType::F32 || (qkv.is_cuda() && dst->dtype() == DType::BF16)),
+                 op, ": k/v destinations must be contiguous, of one dtype (f32, or bf16 on the GPU), on qkv's ",
+                 "device; got ", dst->describe());
     const bool fits = to_cache ? dst->ndim() == 4 && dst->size(0) == B && dst->size(2) == heads && dst->size(3) == D
                                : dst->ndim() == 3 && dst->size(0) == B && dst->size(1) == heads && dst->size(2) == D;
     IFLAME_CHECK(fits, op, ": destination ", dst->describe(), " is neither [B, H, D] nor [B, capacity, H, D] for qkv ",

@@ -21,9 +21,13 @@ struct Frequencies {
   float f[kMaxHalf];
 };
 
-// One thread per rotated pair (b, h, j < D/2): q and k rotated, v copied.
-__global__ void qkv_rope_kernel(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k_dst,
-                                float* __restrict__ v_dst, int B, int H, int half, int capacity,
+using ops::cuda::store_f32;
+
+// One thread per rotated pair (b, h, j < D/2): q and k rotated, v copied; the
+// outputs stored as T (f32, or bf16 for bf16 caches).
+template <typename T>
+__global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q, T* __restrict__ k_dst,
+                                T* __restrict__ v_dst, int B, int H, int half, int capacity,
                                 const int* __restrict__ position, int div, Frequencies freq) {
   const int pos = position[0] / div;
   if (capacity > 0 && pos >= capacity) return;  // the host refuses such steps; never write out of bounds
@@ -40,14 +44,13 @@ __global__ void qkv_rope_kernel(const float* __restrict__ qkv, float* __restrict
     const float c = cosf(a), s = sinf(a);
     const float q1 = row[j], q2 = row[half + j];
     const float k1 = row[HD + j], k2 = row[HD + half + j];
-    float* qo = q + bh * D;
-    qo[j] = q1 * c + q2 * s;
-    qo[half + j] = -q1 * s + q2 * c;
+    store_f32(q, bh * D + j, q1 * c + q2 * s);
+    store_f32(q, bh * D + half + j, -q1 * s + q2 * c);
     const long long dst = capacity > 0 ? (((long long)b * capacity + pos) * H + h) * D : bh * D;
-    k_dst[dst + j] = k1 * c + k2 * s;
-    k_dst[dst + half + j] = -k1 * s + k2 * c;
-    v_dst[dst + j] = row[2 * HD + j];
-    v_dst[dst + half + j] = row[2 * HD + half + j];
+    store_f32(k_dst, dst + j, k1 * c + k2 * s);
+    store_f32(k_dst, dst + half + j, -k1 * s + k2 * c);
+    store_f32(v_dst, dst + j, row[2 * HD + j]);
+    store_f32(v_dst, dst + half + j, row[2 * HD + half + j]);
   }
 }
 
@@ -110,14 +113,16 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   Frequencies freq{};
   const std::vector<float> host = ops::rope_frequencies(D);
   for (int64_t j = 0; j < half; j++) freq.f[j] = host[j];
-  Tensor q = Tensor::empty({B, heads, D}, DType::F32, Device::CUDA);
+  Tensor q = Tensor::empty({B, heads, D}, k_dst.dtype(), Device::CUDA);
   const long long pairs = B * heads * half;
   if (pairs == 0) return q;
   const int capacity = k_dst.ndim() == 4 ? static_cast<int>(k_dst.size(1)) : 0;
-  qkv_rope_kernel<<<grid_stride_blocks(pairs, 256), 256, 0, cuda_stream()>>>(
-      qkv.data<float>(), q.data<float>(), k_dst.data<float>(), v_dst.data<float>(), static_cast<int>(B),
-      static_cast<int>(heads), static_cast<int>(half), capacity, position.data<int32_t>(), static_cast<int>(div),
-      freq);
+  IFLAME_DISPATCH_ACT(k_dst.dtype(), "qkv_rope_step", {
+    qkv_rope_kernel<T><<<grid_stride_blocks(pairs, 256), 256, 0, cuda_stream()>>>(
+        qkv.data<float>(), q.data<T>(), k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B),
+        static_cast<int>(heads), static_cast<int>(half), capacity, position.data<int32_t>(),
+        static_cast<int>(div), freq);
+  });
   CUDA_CHECK_LAUNCH();
   return q;
 }

@@ -17,9 +17,10 @@
 namespace iflame::infer {
 
 // qkv [B, 3*H*D] (f32): q, k and v side by side, as the fused projection writes
-// them. Returns q [B, H, D] after RoPE at position p / div. k (after RoPE) and
-// v are written to k_dst and v_dst: either [B, H, D] tensors, or
-// [B, capacity, H, D] caches whose row p / div is written.
+// them. Returns q [B, H, D] after RoPE at position p / div, in k_dst's dtype.
+// k (after RoPE) and v are written to k_dst and v_dst: either [B, H, D]
+// tensors, or [B, capacity, H, D] caches whose row p / div is written; f32, or
+// on the GPU also bf16 (rounded once from the f32 results).
 Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
                      Tensor& v_dst);
 

@@ -90,7 +90,7 @@ TEST_CASE("sample: the position-free decoding ops read the level position from t
 
 TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
   SKIP_WITHOUT_GPU();
-  const int64_t B = 3, H = 5, D = 32, HD = H * D, cap = 40;
+  const int64_t B = 3, H = 5, D = 32, HD = H * D, cap = 400;
   const Tensor qkv = random_tensor({B, 3 * HD}, 21, -2.0f, 2.0f);
   for (int64_t div : {1, 3, 9}) {
     for (int32_t p0 : {0, 8, 100, 359}) {
@@ -107,6 +107,15 @@ TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
       CHECK(max_abs_diff(vc, vg) == 0.0);
       CHECK(max_abs_diff(cached_attention_at(qc, kc, vc, pos_c, div, 0.17f),
                          cached_attention_at(qg, kg, vg, pos_g, div, 0.17f)) <= 1e-5);
+      // bf16 caches (bf16 products): the f32 results rounded once, q in bf16 too.
+      Tensor kb = Tensor::zeros({B, cap, H, D}, DType::BF16, Device::CUDA), vb = kb.clone();
+      const Tensor qb = qkv_rope_step(qkv.to(Device::CUDA), H, pos_g, div, kb, vb);
+      CHECK(qb.dtype() == DType::BF16);
+      const int64_t row = p0 / div;
+      // |x| < 4 here, so rounding to bf16 moves a value by at most 2^-7 (plus the f32 tolerance).
+      CHECK(max_abs_diff(qb, qc) <= 1.0 / 128 + 1e-5);
+      CHECK(max_abs_diff(kb.slice(1, row, row + 1), kc.slice(1, row, row + 1)) <= 1.0 / 128 + 1e-5);
+      CHECK(max_abs_diff(vb.slice(1, row, row + 1), vc.slice(1, row, row + 1)) <= 1.0 / 128);
       Tensor k3c = Tensor::zeros({B, H, D}), v3c = Tensor::zeros({B, H, D});
       Tensor k3g = k3c.to(Device::CUDA), v3g = v3c.to(Device::CUDA);
       qkv_rope_step(qkv, H, pos_c, div, k3c, v3c);
