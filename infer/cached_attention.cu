@@ -4,8 +4,10 @@
 // and keeps its own online softmax (running max m, sum l, accumulator acc[32] in
 // registers); the block then merges the 128 partial results: M = max m,
 // o = sum(exp(m - M) acc) / sum(exp(m - M) l). f32 arithmetic, storage f32 or bf16.
-// Work per step is O(length) per head, parallel over rows; a split over several
-// blocks per head (for B * H much smaller than the SM count) is a later speed-up.
+// Work per step is O(length) per head. When B * H is too small to fill the GPU
+// (batch 1: 16 heads on 132 SMs), the rows are also split over `splits` blocks
+// per head ("flash decoding"): each writes its block-merged (M, l, acc) to a
+// small f32 workspace and a second kernel merges the splits the same way.
 #include <cmath>
 
 #include "core/cuda_check.h"
@@ -30,7 +32,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                             T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
-                            int div, float scale_log2) {
+                            int div, float scale_log2, float* __restrict__ partial) {
   // The length comes from the host, or from the decoding position counter
   // (infer/decode_ops.h): rows 0 .. position / div, at most the capacity.
   if (position) length = min(position[0] / div + 1, capacity);
@@ -48,7 +50,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int d = 0; d < kHeadDim; d++) acc[d] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  for (int j = t; j < length; j += kThreads) {
+  // This block's rows: all of them, or its share when split (blockIdx.y of gridDim.y).
+  const int splits = gridDim.y, chunk = (length + splits - 1) / splits;
+  const int first = blockIdx.y * chunk, end = min(length, first + chunk);
+  for (int j = first + t; j < end; j += kThreads) {
     const T* kj = k_head + j * row_stride;
     const T* vj = v_head + j * row_stride;
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
@@ -70,7 +75,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   part_m[t] = m;
   __syncthreads();
-  // Block-wide max (length >= 1, so at least thread 0 has a finite m).
+  // Block-wide max (without a split, length >= 1 gives thread 0 a finite m; a
+  // split may hold no rows at all: then M = -inf and everything below is 0).
   float M = -INFINITY;
   for (int i = 0; i < kThreads; i++) M = fmaxf(M, part_m[i]);
   const float w = (m == -INFINITY) ? 0.0f : exp2f(m - M);
@@ -84,8 +90,50 @@ __global__ void __launch_bounds__(kThreads)
       sum += part_acc[i][t];
       total += part_l[i];
     }
-    store_float(o + (long long)bh * kHeadDim + t, sum / total);
+    if (partial == nullptr) {
+      store_float(o + (long long)bh * kHeadDim + t, sum / total);
+    } else {  // [B*H, splits, 2 + D]: M, l, acc
+      float* mine = partial + ((long long)bh * splits + blockIdx.y) * (kHeadDim + 2);
+      mine[2 + t] = sum;
+      if (t == 0) {
+        mine[0] = M;
+        mine[1] = total;
+      }
+    }
   }
+}
+
+// Merges the splits of one (b, h): thread d computes output column d.
+template <typename T>
+__global__ void cached_attention_combine_kernel(const float* __restrict__ partial, T* __restrict__ o, int splits) {
+  const int bh = blockIdx.x, d = threadIdx.x;
+  const float* part = partial + (long long)bh * splits * (kHeadDim + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < splits; s++) M = fmaxf(M, part[s * (kHeadDim + 2)]);
+  float sum = 0.0f, total = 0.0f;
+  for (int s = 0; s < splits; s++) {
+    const float m = part[s * (kHeadDim + 2)];
+    if (m == -INFINITY) continue;  // a split without rows
+    const float w = exp2f(m - M);
+    total += w * part[s * (kHeadDim + 2) + 1];
+    sum += w * part[s * (kHeadDim + 2) + 2 + d];
+  }
+  store_float(o + (long long)bh * kHeadDim + d, sum / total);
+}
+
+// Blocks per head: enough (B*H*splits) to give every SM two blocks, each
+// split keeping at least ~512 rows of the capacity, at most 32.
+int choose_splits(long long bh, long long capacity) {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  long long want = (2LL * sms + bh - 1) / bh;
+  long long by_rows = capacity / 512;
+  long long s = want < by_rows ? want : by_rows;
+  return static_cast<int>(s < 1 ? 1 : s > 32 ? 32 : s);
 }
 
 }  // namespace
@@ -98,12 +146,22 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
   IFLAME_CHECK(bh <= 0x7fffffffLL && k_cache.size(1) < (1LL << 30), op, ": too large: ", k_cache.describe());
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   if (bh == 0) return o;
+  const int splits = choose_splits(bh, k_cache.size(1));
+  Tensor partial;
+  if (splits > 1) partial = Tensor::empty({bh, splits, kHeadDim + 2}, DType::F32, Device::CUDA);
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    cached_attention_kernel<T><<<static_cast<unsigned>(bh), kThreads, 0, cuda_stream()>>>(
+    const dim3 grid(static_cast<unsigned>(bh), static_cast<unsigned>(splits));
+    cached_attention_kernel<T><<<grid, kThreads, 0, cuda_stream()>>>(
         q.data<T>(), k_cache.data<T>(), v_cache.data<T>(), o.data<T>(), static_cast<int>(q.size(1)),
-        static_cast<int>(k_cache.size(1)), static_cast<int>(length), position, div, scale * kLog2e);
+        static_cast<int>(k_cache.size(1)), static_cast<int>(length), position, div, scale * kLog2e,
+        splits > 1 ? partial.data<float>() : nullptr);
     CUDA_CHECK_LAUNCH();
+    if (splits > 1) {
+      cached_attention_combine_kernel<T><<<static_cast<unsigned>(bh), kHeadDim, 0, cuda_stream()>>>(
+          partial.data<float>(), o.data<T>(), splits);
+      CUDA_CHECK_LAUNCH();
+    }
   });
   return o;
 }

@@ -143,6 +143,25 @@ TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
   CHECK(max_abs_diff(nc, ng) <= 1e-5);
 }
 
+TEST_CASE("sample: the cached attention step split over several blocks per head equals the CPU") {
+  SKIP_WITHOUT_GPU();
+  // Batch 1 with a long cache: the GPU splits each head's rows over many blocks.
+  const int64_t B = 1, H = 3, D = 32, cap = 5000;
+  const Tensor kc = random_tensor({B, cap, H, D}, 41), vc = random_tensor({B, cap, H, D}, 42);
+  const Tensor q = random_tensor({B, H, D}, 43, -3.0f, 3.0f);
+  const Tensor kg = kc.to(Device::CUDA), vg = vc.to(Device::CUDA), qg = q.to(Device::CUDA);
+  for (int32_t length : {1, 2, 17, 129, 600, 4097, 4999, 5000}) {
+    CAPTURE(length);
+    const Tensor expected = cached_attention_step(q, kc, vc, length, 0.25f);
+    CHECK(max_abs_diff(cached_attention_step(qg, kg, vg, length, 0.25f), expected) <= 1e-5);
+    CHECK(max_abs_diff(cached_attention_at(qg, kg, vg, position_tensor(length - 1, Device::CUDA), 1, 0.25f),
+                       expected) <= 1e-5);
+    CHECK(max_abs_diff(cached_attention_at(qg, kg, vg, position_tensor(9 * (length - 1) + 8, Device::CUDA), 9,
+                                           0.25f),
+                       expected) <= 1e-5);
+  }
+}
+
 TEST_CASE("sample: a private device pool never lends its blocks to the shared cache") {
   SKIP_WITHOUT_GPU();
   const int pool = create_device_pool();
