@@ -197,6 +197,21 @@ Variable add(const Variable& a, const Variable& b) {
   return out;
 }
 
+Variable cast(const Variable& x, DType dtype) {
+  const DType from = x.value().dtype();
+  if (from == dtype) return x;
+  Variable out(x.value().to(dtype), x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    tape().record([xs, o, from]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      xs->accumulate(g.to(from));
+    });
+  }
+  return out;
+}
+
 Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip) {
   Variable out(ops::skip_scale_add_forward(x.value(), weights.value(), index, skip.value()),
                x.requires_grad() || weights.requires_grad() || skip.requires_grad());

@@ -23,6 +23,8 @@ Variable add(const Variable& a, const Variable& b);
 // weights[index] * x + skip
 Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip);
 Variable reshape(const Variable& x, const Shape& shape);
+// x in another dtype (f32 <-> bf16); the gradient comes back in x's dtype. x itself when it already is.
+Variable cast(const Variable& x, DType dtype);
 
 struct LossAndAccuracy {
   Variable loss;    // f32 [1], mean over counted rows

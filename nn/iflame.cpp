@@ -93,6 +93,10 @@ Variable IFlame::forward(const Tensor& tokens, const ForwardContext& ctx) const 
       IFLAME_CHECK(p[i] >= 0 && p[i] < config_.vocab, "token ", p[i], " at position ", i % padded.size(1),
                    " of sequence ", i / padded.size(1), " is outside the vocabulary [0, ", config_.vocab, ")");
   }
+  IFLAME_CHECK(ctx.activations == DType::F32 ||
+                   (ctx.activations == DType::BF16 && ctx.matmul == DType::BF16 && device_ == Device::CUDA),
+               "bf16 activations need bf16 products on the GPU (asked: ", dtype_name(ctx.activations),
+               " activations, ", dtype_name(ctx.matmul), " products on ", device_name(device_), ")");
   const int64_t T = padded.size(1);
   Tensor tok = padded.to(device_);
 

@@ -93,8 +93,10 @@ Block::Block(ParameterList& params, const std::string& prefix, const IFlameConfi
 }
 
 Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
-  Variable h = ag::add(x, attn.forward(norm1.forward(x), ctx));
-  return ag::add(h, feed_forward.forward(norm2.forward(h), ctx));
+  // The branches run in ctx.activations; their outputs join the residual stream in its dtype.
+  const DType act = ctx.activations, residual = x.value().dtype();
+  Variable h = ag::add(x, ag::cast(attn.forward(ag::cast(norm1.forward(x), act), ctx), residual));
+  return ag::add(h, ag::cast(feed_forward.forward(ag::cast(norm2.forward(h), act), ctx), residual));
 }
 
 }  // namespace iflame

@@ -28,6 +28,11 @@ class ParameterList {
 // What every forward needs to know besides its input.
 struct ForwardContext {
   DType matmul = DType::F32;  // F32, or BF16 operands with f32 accumulation
+  // Inside each block: F32, or BF16 (GPU only, with BF16 products): the norm
+  // outputs, q/k/v, attention, and the feed-forward's hidden tensors are bf16
+  // (half the bytes and the saved memory; the attention kernels' bf16 path),
+  // while the residual stream between blocks stays f32.
+  DType activations = DType::F32;
 };
 
 struct Linear {

@@ -113,3 +113,17 @@ TEST_CASE("autograd: intermediate gradients are freed once used") {
   CHECK_FALSE(y.grad().defined());
   CHECK(x.grad().defined());        // leaves keep theirs
 }
+
+TEST_CASE("autograd: cast rounds the value and hands the gradient back in the input's dtype") {
+  Variable x(Tensor::from_floats({3.14159f}, {1}), true);
+  Variable y = ag::cast(x, DType::BF16);
+  CHECK(y.value().dtype() == DType::BF16);
+  CHECK(ag::cast(y, DType::BF16).value().raw_data() == y.value().raw_data());  // same dtype: no copy
+  Variable z = ag::cast(y, DType::F32);
+  CHECK(z.value().item() == round_to_bf16(3.14159f));  // 3.140625
+  CHECK(z.value().item() != 3.14159f);
+  tape().backward(z);
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().dtype() == DType::F32);
+  CHECK(x.grad().item() == 1.0f);
+}

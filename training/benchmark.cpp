@@ -40,7 +40,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   MuonAdamW optimizer(model.parameters(), OptimizerConfig{});
   const int64_t B = config.batch_size, T = config.bench_length;
   const Tensor tokens = random_batch(B, T, config.seed);
-  ForwardContext ctx{matmul};
+  const ForwardContext ctx = config.forward_context(device);
 
   auto one_step = [&]() {
     model.zero_grad();
@@ -70,8 +70,9 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   if (device == Device::CUDA) r.peak_gib = device_memory_stats().peak_in_use / double(1ull << 30);
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
-    std::printf("model       %s (%s), %s matrix products, Muon + AdamW\n", config.model.c_str(),
-                model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32");
+    std::printf("model       %s (%s), %s matrix products, %s block activations, Muon + AdamW\n",
+                config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
+                ctx.activations == DType::BF16 ? "bf16" : "f32");
     std::printf("batch       %lld x %lld tokens, %d timed steps after 2 warm-up steps\n",
                 static_cast<long long>(B), static_cast<long long>(T), config.bench_steps);
     std::printf("step        %.4f s mean, %.4f s best\n", r.mean_step_s, r.min_step_s);

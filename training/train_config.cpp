@@ -34,7 +34,18 @@ Device TrainConfig::resolved_device() const {
 
 DType TrainConfig::resolved_matmul(Device d) const {
   if (precision.empty()) return d == Device::CUDA ? DType::BF16 : DType::F32;
-  return precision == "bf16" ? DType::BF16 : DType::F32;
+  return precision == "f32" ? DType::F32 : DType::BF16;
+}
+
+ForwardContext TrainConfig::forward_context(Device d) const {
+  ForwardContext ctx;
+  ctx.matmul = resolved_matmul(d);
+  // "bf16" (the GPU default) also keeps the blocks' inner tensors in bf16;
+  // "bf16-matmul" rounds only the products' operands.
+  // (The CPU reference has no bf16 tensors: there "bf16" emulates bf16 products only.)
+  const bool bf16_inside = d == Device::CUDA && (precision.empty() || precision == "bf16");
+  ctx.activations = bf16_inside ? DType::BF16 : DType::F32;
+  return ctx;
 }
 
 std::string train_usage() {
@@ -63,7 +74,9 @@ schedule
   --weight-decay X      decoupled weight decay                   [0.1]
   --clip X              global gradient-norm clip                [1.0]
 precision and device
-  --precision P         bf16 or f32 matrix products [bf16 on the GPU, f32 on the CPU]
+  --precision P         bf16: bf16 products (f32 sums) and bf16 tensors inside the
+                        blocks, f32 residual stream; bf16-matmul: bf16 products only;
+                        f32: everything f32      [bf16 on the GPU, f32 on the CPU]
   --device D            cuda or cpu                 [cuda when a GPU is usable]
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints
@@ -188,8 +201,8 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
   }
   if (help) return c;
   IFLAME_CHECK(c.bench || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
-  IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "f32",
-               "--precision must be bf16 or f32, not '", c.precision, "'");
+  IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
+               "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
                "--device must be cuda or cpu, not '", c.device, "'");
   IFLAME_CHECK(c.render_samples <= 64, "--render-samples draws at most 64 meshes, not ", c.render_samples);

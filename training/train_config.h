@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "nn/layers.h"
 
 namespace iflame {
 
@@ -19,7 +20,7 @@ struct TrainConfig {
   float grad_clip = 1.0f;
   int64_t steps = 0;                 // 0: derived from epochs
   int epochs = 1;
-  std::string precision;             // bf16 | f32 ("" = bf16 on the GPU, f32 on the CPU)
+  std::string precision;             // bf16 | bf16-matmul | f32 ("" = bf16 on the GPU, f32 on the CPU)
   std::string device;                // cuda | cpu ("" = cuda if available)
   int val_interval = 500;            // steps between validations (0: only at the end)
   int val_batches = 20;              // batches per validation (0: the whole split)
@@ -45,6 +46,7 @@ struct TrainConfig {
 
   Device resolved_device() const;    // --device, or cuda when a GPU is usable
   DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
+  ForwardContext forward_context(Device d) const;  // products and activations per --precision
 
   // Data parallel (docs/distributed.md). --batch is per process: the global batch
   // is world size x batch.

@@ -75,7 +75,10 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   // Device and precision.
   device_ = config_.resolved_device();
   matmul_ = config_.resolved_matmul(device_);
-  const std::string precision = matmul_ == DType::BF16 ? "bf16" : "f32";
+  const ForwardContext forward_ctx = config_.forward_context(device_);
+  const std::string precision = forward_ctx.matmul == DType::F32 ? "f32"
+                                : forward_ctx.activations == DType::BF16 ? "bf16 (products and block activations)"
+                                                                         : "bf16 products";
   IFLAME_CHECK(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
   if (device_ == Device::CPU && config_.model == "shapenet" && config_.init_from.empty() && config_.resume.empty())
     IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
@@ -253,7 +256,7 @@ Trainer::ValidationResult Trainer::validate() {
   Loader val(*dataset_, val_indices_, lo);
   val.start_epoch(0);
   NoGrad no_grad;
-  ForwardContext ctx{matmul_};
+  const ForwardContext ctx = config_.forward_context(device_);
   double loss_sum = 0, correct = 0;
   int64_t counted = 0;
   Batch b;
@@ -280,7 +283,7 @@ Trainer::ValidationResult Trainer::validate() {
 int Trainer::run() {
   using clock = std::chrono::steady_clock;
   const bool tty = isatty(fileno(stdout)) && !config_.quiet;
-  ForwardContext ctx{matmul_};
+  const ForwardContext ctx = config_.forward_context(device_);
   int consecutive_bad = 0;
   auto run_start = clock::now();
   auto window_start = clock::now();
