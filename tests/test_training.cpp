@@ -200,3 +200,19 @@ TEST_CASE("train: --bench times whole steps on random tokens without a dataset")
   CHECK(r.min_step_s <= r.mean_step_s);
   CHECK(r.tokens_per_s == doctest::Approx(45.0 / r.mean_step_s));
 }
+
+TEST_CASE("train: --bench-kernels times the attention kernels without a dataset") {
+  const char* argv[] = {"train", "--bench-kernels", "--bench-length", "300", "--bench-steps", "3", "--quiet"};
+  bool help = false;
+  TrainConfig c = parse_train_args(7, const_cast<char**>(argv), help);
+  CHECK(c.bench_kernels);
+  CHECK(c.dataset.empty());
+  if (!cuda_available()) {
+    CHECK(contains(error_of([&] { run_attention_benchmark(c); }), "needs a GPU"));
+    return;
+  }
+  AttentionBenchmarkResult r = run_attention_benchmark(c);
+  CHECK(r.forward_ms > 0);
+  CHECK(r.forward_backward_ms > r.forward_ms);
+  CHECK(r.total_tflops > 0);
+}

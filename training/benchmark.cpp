@@ -1,9 +1,13 @@
-// benchmark.cpp: timing of whole training steps on random tokens.
+// benchmark.cpp: timing of whole training steps on random tokens, and of the
+// causal attention kernels alone.
 #include "training/benchmark.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <functional>
+#include <vector>
 
 #include "core/allocator.h"
 #include "core/device.h"
@@ -11,6 +15,7 @@
 #include "core/philox.h"
 #include "core/random.h"
 #include "nn/iflame.h"
+#include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
 #include "training/optimizer.h"
 
@@ -80,6 +85,59 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
     if (config.model == "shapenet" && T == 6921)  // spec §6's count for this configuration
       std::printf("model work  %.1f TFLOP/s (274 MFLOP per token, spec §6)\n", 274e6 * r.tokens_per_s / 1e12);
     if (device == Device::CUDA) std::printf("peak memory %.2f GiB held by tensors\n", r.peak_gib);
+  }
+  return r;
+}
+
+AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
+  IFLAME_CHECK(cuda_available(), "--bench-kernels needs a GPU: ", cuda_unavailable_reason());
+  const int64_t B = 16, H = 16, D = 32, T = config.bench_length;
+  const float scale = 1.0f / std::sqrt(float(D));
+  Generator gen(config.seed);
+  auto make = [&]() {
+    Tensor t = Tensor::empty({B, T, H, D}, DType::BF16, Device::CUDA);
+    fill_uniform(t, gen, -1, 1);
+    return t;
+  };
+  const Tensor q = make(), k = make(), v = make(), g = make();
+  // Median over config.bench_steps runs, after one warm-up run.
+  auto median_ms = [&](const std::function<void()>& f) {
+    f();
+    cuda_synchronize();
+    std::vector<double> ms;
+    for (int i = 0; i < config.bench_steps; i++) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      cuda_synchronize();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  AttentionBenchmarkResult r;
+  r.forward_ms = median_ms([&] {
+    Tensor lse;
+    ops::causal_attention_forward(q, k, v, scale, &lse);
+  });
+  r.forward_backward_ms = median_ms([&] {
+    Tensor lse, dq, dk, dv;
+    Tensor o = ops::causal_attention_forward(q, k, v, scale, &lse);
+    ops::causal_attention_backward(g, q, k, v, o, lse, scale, dq, dk, dv);
+  });
+  const double forward_flop = 4.0 * B * H * (double(T) * T / 2) * D;
+  const double backward_ms = r.forward_backward_ms - r.forward_ms;
+  r.forward_tflops = forward_flop / (r.forward_ms * 1e-3) / 1e12;
+  r.backward_tflops = backward_ms > 0 ? 2.5 * forward_flop / (backward_ms * 1e-3) / 1e12 : 0;
+  r.total_tflops = 3.5 * forward_flop / (r.forward_backward_ms * 1e-3) / 1e12;
+  if (!config.quiet) {
+    std::printf("device      %s\n", cuda_device_description().c_str());
+    std::printf("attention   causal softmax, bf16, B=%lld H=%lld T=%lld D=%lld, median of %d runs\n",
+                static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
+                static_cast<long long>(D), config.bench_steps);
+    std::printf("forward     %8.3f ms  %6.1f TFLOP/s\n", r.forward_ms, r.forward_tflops);
+    std::printf("backward    %8.3f ms  %6.1f TFLOP/s (forward+backward minus forward)\n", backward_ms,
+                r.backward_tflops);
+    std::printf("fwd+bwd     %8.3f ms  %6.1f TFLOP/s\n", r.forward_backward_ms, r.total_tflops);
   }
   return r;
 }

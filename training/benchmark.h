@@ -1,4 +1,5 @@
-// benchmark.h: ./train --bench, the training-step benchmark (no dataset needed).
+// benchmark.h: ./train --bench, the training-step benchmark, and ./train
+// --bench-kernels, the attention-kernel benchmark (no dataset needed).
 #pragma once
 #include "training/train_config.h"
 
@@ -14,5 +15,17 @@ struct TrainBenchmarkResult {
 // of config.model at config.batch_size x config.bench_length random tokens, after
 // two warm-up steps, and prints a short table unless config.quiet.
 TrainBenchmarkResult run_train_benchmark(const TrainConfig& config);
+
+struct AttentionBenchmarkResult {
+  double forward_ms = 0, forward_backward_ms = 0;  // medians
+  double forward_tflops = 0, backward_tflops = 0, total_tflops = 0;
+};
+
+// ./train --bench-kernels: times the causal softmax attention (ops/causal_attention.h)
+// alone on the GPU, bf16, B = 16, H = 16, D = 32, T = config.bench_length: the median
+// of config.bench_steps forward runs and forward+backward runs, after a warm-up.
+// FLOPs counted as 4 B H (T^2 / 2) D for the forward and 2.5 times that for the
+// backward. Prints a short table unless config.quiet; needs a GPU.
+AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config);
 
 }  // namespace iflame

@@ -107,6 +107,10 @@ benchmark (no dataset needed)
                         step time, tokens/s, peak GPU memory
   --bench-length T      tokens per sequence                       [6921]
   --bench-steps N       timed steps, after 2 warm-up steps        [10]
+  --bench-kernels       time the causal softmax attention kernels alone on the
+                        GPU (bf16, B=16, H=16, D=32, T=--bench-length, median
+                        of --bench-steps runs): forward and forward+backward
+                        ms and TFLOP/s
   -h, --help            this text
 data parallel (one process per GPU; docs/distributed.md)
   --gpus N              start N processes on this machine, one per GPU; --batch
@@ -185,6 +189,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--bench") c.bench = true;
     else if (a == "--bench-length") c.bench_length = static_cast<int>(r.integer(a, 9));
     else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));
+    else if (a == "--bench-kernels") c.bench_kernels = true;
     else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
     else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
     else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
@@ -200,7 +205,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     }
   }
   if (help) return c;
-  IFLAME_CHECK(c.bench || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
+  IFLAME_CHECK(c.bench || c.bench_kernels || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
   IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
                "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",

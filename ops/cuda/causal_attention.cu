@@ -1,5 +1,14 @@
-// cuda/causal_attention.cu: flash-style causal softmax attention for head dim 32.
+// cuda/causal_attention.cu: causal softmax attention for head dim 32, the
+// entry points and the f32-arithmetic kernels.
 //
+// Which kernels run: bf16 q/k/v (16-byte aligned, the usual case) go to the
+// tensor-core kernels of ops/cuda/flash_attention_bf16.cu (mma.sync bf16 with f32
+// accumulation, P and dS rounded to bf16 as FlashAttention-2 does);
+// IFLAME_FLASH_ATTENTION=0 in the environment sends them here instead. f32
+// q/k/v always run the kernels of this file, which are exact f32 arithmetic
+// (the f32 golden tests depend on them).
+//
+// The kernels here: one thread per row, f32 FMA only (no tensor cores).
 // Forward: one thread per query row (its q row and output accumulator in
 // registers), 128 queries per block; keys and values stream through shared
 // memory 64 at a time, and the softmax is computed online (running max and sum,
@@ -11,12 +20,13 @@
 //   2. dQ: one thread per query row, streaming key tiles like the forward and
 //      rebuilding P_ij = exp(scale q_i.k_j - lse_i);
 //   3. dK, dV: one thread per key row, streaming the query tiles that see it.
-// No tensor cores yet (f32 FMA only); storage f32 or bf16, arithmetic f32.
+// Storage f32 or bf16, arithmetic f32.
 #include <cmath>
 
 #include "core/cuda_check.h"
 #include "ops/causal_attention.h"
 #include "ops/cuda/attention_util.cuh"
+#include "ops/cuda/flash_attention_bf16.h"
 
 namespace iflame::ops::cuda {
 
@@ -329,6 +339,7 @@ unsigned tiles(int n) { return static_cast<unsigned>((n + kRowsPerBlock - 1) / k
 
 Tensor causal_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                                 Tensor* lse) {
+  if (flash::usable({&q, &k, &v})) return flash::forward(q, k, v, scale, lse);
   const char* op = "causal_attention_forward";
   const AttentionShape s = shape_of(op, q, k);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
@@ -349,6 +360,10 @@ Tensor causal_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
 void causal_attention_backward(const Tensor& grad_o, const Tensor& q, const Tensor& k,
                                const Tensor& v, const Tensor& o, const Tensor& lse, float scale,
                                Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
+  if (flash::usable({&grad_o, &q, &k, &v, &o})) {
+    flash::backward(grad_o, q, k, v, o, lse, scale, grad_q, grad_k, grad_v);
+    return;
+  }
   const char* op = "causal_attention_backward";
   const AttentionShape s = shape_of(op, q, k);
   grad_q = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
