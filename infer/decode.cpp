@@ -36,13 +36,16 @@ void place(Tensor& dst, int64_t first, const Tensor& src) {
   dst.slice(0, first, first + src.size(0)).copy_from(src);
 }
 
-// x [B, 1, d] at the level position p / div -> [B, 1, d].
-Tensor block_step(const DecodeState& st, const Block& block, const DecodeBlockWeights& w, BlockCache& cache,
-                  const Tensor& x, int64_t div) {
+// One block at the level position p / div: x [B, 1, d] and n1 = norm1(x) in,
+// the block's output out. When `next_norm` is given, its RMSNorm of the output
+// comes back in next_n1, from the same kernel as the residual add.
+void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeights& w, BlockCache& cache,
+                const Tensor& x, const Tensor& n1, int64_t div, const RMSNorm* next_norm, Tensor& out,
+                Tensor& next_n1) {
   const Attention& attn = block.attn;
   const int64_t B = x.size(0), H = attn.heads, D = attn.head_dim;
   const DType mm = st.weights->matmul;
-  const Tensor qkv = product(rms_norm(x, block.norm1), w.qkv, Tensor(), mm).view({B, 3 * H * D});
+  const Tensor qkv = product(n1, w.qkv, Tensor(), mm).view({B, 3 * H * D});
   Tensor o;
   if (attn.full) {
     const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
@@ -55,18 +58,29 @@ Tensor block_step(const DecodeState& st, const Block& block, const DecodeBlockWe
     o = rms_norm(ops::linear_attention_step(q, k, v, cache.state, attn.slopes).view({B, 1, H * D}),
                  attn.rms_norm);
   }
-  Tensor h, n;
+  Tensor h, n2;
   add_rms_norm(x, product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
-               block.norm2.eps, h, n);
-  const Tensor f = product(swiglu_pair(product(n, w.ff12, w.ff12_bias, mm)), w.ff3, w.ff3_bias, mm);
-  return ops::add(h, f);
+               block.norm2.eps, h, n2);
+  const Tensor f = product(swiglu_pair(product(n2, w.ff12, w.ff12_bias, mm)), w.ff3, w.ff3_bias, mm);
+  if (next_norm) {
+    add_rms_norm(h, f, next_norm->weight.value(), next_norm->eps, out, next_n1);
+  } else {
+    out = ops::add(h, f);
+  }
 }
 
 Tensor stage_step(DecodeState& st, int s, Tensor x) {
   const std::vector<Block>& blocks = st.model->stage(s);
   const int64_t div = stage_level(s) == 0 ? 1 : stage_level(s) == 1 ? 3 : 9;
-  for (size_t i = 0; i < blocks.size(); i++)
-    x = block_step(st, blocks[i], st.weights->blocks[s][i], st.caches[s][i], x, div);
+  if (blocks.empty()) return x;
+  Tensor n1 = rms_norm(x, blocks[0].norm1);
+  for (size_t i = 0; i < blocks.size(); i++) {
+    const RMSNorm* next = i + 1 < blocks.size() ? &blocks[i + 1].norm1 : nullptr;
+    Tensor out, next_n1;
+    block_step(st, blocks[i], st.weights->blocks[s][i], st.caches[s][i], x, n1, div, next, out, next_n1);
+    x = out;
+    n1 = next_n1;
+  }
   return x;
 }
 

@@ -31,7 +31,7 @@
 // captured once and replayed (DecodeGraphs below). Per block the step runs:
 // RMSNorm, one product for q|k|v, RoPE + cache write, attention, the output
 // product, residual add + RMSNorm in one kernel, one product for proj1|proj2,
-// the gate, proj3, residual add.
+// the gate, proj3, and the residual add fused with the next block's RMSNorm.
 #pragma once
 #include <array>
 #include <functional>
