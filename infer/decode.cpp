@@ -46,7 +46,8 @@ Tensor block_step(const DecodeState& st, const Block& block, const DecodeBlockWe
   Tensor o;
   if (attn.full) {
     const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
-    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)));
+    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
+                            st.pos / div + 1);
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
     Tensor v = Tensor::empty({B, H, D}, DType::F32, x.device());
