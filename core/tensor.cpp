@@ -6,6 +6,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/profiler.h"
 #include "core/tensor_copy.h"
 
 namespace iflame {
@@ -233,12 +234,23 @@ void cpu_copy_convert(Tensor& dst, const Tensor& src) {
     }
   }
 }
+
+// The profiler's row for a copy into `to` from `from`.
+const char* copy_op_name(Device to, Device from) {
+  if (to == from) return "copy";
+  return to == Device::CUDA ? "copy_to_device" : "copy_to_host";
+}
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) {
   IFLAME_CHECK(defined() && src.defined(), "copy_from with an undefined tensor");
   IFLAME_CHECK(shape_ == src.shape(), "copy_from: shape ", src.describe(), " into ", describe());
   if (numel() == 0) return;
+  // A copy on one device reads src and writes this; a transfer moves src's bytes
+  // across the bus (timed on the GPU stream it is queued on).
+  const bool across = device() != src.device();
+  PROFILE_OP(copy_op_name(device(), src.device()), 0, across ? src.nbytes() : src.nbytes() + nbytes(),
+             across ? Device::CUDA : device(), DType::F32);
   if (device() == src.device()) {
     if (device() == Device::CPU) {
       if (is_contiguous() && src.is_contiguous() && dtype_ == src.dtype())
@@ -264,6 +276,7 @@ void Tensor::copy_from(const Tensor& src) {
 void Tensor::fill_(float value) {
   IFLAME_CHECK(is_contiguous(), "fill_ needs a contiguous tensor, got ", describe());
   if (numel() == 0) return;
+  PROFILE_OP("fill", 0, nbytes(), device(), DType::F32);  // writes every element once
   if (is_cuda()) {
     cuda_fill(*this, value);
     return;

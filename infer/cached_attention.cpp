@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 
 namespace iflame::infer {
@@ -60,12 +61,23 @@ void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cac
                v_cache.describe());
 }
 
+double cached_attention_flops(const Tensor& q, int64_t length) {
+  return 2 * 2 * double(q.numel()) * length;  // q . k and p v over `length` rows, per (b, h): 4*B*H*D*length
+}
+double cached_attention_bytes(const Tensor& q, const Tensor& k_cache, int64_t length) {
+  // Reads q and `length` rows of each cache, writes o.
+  return 2 * double(q.nbytes()) + 2 * double(k_cache.size(0)) * length * k_cache.size(2) * k_cache.size(3) *
+                                      dtype_size(k_cache.dtype());
+}
+
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale) {
   const char* op = "cached_attention_step";
   check_cached_attention(op, q, k_cache, v_cache);
   IFLAME_CHECK(length >= 1 && length <= k_cache.size(1), op, ": length ", length, " outside [1, capacity ",
                k_cache.size(1), "]");
+  PROFILE_OP("cached_attention_step", cached_attention_flops(q, length), cached_attention_bytes(q, k_cache, length),
+             q.device(), q.dtype());
   if (q.is_cuda()) {
     CUDA_ONLY(return cuda::cached_attention_step(q, k_cache, v_cache, length, scale));
   }

@@ -22,6 +22,10 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
 // length from elsewhere (infer/decode_ops.h).
 void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache);
 
+// The step's FLOPs and bytes for the profiler (core/profiler.h), over `length` cache rows.
+double cached_attention_flops(const Tensor& q, int64_t length);
+double cached_attention_bytes(const Tensor& q, const Tensor& k_cache, int64_t length);
+
 namespace cpu {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);

@@ -49,7 +49,8 @@ void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeig
   Tensor o;
   if (attn.full) {
     const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
-    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)))
+    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
+                            st.pos / div + 1)
             .to(DType::F32);  // no copy with f32 caches
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());

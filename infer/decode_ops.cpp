@@ -4,6 +4,7 @@
 // before these kernels existed.
 #include "infer/decode_ops.h"
 
+#include "core/profiler.h"
 #include "infer/cached_attention.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
@@ -59,6 +60,7 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
     IFLAME_CHECK(fits, op, ": destination ", dst->describe(), " is neither [B, H, D] nor [B, capacity, H, D] for qkv ",
                  qkv.describe(), " and ", heads, " heads");
   }
+  PROFILE_OP("qkv_rope_step", 0, 2 * qkv.nbytes(), qkv.device(), DType::F32);  // reads q|k|v, writes q, k, v
   if (qkv.is_cuda()) {
     CUDA_ONLY(return cuda::qkv_rope_step(qkv, heads, position, div, k_dst, v_dst));
   }
@@ -79,10 +81,12 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
 }
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale) {
+                           const Tensor& position, int64_t div, float scale, int64_t host_length) {
   const char* op = "cached_attention_at";
   check_cached_attention(op, q, k_cache, v_cache);
   check_position(op, position, div, q.device());
+  PROFILE_OP("cached_attention_at", host_length > 0 ? cached_attention_flops(q, host_length) : 0,
+             host_length > 0 ? cached_attention_bytes(q, k_cache, host_length) : 0, q.device(), q.dtype());
   if (q.is_cuda()) {
     // The length is read on the device; the kernel bounds it by the capacity.
     CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
@@ -95,6 +99,7 @@ Tensor swiglu_pair(const Tensor& ab) {
   IFLAME_CHECK(ab.defined() && ab.ndim() >= 1 && ab.size(-1) % 2 == 0, op,
                ": needs an even last dimension, got ", ab.describe());
   check_f32_contiguous(op, "ab", ab, ab.device());
+  PROFILE_OP("swiglu_pair", 0, 3 * ab.nbytes() / 2, ab.device(), DType::F32);  // reads a|b, writes y (half)
   if (ab.is_cuda()) {
     CUDA_ONLY(return cuda::swiglu_pair(ab));
   }
@@ -110,6 +115,8 @@ void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float 
   IFLAME_CHECK(weight.defined() && weight.ndim() == 1 && weight.size(0) == x.size(-1) &&
                    weight.dtype() == DType::F32 && weight.device() == x.device(),
                op, ": weight must be f32 [", x.size(-1), "] on x's device, got ", weight.describe());
+  // Reads x, y, weight; writes h, n.
+  PROFILE_OP("add_rms_norm", 0, 4 * x.nbytes() + weight.nbytes(), x.device(), DType::F32);
   if (x.is_cuda()) {
     CUDA_ONLY(cuda::add_rms_norm(x, y, weight, eps, h, n); return);
   }
@@ -125,6 +132,7 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
   check_position(op, position, div, group.device());
   IFLAME_CHECK(group.ndim() == 3 && group.size(1) == 3 && x.numel() == group.size(0) * group.size(2), op,
                ": group must be [B, 3, d] and x [B, 1, d]; got ", group.describe(), " and ", x.describe());
+  PROFILE_OP("write_group_slot", 0, 2 * x.nbytes(), group.device(), DType::F32);  // reads x, writes one slot
   if (group.is_cuda()) {
     CUDA_ONLY(cuda::write_group_slot(group, x, position, div); return);
   }
@@ -135,6 +143,7 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
 void advance_position(Tensor& position) {
   IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1,
                "advance_position: position must be an i32 [1] tensor, got ", position.describe());
+  PROFILE_OP("advance_position", 0, 8, position.device(), DType::F32);  // reads and writes one i32
   if (position.is_cuda()) {
     CUDA_ONLY(cuda::advance_position(position); return);
   }

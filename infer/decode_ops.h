@@ -25,8 +25,11 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
                      Tensor& v_dst);
 
 // Attention of q [B, H, D] over cache rows 0 .. p / div (infer/cached_attention.h).
+// host_length: the caller's host copy of p / div + 1, used only to count the
+// step's FLOPs and bytes for the profiler (the kernel reads the device counter);
+// -1 when unknown, which counts them as 0.
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale);
+                           const Tensor& position, int64_t div, float scale, int64_t host_length = -1);
 
 // ab [..., 2F] -> silu(a) * b, [..., F], with a = ab[..., :F] and b = ab[..., F:]
 // (the fused proj1/proj2 product; ops/swiglu.h's gate).

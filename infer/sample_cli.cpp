@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/flags.h"
+#include "core/profiler.h"
 #include "core/random.h"
 #include "infer/clean.h"
 #include "infer/generate.h"
@@ -56,6 +57,9 @@ const char* kUsage =
     "                       and cache memory per sequence (no checkpoint needed)\n"
     "  --model NAME         preset for --bench: shapenet, small, tiny (default shapenet)\n"
     "  --tokens N           positions decoded by --bench (default 900)\n"
+    "  --profile            with --bench: one more decode-only run with every op timed (CUDA events\n"
+    "                       on the GPU, wall clock on the CPU), then a table per op: calls, time,\n"
+    "                       share, TFLOP/s, GB/s and time against its FLOP/byte floor on an H100\n"
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
     "(incomplete last row, degenerate and duplicate faces dropped). Sampling runs on the host\n"
@@ -67,7 +71,7 @@ struct Options {
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false, constrained = false;
+  bool bench = false, help = false, constrained = false, profile = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -80,6 +84,7 @@ Options parse(int argc, char** argv) {
     };
     if (flag == "--help" || flag == "-h") o.help = true;
     else if (flag == "--bench") o.bench = true;
+    else if (flag == "--profile") o.profile = true;
     else if (flag == "--constrained") o.constrained = true;
     else if (flag == "--ckpt") o.ckpt = value();
     else if (flag == "-n") o.n = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
@@ -110,6 +115,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--tokens") o.tokens = static_cast<int>(flag_integer(flag, value(), 1, 1 << 24));
     else throw UsageError(str("unknown flag '", flag, "' (see --help)"));
   }
+  if (o.profile && !o.bench && !o.help) throw UsageError("--profile goes with --bench");
   return o;
 }
 
@@ -263,13 +269,33 @@ int run_bench(const Options& o) {
     std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step\n", label, s, double(B) * N / s, 1e3 * s / N);
     return st.cache_bytes();
   };
-  time_run(false, "warm-up (allocator, cuBLAS, kernels):");
+  // With --profile the warm-up is profiled too (so the profiler's event pool
+  // has grown before the profiled run); the two timed runs are not.
+  profiler::set_enabled(o.profile);
+  time_run(false, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):");
+  profiler::set_enabled(false);
+  profiler::reset();
   size_t bytes = time_run(false, "decode only (one sync at the end):");
   time_run(true, "decode + logits to host every step:");
+  std::vector<profiler::OpStats> profile;
+  if (o.profile) {
+    profiler::set_enabled(true);
+    time_run(false, "decode only, every op profiled:");
+    profile = profiler::collect();
+    profiler::set_enabled(false);
+    profiler::reset();
+  }
   const int64_t published = int64_t(kTokensPerFace) * 801;  // START + 800 faces
   DecodeState one = begin(model, 1, published, ctx);
   std::printf("  cache: %.2f MiB per sequence at %d positions; %.2f MiB per sequence at %lld (800 faces)\n",
               mib(double(bytes) / B), N, mib(double(one.cache_bytes())), static_cast<long long>(published));
+  if (o.profile) {
+    double op_ms = 0;
+    for (const profiler::OpStats& row : profile) op_ms += row.ms;
+    std::printf("\nprofile of the profiled run (%d steps): ops %.1f ms in all, %.4f ms per step%s\n", N, op_ms,
+                op_ms / N, device == Device::CUDA ? "" : "; CPU wall times, compared with H100 floors");
+    std::fputs(profiler::format_table(profile).c_str(), stdout);
+  }
   return 0;
 }
 

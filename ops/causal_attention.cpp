@@ -2,6 +2,7 @@
 // arguments, then run the CPU reference or the CUDA kernels by device.
 #include "ops/causal_attention.h"
 
+#include "core/profiler.h"
 #include "ops/attention_checks.h"
 #include "ops/dispatch.h"
 
@@ -25,11 +26,25 @@ void check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v
                ", k is ", k.describe());
   if (!q.is_cuda()) detail::check_cpu_f32(op, "q", q);
 }
+
+// Query-key pairs the causal mask keeps, per batch and head: query i of the Tq
+// (the last Tq of Tk positions) sees Tk - Tq + i + 1 keys, Tq*Tk - Tq*(Tq-1)/2 in all.
+double causal_pairs(const Tensor& q, const Tensor& k) {
+  const double Tq = double(q.size(1)), Tk = double(k.size(1));
+  return Tq * Tk - Tq * (Tq - 1) / 2;
+}
+// B*H*D: the FLOPs of one product over the kept pairs are 2 * B*H*D * pairs.
+double bhd(const Tensor& q) { return double(q.size(0)) * q.size(2) * q.size(3); }
 }  // namespace
 
 Tensor causal_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                                 Tensor* lse) {
   check_qkv("causal_attention_forward", q, k, v);
+  // FLOPs: two products (S = Q K^T, O = P V) over the kept pairs, 2 each per
+  // multiply-add. Bytes: reads q, k, v; writes o and lse (f32 [B, H, Tq]) if asked.
+  PROFILE_OP("causal_attention_forward", 2 * 2 * bhd(q) * causal_pairs(q, k),
+             2 * q.nbytes() + k.nbytes() + v.nbytes() + (lse ? 4 * q.numel() / q.size(3) : 0), q.device(),
+             q.dtype());
   if (q.is_cuda()) {
     CUDA_ONLY(return cuda::causal_attention_forward(q, k, v, scale, lse));
   }
@@ -47,6 +62,11 @@ void causal_attention_backward(const Tensor& grad_o, const Tensor& q, const Tens
   check_shape(op, "grad_o", grad_o, q.shape());
   check_tensor(lse, "causal_attention_backward: lse", DType::F32, q.device());
   check_shape(op, "lse", lse, {q.size(0), q.size(2), q.size(1)});
+  // FLOPs: five products over the kept pairs (S = Q K^T recomputed, dP = dO V^T,
+  // dV = P^T dO, dQ = dS K, dK = dS^T Q), 2.5x the forward. Bytes: reads q, k, v,
+  // o, grad_o, lse; writes grad_q, grad_k, grad_v (q-shaped: 4, k-shaped: 4).
+  PROFILE_OP("causal_attention_backward", 5 * 2 * bhd(q) * causal_pairs(q, k),
+             4 * q.nbytes() + 4 * k.nbytes() + lse.nbytes(), q.device(), q.dtype());
   if (q.is_cuda()) {
     CUDA_ONLY(cuda::causal_attention_backward(grad_o, q, k, v, o, lse, scale, grad_q, grad_k,
                                               grad_v));

@@ -1,6 +1,7 @@
 // cross_entropy.cpp: argument checks and device dispatch for the cross-entropy loss.
 #include "ops/cross_entropy.h"
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 #include "ops/elem_checks.h"
 
@@ -32,6 +33,9 @@ void check_scalar(const Tensor& t, Device dev, const char* op, const char* what)
 
 CrossEntropyOutput cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index) {
   check_logits_targets(logits, targets, ignore_index, "cross_entropy_forward");
+  // Reads logits and targets, writes lse (f32 per row) and three scalars.
+  PROFILE_OP("cross_entropy_forward", 0, logits.nbytes() + targets.nbytes() + 4 * targets.numel(),
+             logits.device(), DType::F32);
   if (logits.device() == Device::CPU) return cpu::cross_entropy_forward(logits, targets, ignore_index);
   CUDA_ONLY(return cuda::cross_entropy_forward(logits, targets, ignore_index));
 }
@@ -45,6 +49,9 @@ Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, con
   check_scalar(fwd.valid_count, dev, op, "fwd.valid_count");
   detail::check_exact(fwd.lse, op, "fwd.lse", DType::F32, dev);
   detail::check_shape(fwd.lse, {targets.numel()}, op, "fwd.lse");
+  // Reads logits, targets, lse; writes grad_logits like logits.
+  PROFILE_OP("cross_entropy_backward", 0, 2 * logits.nbytes() + targets.nbytes() + fwd.lse.nbytes(), dev,
+             DType::F32);
   if (dev == Device::CPU) return cpu::cross_entropy_backward(grad_loss, logits, targets, fwd, ignore_index);
   CUDA_ONLY(return cuda::cross_entropy_backward(grad_loss, logits, targets, fwd, ignore_index));
 }

@@ -1,6 +1,7 @@
 // embedding.cpp: argument checks and device dispatch for the embedding op.
 #include "ops/embedding.h"
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 #include "ops/elem_checks.h"
 
@@ -31,6 +32,9 @@ Tensor embedding_forward(const Tensor& weight, const Tensor& tokens, DType out_d
   detail::check_exact(tokens, op, "tokens", DType::I32, dev);
   IFLAME_CHECK(out_dtype == DType::F32 || out_dtype == DType::BF16, op,
                ": out_dtype must be f32 or bf16, got ", dtype_name(out_dtype));
+  // Reads the tokens and one f32 table row per token, writes a row per token in out_dtype.
+  PROFILE_OP("embedding_forward", 0,
+             tokens.nbytes() + tokens.numel() * weight.size(1) * (4 + dtype_size(out_dtype)), dev, DType::F32);
   if (dev == Device::CPU) {
     IFLAME_CHECK(out_dtype == DType::F32, op, ": the CPU reference gives f32 only, asked for ",
                  dtype_name(out_dtype));
@@ -49,6 +53,9 @@ void embedding_backward(const Tensor& grad_out, const Tensor& tokens, Tensor& gr
   detail::check_exact(tokens, op, "tokens", DType::I32, dev);
   detail::check_activation(grad_out, op, "grad_out", dev);
   detail::check_shape(grad_out, with_last(tokens.shape(), grad_weight.size(1)), op, "grad_out");
+  // Reads grad_out and the tokens, reads and writes one f32 row of grad_weight per token.
+  PROFILE_OP("embedding_backward", 0, grad_out.nbytes() + tokens.nbytes() + 2 * 4 * grad_out.numel(), dev,
+             DType::F32);
   if (dev == Device::CPU) {
     check_token_range(tokens, grad_weight.size(0), op);
     cpu::embedding_backward(grad_out, tokens, grad_weight);

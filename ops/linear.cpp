@@ -1,6 +1,8 @@
 // linear.cpp: argument checks for the dense layer and gemm, then CPU or CUDA by device.
 #include "ops/linear.h"
 
+#include "core/profiler.h"
+
 namespace iflame::ops {
 
 namespace {
@@ -47,6 +49,11 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
     check_param(weight, op, "weight", x.device(), {weight.size(0), x.size(-1)});
   }
   if (bias) check_param(*bias, op, "bias", x.device(), {weight.size(0)});
+  // FLOPs: 2*rows*in*out (x.numel() = rows*in). Bytes: reads x, weight, bias; writes y [rows, out] in x's dtype.
+  PROFILE_OP("linear_forward", 2.0 * x.numel() * weight.size(0),
+             x.nbytes() + weight.nbytes() + (bias ? bias->nbytes() : 0) +
+                 x.numel() / x.size(-1) * weight.size(0) * dtype_size(x.dtype()),
+             x.device(), compute);
   if (x.is_cuda()) CUDA_ONLY(return cuda::linear_forward(x, weight, bias, compute));
   return cpu::linear_forward(x, weight, bias, compute);
 }
@@ -67,6 +74,12 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
                grad_y.describe());
   check_param(grad_weight, op, "grad_weight", x.device(), weight.shape());
   if (grad_bias) check_param(*grad_bias, op, "grad_bias", x.device(), {weight.size(0)});
+  // FLOPs: grad_weight += grad_y^T x (2*rows*in*out), and grad_x = grad_y W (as many) when asked.
+  // Bytes: reads grad_y, x; reads and writes grad_weight (and grad_bias); for grad_x also reads W, writes grad_x.
+  PROFILE_OP("linear_backward", (grad_x ? 4.0 : 2.0) * x.numel() * weight.size(0),
+             grad_y.nbytes() + x.nbytes() + 2 * grad_weight.nbytes() + (grad_bias ? 2 * grad_bias->nbytes() : 0) +
+                 (grad_x ? weight.nbytes() + x.nbytes() : 0),
+             x.device(), compute);
   if (x.is_cuda())
     CUDA_ONLY(return cuda::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias));
   cpu::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias);
@@ -87,6 +100,8 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
   const int64_t kb = transpose_b ? b.size(1) : b.size(0), n = transpose_b ? b.size(0) : b.size(1);
   IFLAME_CHECK(k == kb && c.size(0) == m && c.size(1) == n, op, ": shapes do not match: op(a) is [", m,
                ", ", k, "], op(b) is [", kb, ", ", n, "], c is ", shape_str(c.shape()));
+  // FLOPs: 2*m*k*n. Bytes: reads a, b (and c when beta != 0), writes c.
+  PROFILE_OP("gemm", 2.0 * m * k * n, a.nbytes() + b.nbytes() + (beta != 0.0f ? 2 : 1) * c.nbytes(), dev, compute);
   if (dev == Device::CUDA) CUDA_ONLY(return cuda::gemm(a, transpose_a, b, transpose_b, c, alpha, beta, compute));
   cpu::gemm(a, transpose_a, b, transpose_b, c, alpha, beta, compute);
 }

@@ -1,6 +1,10 @@
 // optimizer_ops.cpp: argument checks for the optimizer updates, then CPU or CUDA by device.
 #include "ops/optimizer_ops.h"
 
+#include <algorithm>
+
+#include "core/profiler.h"
+
 namespace iflame::ops {
 
 namespace {
@@ -15,6 +19,13 @@ void check_compute(DType compute, const char* op) {
                ": Newton-Schulz compute dtype must be f32 or bf16, got ", dtype_name(compute));
 }
 
+// Newton-Schulz on u [r, c], with n = min(r, c) and m = max(r, c), per step:
+// A = X X^T (2 n^2 m), A A (2 n^3), B X (2 n^2 m) FLOPs.
+double newton_schulz_flops(const Tensor& u, int steps) {
+  const double n = double(std::min(u.size(0), u.size(1))), m = double(std::max(u.size(0), u.size(1)));
+  return steps * (4 * n * n * m + 2 * n * n * n);
+}
+
 }  // namespace
 
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& moment1, Tensor& moment2, float lr,
@@ -25,6 +36,8 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& moment1, Tensor& mo
   check_state(moment1, param, "adamw_update: moment1");
   check_state(moment2, param, "adamw_update: moment2");
   IFLAME_CHECK(step >= 1, "adamw_update: step must be >= 1 (counted after incrementing), got ", step);
+  // Reads param, grad, moment1, moment2; writes param, moment1, moment2 (all f32).
+  PROFILE_OP("adamw_update", 0, 7 * param.nbytes(), param.device(), DType::F32);
   if (param.is_cuda())
     CUDA_ONLY(return cuda::adamw_update(param, grad, moment1, moment2, lr, beta1, beta2, eps,
                                         weight_decay, step));
@@ -37,6 +50,8 @@ Tensor newton_schulz_orthogonalize(const Tensor& u, int steps, DType compute) {
   check_tensor(u, "newton_schulz_orthogonalize: u", DType::F32, u.device());
   check_compute(compute, "newton_schulz_orthogonalize");
   IFLAME_CHECK(steps >= 0, "newton_schulz_orthogonalize: steps must be >= 0, got ", steps);
+  // Bytes: reads u, writes the result (intermediates not counted).
+  PROFILE_OP("newton_schulz", newton_schulz_flops(u, steps), 2 * u.nbytes(), u.device(), compute);
   if (u.is_cuda()) CUDA_ONLY(return cuda::newton_schulz_orthogonalize(u, steps, compute));
   return cpu::newton_schulz_orthogonalize(u, steps, compute);
 }
@@ -50,6 +65,8 @@ void muon_update(Tensor& param, const Tensor& grad, Tensor& momentum, float lr, 
   check_state(momentum, param, "muon_update: momentum");
   check_compute(ns_compute, "muon_update");
   IFLAME_CHECK(ns_steps >= 0, "muon_update: ns_steps must be >= 0, got ", ns_steps);
+  // FLOPs: its Newton-Schulz. Bytes: reads param, grad, momentum; writes param, momentum.
+  PROFILE_OP("muon_update", newton_schulz_flops(param, ns_steps), 5 * param.nbytes(), param.device(), ns_compute);
   if (param.is_cuda())
     CUDA_ONLY(return cuda::muon_update(param, grad, momentum, lr, weight_decay, momentum_coef,
                                        ns_steps, ns_compute));

@@ -1,6 +1,7 @@
 // rms_norm.cpp: argument checks and device dispatch for RMSNorm.
 #include "ops/rms_norm.h"
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 #include "ops/elem_checks.h"
 
@@ -20,6 +21,9 @@ Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor
   detail::check_activation(x, op, "x", x.device());
   check_weight_for(x, weight, op, "weight");
   IFLAME_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  // Reads x and weight, writes y (x's dtype) and inv_rms (f32 per row).
+  PROFILE_OP("rms_norm_forward", 0, 2 * x.nbytes() + weight.nbytes() + 4 * (x.numel() / x.size(-1)), x.device(),
+             DType::F32);
   if (x.device() == Device::CPU) return cpu::rms_norm_forward(x, weight, eps, inv_rms);
   CUDA_ONLY(return cuda::rms_norm_forward(x, weight, eps, inv_rms));
 }
@@ -36,6 +40,10 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
   check_weight_for(x, grad_weight, op, "grad_weight");
   detail::check_exact(inv_rms, op, "inv_rms", DType::F32, dev);
   detail::check_shape(inv_rms, {x.numel() / x.size(-1)}, op, "inv_rms");
+  // Reads grad_y, x, weight, inv_rms; writes grad_x; reads and writes grad_weight.
+  PROFILE_OP("rms_norm_backward", 0,
+             grad_y.nbytes() + 2 * x.nbytes() + weight.nbytes() + inv_rms.nbytes() + 2 * grad_weight.nbytes(), dev,
+             DType::F32);
   if (dev == Device::CPU) return cpu::rms_norm_backward(grad_y, x, weight, inv_rms, grad_weight);
   CUDA_ONLY(return cuda::rms_norm_backward(grad_y, x, weight, inv_rms, grad_weight));
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 #include "ops/elem_checks.h"
 
@@ -36,12 +37,14 @@ void check_rope_input(const Tensor& x, int64_t pos_offset, const char* op, const
 
 Tensor rope_forward(const Tensor& x, int64_t pos_offset) {
   check_rope_input(x, pos_offset, "rope_forward", "x");
+  PROFILE_OP("rope_forward", 0, 2 * x.nbytes(), x.device(), DType::F32);  // reads x, writes y
   if (x.device() == Device::CPU) return cpu::rope_forward(x, pos_offset);
   CUDA_ONLY(return cuda::rope_forward(x, pos_offset));
 }
 
 Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset) {
   check_rope_input(grad_y, pos_offset, "rope_backward", "grad_y");
+  PROFILE_OP("rope_backward", 0, 2 * grad_y.nbytes(), grad_y.device(), DType::F32);  // reads grad_y, writes grad_x
   if (grad_y.device() == Device::CPU) return cpu::rope_backward(grad_y, pos_offset);
   CUDA_ONLY(return cuda::rope_backward(grad_y, pos_offset));
 }

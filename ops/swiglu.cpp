@@ -1,6 +1,7 @@
 // swiglu.cpp: argument checks and device dispatch for the SwiGLU gate.
 #include "ops/swiglu.h"
 
+#include "core/profiler.h"
 #include "ops/dispatch.h"
 #include "ops/elem_checks.h"
 
@@ -19,6 +20,7 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
 
 Tensor swiglu_forward(const Tensor& a, const Tensor& b) {
   check_pair(a, b, "swiglu_forward");
+  PROFILE_OP("swiglu_forward", 0, 3 * a.nbytes(), a.device(), DType::F32);  // reads a, b; writes y
   if (a.device() == Device::CPU) return cpu::swiglu_forward(a, b);
   CUDA_ONLY(return cuda::swiglu_forward(a, b));
 }
@@ -30,6 +32,8 @@ void swiglu_backward(const Tensor& grad_y, const Tensor& a, const Tensor& b, Ten
   detail::check_shape(grad_y, a.shape(), op, "grad_y");
   IFLAME_CHECK(grad_y.dtype() == a.dtype(), op, ": grad_y ", grad_y.describe(), " must have a's dtype ",
                dtype_name(a.dtype()));
+  // Reads grad_y, a, b; writes grad_a, grad_b.
+  PROFILE_OP("swiglu_backward", 0, grad_y.nbytes() + 4 * a.nbytes(), a.device(), DType::F32);
   if (a.device() == Device::CPU) return cpu::swiglu_backward(grad_y, a, b, grad_a, grad_b);
   CUDA_ONLY(cuda::swiglu_backward(grad_y, a, b, grad_a, grad_b));
 }

@@ -188,17 +188,38 @@ TEST_CASE("train: without a recorded validation split, --val-fraction holds mesh
   CHECK(v.tokens > 0);  // some meshes were held out and are evaluated
 }
 
-TEST_CASE("train: --bench times whole steps on random tokens without a dataset") {
+TEST_CASE("train: --bench times whole steps on random tokens without a dataset; --profile every op") {
   const char* argv[] = {"train", "--bench", "--model", "tiny", "--batch", "1", "--bench-length", "45",
-                        "--bench-steps", "2", "--device", "cpu", "--quiet"};
+                        "--bench-steps", "2", "--device", "cpu", "--quiet", "--profile"};
   bool help = false;
-  TrainConfig c = parse_train_args(13, const_cast<char**>(argv), help);
+  TrainConfig c = parse_train_args(14, const_cast<char**>(argv), help);
   CHECK(c.bench);
+  CHECK(c.profile);
   CHECK(c.dataset.empty());
   TrainBenchmarkResult r = run_train_benchmark(c);
   CHECK(r.mean_step_s > 0);
   CHECK(r.min_step_s <= r.mean_step_s);
   CHECK(r.tokens_per_s == doctest::Approx(45.0 / r.mean_step_s));
+  // The timed steps only (not the warm-up): forward, backward, clipping and both optimizers.
+  auto calls = [&](const std::string& name) {
+    for (const profiler::OpStats& row : r.profile)
+      if (row.name == name) return row.calls;
+    return int64_t(0);
+  };
+  CHECK(calls("embedding_forward") == 2);
+  CHECK(calls("cross_entropy_backward") == 2);
+  CHECK(calls("clip_grad_norm") == 2);
+  CHECK(calls("linear_forward") > 0);
+  CHECK(calls("linear_backward") == calls("linear_forward"));
+  CHECK(calls("muon_update") > 0);
+  CHECK(calls("adamw_update") > 0);
+  double ms = 0;
+  for (const profiler::OpStats& row : r.profile) ms += row.ms;
+  CHECK(ms > 0);
+  CHECK(ms <= 2 * 1e3 * r.mean_step_s * 1.001);  // the ops fit in the steps' time
+  CHECK_FALSE(profiler::enabled());
+  const char* bad[] = {"train", "--profile", "data.npy"};
+  CHECK_THROWS_AS(parse_train_args(3, const_cast<char**>(bad), help), Error);  // --profile needs --bench
 }
 
 TEST_CASE("train: --bench-kernels times the attention kernels without a dataset") {

@@ -58,8 +58,12 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
     optimizer.step(config.lr);
   };
 
+  // Profiling is on for the warm-up too, so the event pool has grown before the
+  // timed steps; what the warm-up recorded is dropped.
+  if (config.profile) profiler::set_enabled(true);
   for (int i = 0; i < 2; i++) one_step();  // warm-up: allocator cache, cuBLAS heuristics
   cuda_synchronize();
+  if (config.profile) profiler::reset();
   if (device == Device::CUDA) reset_peak_device_memory();
   std::vector<double> times;
   for (int i = 0; i < config.bench_steps; i++) {
@@ -69,6 +73,11 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   TrainBenchmarkResult r;
+  if (config.profile) {
+    r.profile = profiler::collect();
+    profiler::set_enabled(false);
+    profiler::reset();
+  }
   for (double t : times) r.mean_step_s += t / times.size();
   r.min_step_s = *std::min_element(times.begin(), times.end());
   r.tokens_per_s = B * T / r.mean_step_s;
@@ -85,6 +94,17 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
     if (config.model == "shapenet" && T == 6921)  // spec §6's count for this configuration
       std::printf("model work  %.1f TFLOP/s (274 MFLOP per token, spec §6)\n", 274e6 * r.tokens_per_s / 1e12);
     if (device == Device::CUDA) std::printf("peak memory %.2f GiB held by tensors\n", r.peak_gib);
+    if (config.profile) {
+      double op_ms = 0, step_ms = 0;
+      for (const profiler::OpStats& row : r.profile) op_ms += row.ms;
+      for (double t : times) step_ms += 1e3 * t;
+      std::printf("\nprofile of the %d timed steps (forward, backward, clipping, optimizer):\n"
+                  "ops %.1f ms of %.1f ms of step time (%.0f%%; the rest is outside any op: host work, allocation,\n"
+                  "gaps between ops)%s\n",
+                  config.bench_steps, op_ms, step_ms, step_ms > 0 ? 100 * op_ms / step_ms : 0.0,
+                  device == Device::CUDA ? "" : "; CPU wall times, compared with H100 floors");
+      std::fputs(profiler::format_table(r.profile).c_str(), stdout);
+    }
   }
   return r;
 }

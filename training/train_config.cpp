@@ -111,6 +111,10 @@ benchmark (no dataset needed)
                         GPU (bf16, B=16, H=16, D=32, T=--bench-length, median
                         of --bench-steps runs): forward and forward+backward
                         ms and TFLOP/s
+  --profile             with --bench: also time every op of the timed steps
+                        (CUDA events on the GPU, wall clock on the CPU) and
+                        print a table: calls, time, share, TFLOP/s, GB/s and
+                        time against the op's FLOP/byte floor on an H100
   -h, --help            this text
 data parallel (one process per GPU; docs/distributed.md)
   --gpus N              start N processes on this machine, one per GPU; --batch
@@ -190,6 +194,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--bench-length") c.bench_length = static_cast<int>(r.integer(a, 9));
     else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--bench-kernels") c.bench_kernels = true;
+    else if (a == "--profile") c.profile = true;
     else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
     else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
     else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
@@ -218,6 +223,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
   IFLAME_CHECK(c.rank < c.world_size || c.rank < 0, "--rank ", c.rank, " is outside --world-size ", c.world_size);
   IFLAME_CHECK(c.gpus <= 1 || c.rank < 0, "--gpus starts its own ranks: leave out --rank and --world-size");
   IFLAME_CHECK(c.gpus <= 1 || c.device != "cpu", "--gpus needs --device cuda");
+  IFLAME_CHECK(!c.profile || c.bench, "--profile goes with --bench");
   return c;
 }
 

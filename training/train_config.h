@@ -44,6 +44,7 @@ struct TrainConfig {
   int bench_length = 6921;           // --bench sequence length (the published 769 rows)
   int bench_steps = 10;              // --bench timed steps (after 2 warm-up steps)
   bool bench_kernels = false;        // time the causal attention kernels alone (GPU, bf16)
+  bool profile = false;              // --bench: also time every op (core/profiler.h) and print the table
 
   Device resolved_device() const;    // --device, or cuda when a GPU is usable
   DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
