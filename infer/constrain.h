@@ -21,6 +21,12 @@
 // position where nothing is allowed. Canonical sequences (the tokenizer's
 // output, golden/tokens_*.npy) pass every step. Not enforced: the order of
 // faces sharing a first vertex, and repeated faces (the cleaner drops those).
+//
+// allowed_next_tokens() rescans the sequence: it is the readable definition.
+// Sampling uses the O(1) twin in infer/sampling_core.h (ConstraintState,
+// constraint_mask, constraint_allows), on the model's device; the tests hold the
+// two equal prefix by prefix. The code is kept apart on purpose, so the test
+// compares two implementations, not one with itself.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,18 +1,19 @@
 // generate.cpp: the sampling loop (see generate.h).
 //
-// Every step feeds one token per row to the cached decoder; while the prompt
-// lasts the logits are not looked at. Afterwards the logits come to the host
-// (the one host sync per step) and the sampler picks the next tokens. Rows that
-// are done keep being fed (their last token) so the batch stays in lockstep;
-// their outputs are ignored. The loop ends when every row is done. With
-// cfg.constrained, each row's draw skips the tokens infer/constrain.h masks.
+// Every step feeds one token per row to the cached decoder and hands the logits,
+// on the device, to the DeviceSampler (infer/device_sampler.h), which draws the
+// next tokens there (plain or, with cfg.constrained, under infer/constrain.h's
+// rules), keeps each row's history, and writes the tokens to feed next: while
+// the prompt lasts it feeds the prompt, done rows keep feeding their last token
+// so the batch stays in lockstep. Nothing comes back to the host per step; the
+// loop asks finished() (a pinned-memory poll every few steps on the GPU) and
+// stops once every row has sampled END or reached the face limit.
 #include "infer/generate.h"
 
 #include <chrono>
 
 #include "core/device.h"
 #include "core/error.h"
-#include "infer/constrain.h"
 
 namespace iflame::infer {
 
@@ -36,53 +37,18 @@ std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const st
                (prompt.size() - kTokensPerFace) / kTokensPerFace, " faces, more than --max-faces ",
                cfg.max_faces);
 
-  const int vocab = model.config().vocab;
-  std::vector<GeneratedSequence> seqs(batch);
-  for (auto& s : seqs) s.tokens = prompt;
-  std::vector<bool> active(batch, true);
-  std::vector<uint64_t> ids(batch);
-  for (int b = 0; b < batch; b++) ids[b] = first_sample_id + b;
-  int remaining = batch;
-
+  DeviceSampler sampler(model.device(), batch, prompt, capacity, model.config().vocab, cfg.sampling,
+                        cfg.constrained, first_sample_id);
   DecodeState st = begin(model, batch, capacity, cfg.ctx);
-  Tensor feed = Tensor::empty({batch}, DType::I32, Device::CPU);
-  int64_t sampled = 0;
-  for (int64_t pos = 0; remaining > 0; pos++) {
-    int32_t* f = feed.data<int32_t>();
-    for (int b = 0; b < batch; b++) f[b] = seqs[b].tokens[std::min<size_t>(pos, seqs[b].tokens.size() - 1)];
-    Tensor logits = step(st, feed);
-    if (pos + 1 < static_cast<int64_t>(prompt.size())) continue;  // still reading the prompt
-    std::vector<float> host = logits.to_floats();
-    std::vector<int32_t> next;
-    if (cfg.constrained) {
-      // Same draw per (seed, position, sample) as sample_tokens, over the allowed tokens only.
-      next.assign(batch, -1);
-      for (int b = 0; b < batch; b++)
-        if (active[b])
-          next[b] = sample_token(host.data() + size_t(b) * vocab, vocab, cfg.sampling,
-                                 sampling_uniform(cfg.sampling.seed, pos + 1, ids[b]),
-                                 constrained_banned_tokens(seqs[b].tokens, vocab));
-    } else {
-      next = sample_tokens(host, vocab, cfg.sampling, pos + 1, ids, active);
-    }
-    for (int b = 0; b < batch; b++) {
-      if (!active[b]) continue;
-      sampled++;
-      const bool at_limit = pos + 1 == capacity;
-      if (next[b] == kEndToken) {
-        seqs[b].tokens.push_back(kEndToken);
-        seqs[b].ended = true;
-      } else if (!at_limit) {
-        seqs[b].tokens.push_back(next[b]);
-        continue;
-      }
-      active[b] = false;
-      remaining--;
-    }
+  for (int64_t pos = 0; pos < capacity; pos++) {
+    Tensor logits = step(st, sampler.feed());
+    sampler.step(logits, pos);
+    if (sampler.finished()) break;
   }
+  std::vector<GeneratedSequence> seqs = sampler.results();
   if (stats) {
     stats->steps = st.pos;
-    stats->sampled_tokens = sampled;
+    stats->sampled_tokens = sampler.sampled_tokens();
     stats->cache_bytes = st.cache_bytes();
     stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }

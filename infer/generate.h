@@ -1,11 +1,13 @@
 // generate.h: the sampling loop: B sequences decoded in lockstep from a prompt
 // (the START row, or START + a partial mesh) until each has sampled END or
-// reached the face limit.
+// reached the face limit. Decoding (infer/decode.h) and sampling
+// (infer/device_sampler.h) both stay on the model's device.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "infer/decode.h"
+#include "infer/device_sampler.h"
 #include "infer/sampler.h"
 
 namespace iflame::infer {
@@ -18,17 +20,11 @@ struct GenerateConfig {
 };
 
 struct GenerateStats {
-  int64_t steps = 0;             // decoding steps (positions fed)
+  int64_t steps = 0;             // decoding steps (positions fed; on the GPU up to a few
+                                 // more than needed: DeviceSampler::finished() may be late)
   int64_t sampled_tokens = 0;    // tokens drawn, over all rows (END included)
   double seconds = 0;            // wall time of the whole loop
   size_t cache_bytes = 0;        // of the decode state
-};
-
-// One generated sequence: the prompt, the sampled tokens, and END when the
-// model ended it (a sequence that hit the face limit has no END).
-struct GeneratedSequence {
-  std::vector<int32_t> tokens;
-  bool ended = false;
 };
 
 // Samples `batch` sequences; row b draws with sample id first_sample_id + b.

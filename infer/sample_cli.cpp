@@ -20,6 +20,7 @@
 #include "core/profiler.h"
 #include "core/random.h"
 #include "infer/clean.h"
+#include "infer/device_sampler.h"
 #include "infer/generate.h"
 #include "data/tokenize.h"
 #include "nn/state.h"
@@ -54,7 +55,9 @@ const char* kUsage =
     "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums (default f32)\n"
     "\n"
     "  --bench              decode --tokens positions at --batch on a random model, print tokens/s\n"
-    "                       and cache memory per sequence (no checkpoint needed)\n"
+    "                       (decoding alone; with the device sampler, plain and constrained, with\n"
+    "                       and without CUDA graphs; the sampler alone) and cache memory per\n"
+    "                       sequence (no checkpoint needed)\n"
     "  --model NAME         preset for --bench: shapenet, small, tiny (default shapenet)\n"
     "  --tokens N           positions decoded by --bench (default 900)\n"
     "  --profile            with --bench: one more decode-only run with every op timed (CUDA events\n"
@@ -62,9 +65,9 @@ const char* kUsage =
     "                       share, TFLOP/s, GB/s and time against its FLOP/byte floor on an H100\n"
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
-    "(incomplete last row, degenerate and duplicate faces dropped). Sampling runs on the host\n"
-    "from the logits of each step. DIR/samples.jsonl gets one line per file: faces, status,\n"
-    "whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
+    "(incomplete last row, degenerate and duplicate faces dropped). Sampling, and --constrained's\n"
+    "masks, run on the model's device next to the decoder. DIR/samples.jsonl gets one line per\n"
+    "file: faces, status, whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 
 struct Options {
   std::string ckpt, prompt, png, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
@@ -277,6 +280,48 @@ int run_bench(const Options& o) {
   profiler::reset();
   size_t bytes = time_run(false, "decode only (one sync at the end):");
   time_run(true, "decode + logits to host every step:");
+  // The device sampler (infer/device_sampler.h) at the published settings: inside
+  // the decoding loop as generate() runs it (the model's draws fed back; rows that
+  // end keep stepping, so every run is N steps), the same with the step and the
+  // draws replayed from CUDA graphs, and alone on fixed random logits where END
+  // is never drawn (every row draws every step): the sampler's own cost.
+  if (N > kTokensPerFace) {
+    const int V = model.config().vocab;
+    std::vector<float> fixed(size_t(B) * V);
+    for (size_t i = 0; i < fixed.size(); i++) fixed[i] = 8.0f * sampling_uniform(o.seed + 1, i / V, i % V);
+    for (int b = 0; b < B; b++) fixed[size_t(b) * V + kEndToken] = -1e30f;
+    const Tensor fixed_logits = Tensor::from_floats(fixed, {B, V}).to(device);
+    enum Mode { kAlone, kDecode, kGraphs };
+    auto time_sampling = [&](Mode mode, bool constrained, const char* label) {
+      SamplingConfig sampling;
+      sampling.seed = o.seed;
+      DeviceSampler sampler(device, B, std::vector<int32_t>(kTokensPerFace, kStartToken), N, V, sampling,
+                            constrained, 0);
+      DecodeState st = begin(model, B, N, ctx);
+      DecodeGraphs graphs;
+      cuda_synchronize();
+      auto t0 = std::chrono::steady_clock::now();
+      for (int t = 0; t < N; t++) {
+        if (mode == kGraphs) {
+          graphs.step(st, sampler.feed(), [&] { sampler.queue_draws(st.logits); });
+          sampler.count_step(t);
+        } else {
+          sampler.step(mode == kDecode ? step(st, sampler.feed()) : fixed_logits, t);
+        }
+        (void)sampler.finished();
+      }
+      cuda_synchronize();
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step  (%lld draws)\n", label, s, double(B) * N / s,
+                  1e3 * s / N, static_cast<long long>(sampler.sampled_tokens()));
+    };
+    time_sampling(kDecode, false, "decode + device sampling:");
+    time_sampling(kDecode, true, "decode + constrained device sampling:");
+    time_sampling(kGraphs, false, "the same in CUDA graphs (DecodeGraphs):");
+    time_sampling(kGraphs, true, "constrained, in CUDA graphs:");
+    time_sampling(kAlone, false, "device sampling alone:");
+    time_sampling(kAlone, true, "constrained device sampling alone:");
+  }
   std::vector<profiler::OpStats> profile;
   if (o.profile) {
     profiler::set_enabled(true);

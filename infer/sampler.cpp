@@ -1,4 +1,5 @@
-// sampler.cpp: temperature, top-k and top-p sampling on the host (see sampler.h).
+// sampler.cpp: temperature, top-k and top-p sampling on the host, the reference
+// of infer/sampling_core.h (see sampler.h).
 #include "infer/sampler.h"
 
 #include <algorithm>
@@ -6,14 +7,9 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/philox.h"
 #include "nn/config.h"
 
 namespace iflame::infer {
-
-float sampling_uniform(uint64_t seed, uint64_t position, uint64_t sample_id) {
-  return philox_unit_float(philox_draw(seed, position, sample_id).v[0]);
-}
 
 int32_t sample_token(const float* logits, int vocab, const SamplingConfig& cfg, float u,
                      const std::vector<int32_t>& banned) {

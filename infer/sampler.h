@@ -1,5 +1,5 @@
 // sampler.h: choosing the next token from logits (spec §4: temperature 1,
-// top-k 50, then top-p 0.95), on the host for now.
+// top-k 50, then top-p 0.95): the host reference.
 //
 // Order, as common practice (and the reference) does it: divide by the
 // temperature, keep the k most likely tokens, renormalise them, keep the
@@ -9,23 +9,18 @@
 // a sample shares or on the other samples, so a seed fixes every sample.
 // PAD and START are never drawn (the model is never trained to predict them).
 //
-// sample_tokens() takes host logits; a GPU sampler with the same contract
-// (same filters, same Philox draw) can replace it without touching the loop.
+// The sampling loop (infer/generate.cpp) does not call these: it draws with
+// infer/device_sampler.h, on the model's device, from the per-row pieces of
+// infer/sampling_core.h (SamplingConfig and sampling_uniform live there too),
+// which give exactly sample_token()'s token for the same logits and draw. These
+// plain functions stay as the readable definition the tests hold it to.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "infer/sampling_core.h"
+
 namespace iflame::infer {
-
-struct SamplingConfig {
-  float temperature = 1.0f;  // <= 0: greedy (argmax)
-  int top_k = 50;            // <= 0: no top-k filter
-  float top_p = 0.95f;       // >= 1: no nucleus filter
-  uint64_t seed = 0;
-};
-
-// The uniform draw in [0, 1) for (seed, position, sample_id).
-float sampling_uniform(uint64_t seed, uint64_t position, uint64_t sample_id);
 
 // One token from logits[0 .. vocab) given the uniform draw u. Tokens in `banned`
 // are never chosen (unless nothing else is left).

@@ -1,0 +1,157 @@
+// device_sampler.cu: DeviceSampler's step on the GPU, and the pinned-memory poll
+// of its active-row counter (see device_sampler.h).
+//
+// One block per row, one thread per token up to 256 (160 threads for the 132
+// tokens). Every step:
+//   0. every thread reads the row's position and whether it draws there; a
+//      barrier, so that thread 0 may then write the row. Rows that do not draw
+//      (done, or still inside the prompt) only write their next feed token and
+//      count the step. A drawing row goes on:
+//   1. each thread loads logits of tokens t = tid, tid + blockDim, ... into shared
+//      memory and tests them against the row's rules (plain: not PAD or START;
+//      constrained: constraint_allows() on the row's ConstraintMask, computed by
+//      every thread from the O(1) state); a shared counter sums the candidates
+//      (none: every token is one, as sample_token() does);
+//   2. each candidate counts the candidates ordered before it (candidate_rank):
+//      its place in the order sample_token()'s sort gives, and the kept ones
+//      (rank < keep) write themselves into sorted[rank]. O(V) a thread, V = 132;
+//   3. kept candidates compute their weights in parallel (candidate_weight, double);
+//   4. thread 0 runs nucleus_pick() over them, one by one in candidate order
+//      (the sums must associate as on the host to give the same bits), then
+//      accept_draw() and finish_step() update the row and its history, and an
+//      atomic decrement of the counter marks a finished row.
+// Everything but the launch geometry is infer/sampling_core.h, shared with the CPU.
+// No argument changes from step to step (each row keeps its own position), so a
+// CUDA graph can capture the launch once and replay it.
+#include <algorithm>
+
+#include "core/cuda_check.h"
+#include "infer/device_sampler.h"
+
+namespace iflame::infer {
+
+namespace {
+
+constexpr int kMaxThreads = 256;
+
+__global__ void __launch_bounds__(kMaxThreads)
+    sample_step_kernel(const float* __restrict__ logits, int vocab, int32_t* __restrict__ history,
+                       int64_t history_stride, SampleRow* __restrict__ rows, int32_t* __restrict__ feed,
+                       int32_t* __restrict__ active, SamplingConfig cfg, int constrained, int64_t capacity) {
+  // Shared: weight double[vocab], logit float[vocab], sorted int32[vocab], candidate uint8[vocab].
+  extern __shared__ double shared_weight[];
+  float* shared_logit = reinterpret_cast<float*>(shared_weight + vocab);
+  int32_t* sorted = reinterpret_cast<int32_t*>(shared_logit + vocab);
+  unsigned char* candidate = reinterpret_cast<unsigned char*>(sorted + vocab);
+  __shared__ int candidates;
+
+  const int b = blockIdx.x, tid = threadIdx.x, threads = blockDim.x;
+  SampleRow* row = rows + b;
+  int32_t* hist = history + b * history_stride;
+  const int64_t position = row->position;
+  const bool draws = row_draws_at(*row, position);
+  if (tid == 0) candidates = 0;
+  __syncthreads();  // every thread has read the row (the same answer for all) before thread 0 writes it
+  if (!draws) {
+    if (tid == 0) feed[b] = finish_step(*row, hist);
+    return;
+  }
+
+  ConstraintMask mask;
+  if (constrained) mask = constraint_mask(row->constraint);
+  const float* row_logits = logits + int64_t(b) * vocab;
+  int mine = 0;
+  for (int t = tid; t < vocab; t += threads) {
+    shared_logit[t] = row_logits[t];
+    const bool ok = constrained ? constraint_allows(mask, t) : plain_allows(t);
+    candidate[t] = ok;
+    mine += ok;
+  }
+  if (mine) atomicAdd(&candidates, mine);
+  __syncthreads();
+  int n = candidates;
+  if (n == 0) {  // nothing allowed: every token is a candidate
+    for (int t = tid; t < vocab; t += threads) candidate[t] = 1;
+    n = vocab;
+    __syncthreads();
+  }
+
+  const bool greedy = sampling_is_greedy(cfg);
+  const int keep = greedy ? 1 : sampling_keep(cfg, n);
+  for (int t = tid; t < vocab; t += threads) {
+    if (!candidate[t]) continue;
+    const int rank = candidate_rank(shared_logit, candidate, vocab, t, keep);
+    if (rank < keep) sorted[rank] = t;
+  }
+  __syncthreads();
+  if (!greedy) {
+    const float top = shared_logit[sorted[0]];
+    for (int i = tid; i < keep; i += threads)
+      shared_weight[i] = candidate_weight(shared_logit[sorted[i]], top, cfg.temperature);
+    __syncthreads();
+  }
+  if (tid == 0) {
+    const int pick = greedy ? 0
+                            : nucleus_pick(shared_weight, keep, cfg.top_p,
+                                           sampling_uniform(cfg.seed, position + 1, row->sample_id));
+    if (accept_draw(*row, hist, sorted[pick], position, capacity)) atomicSub(active, 1);  // the row in place
+    feed[b] = finish_step(*row, hist);
+  }
+}
+
+}  // namespace
+
+struct CounterPoll {
+  int32_t* pinned = nullptr;  // two slots, written by async copies
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  bool queued[2] = {false, false};
+  int next = 0;
+};
+
+namespace cuda {
+
+void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
+                 const SamplingConfig& cfg, bool constrained, int64_t capacity) {
+  const int B = static_cast<int>(feed.numel());
+  const int vocab = static_cast<int>(logits.size(1));
+  const size_t shared = size_t(vocab) * (sizeof(double) + sizeof(float) + sizeof(int32_t) + 1);
+  const int threads = std::min(kMaxThreads, (vocab + 31) / 32 * 32);
+  sample_step_kernel<<<B, threads, shared, cuda_stream()>>>(
+      logits.data<float>(), vocab, history.data<int32_t>(), history.size(1),
+      reinterpret_cast<SampleRow*>(rows.data<int32_t>()), feed.data<int32_t>(), active.data<int32_t>(), cfg,
+      constrained ? 1 : 0, capacity);
+  CUDA_CHECK_LAUNCH();
+}
+
+CounterPoll* counter_poll_create() {
+  CounterPoll* p = new CounterPoll;
+  CUDA_CHECK(cudaMallocHost(&p->pinned, 2 * sizeof(int32_t)));
+  for (cudaEvent_t& e : p->done) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return p;
+}
+
+void counter_poll_destroy(CounterPoll* p) {
+  // No checks: this runs in a destructor, possibly while an error unwinds.
+  for (int i = 0; i < 2; i++)
+    if (p->queued[i]) cudaEventSynchronize(p->done[i]);  // the copy must land before the memory goes
+  for (cudaEvent_t e : p->done) cudaEventDestroy(e);
+  cudaFreeHost(p->pinned);
+  delete p;
+}
+
+int counter_poll(CounterPoll* p, const Tensor& counter) {
+  const int slot = p->next, other = slot ^ 1;
+  p->next = other;
+  CUDA_CHECK(cudaMemcpyAsync(p->pinned + slot, counter.data<int32_t>(), sizeof(int32_t), cudaMemcpyDeviceToHost,
+                             cuda_stream()));
+  CUDA_CHECK(cudaEventRecord(p->done[slot], cuda_stream()));
+  p->queued[slot] = true;
+  if (!p->queued[other]) return -1;
+  CUDA_CHECK(cudaEventSynchronize(p->done[other]));
+  p->queued[other] = false;
+  return p->pinned[other];
+}
+
+}  // namespace cuda
+
+}  // namespace iflame::infer

@@ -1,0 +1,130 @@
+// device_sampler.h: the sampling side of the decoding loop, kept on the model's
+// device (CPU or CUDA) so that a step never waits for the host.
+//
+// A DeviceSampler holds, for B rows sampled in lockstep:
+//   history  i32 [B, capacity + 1]  the prompt, then the accepted draws;
+//   rows     SampleRow [B]           length, done / ended flags, draws, sample id and
+//                                    the O(1) constraint state (infer/sampling_core.h);
+//   feed     i32 [B]                 the token each row feeds at the next position;
+//   active   i32 [1]                 how many rows are not done.
+// step(logits, position) takes the logits of the step that fed `position` (they
+// predict token position + 1; each row counts positions itself, the host
+// checks its count) and, for every row that draws there, draws with
+// the row sampler of sampling_core.h (temperature, top-k, top-p, the Philox draw
+// of (seed, position + 1, sample id), PAD and START banned; with `constrained`,
+// only the tokens allowed_next_tokens() of infer/constrain.h allows), appends the
+// token, and writes the next feed. Rows still inside the prompt feed its next
+// token; done rows keep feeding their last one. On the GPU that is one kernel
+// launch (a block per row) with no host sync and no allocation; on the CPU the same
+// core runs in a loop. The tokens equal those of the host loop generate.cpp ran
+// before (sample_tokens / sample_token + constrained_banned_tokens) exactly on the
+// CPU; on the GPU up to exp() rounding (infer/sampling_core.h says when that matters).
+//
+// Face limit (as generate.cpp always did): positions 0 .. capacity - 1 can be fed;
+// the draw at position capacity - 1 is kept only if it is END, and the row is done.
+//
+// "Are all rows done?" without a sync per step: finished() is called after every
+// step. On the CPU it reads the counter. On the GPU, every kPollEvery steps it
+// queues an async copy of the counter into pinned memory and waits for the copy
+// queued kPollEvery steps earlier (by then long done unless the host is that far
+// ahead of the GPU, which this also bounds): so the loop learns that every row is
+// done at most 2 * kPollEvery steps late. Steps after that change nothing (done
+// rows only re-feed their last token), so the results do not depend on it.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "infer/sampling_core.h"
+
+namespace iflame::infer {
+
+// One generated sequence: the prompt, the sampled tokens, and END when the
+// model ended it (a sequence that hit the face limit has no END).
+struct GeneratedSequence {
+  std::vector<int32_t> tokens;
+  bool ended = false;
+};
+
+struct CounterPoll;  // GPU only: pinned slots and events (device_sampler.cu)
+
+class DeviceSampler {
+ public:
+  static constexpr int kPollEvery = 8;  // GPU: steps between two reads of the active counter
+
+  // batch rows, all starting from `prompt` (the START row, then optionally whole
+  // or partial faces; at most capacity tokens); row b draws as sample
+  // first_sample_id + b. vocab >= 132 (tokens past 131 are never drawn when constrained).
+  DeviceSampler(Device device, int batch, const std::vector<int32_t>& prompt, int64_t capacity, int vocab,
+                const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id);
+  ~DeviceSampler();
+  DeviceSampler(const DeviceSampler&) = delete;
+  DeviceSampler& operator=(const DeviceSampler&) = delete;
+
+  // i32 [B] on the device: the tokens to feed at the next position (position 0:
+  // the prompt's first token).
+  const Tensor& feed() const { return feed_; }
+
+  // Consumes f32 [B, vocab] contiguous logits on the device, from the step that
+  // fed `position`; positions come in order 0, 1, ..., capacity - 1.
+  // step() = queue_draws(logits) + count_step(position), checked before either.
+  void step(const Tensor& logits, int64_t position);
+
+  // The two halves of step(), for a CUDA graph that captures the device work
+  // once (queue_draws: no host sync, no allocation, the same launch arguments at
+  // every step: each row keeps its own position) and replays it; the host then
+  // calls count_step() for every replayed step, so finished() keeps count.
+  void queue_draws(const Tensor& logits);
+  void count_step(int64_t position);
+
+  // Whether every row is done; on the GPU it may say so a few steps late (above).
+  bool finished();
+
+  // Exact answers; on the GPU they wait for the queued work.
+  int active_rows() const;
+  std::vector<GeneratedSequence> results() const;
+  std::vector<SampleRow> rows() const;
+  int64_t sampled_tokens() const;  // draws over all rows (END and draws dropped at the face limit included)
+
+  int batch() const { return batch_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t next_position() const { return next_position_; }
+
+ private:
+  void check_position(int64_t position) const;
+
+  Device device_;
+  int batch_, vocab_;
+  int64_t capacity_;
+  SamplingConfig cfg_;
+  bool constrained_;
+  Tensor history_, rows_, feed_, active_;
+  int64_t next_position_ = 0;
+  bool finished_ = false;
+  // CPU scratch, reused every step.
+  std::vector<int32_t> candidates_;
+  std::vector<double> weights_;
+  // GPU: pinned slots and events of the counter poll (device_sampler.cu).
+  CounterPoll* poll_ = nullptr;
+};
+
+// The CPU row sampler (what DeviceSampler's CPU step runs for one row): the token
+// sample_token() draws from logits[0 .. vocab) with draw u, banning everything
+// outside the allowed set: PAD and START when `constraint` is null, else what
+// constraint_mask(*constraint) allows. candidates / weights are scratch space.
+int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, float u,
+                   const ConstraintState* constraint, std::vector<int32_t>& candidates,
+                   std::vector<double>& weights);
+
+namespace cuda {
+// The step kernel: one block per row (device_sampler.cu).
+void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
+                 const SamplingConfig& cfg, bool constrained, int64_t capacity);
+CounterPoll* counter_poll_create();
+void counter_poll_destroy(CounterPoll* poll);
+// Queues a copy of *counter into a pinned slot and returns the value of the copy
+// queued by the previous call, waiting for it if needed; -1 on the first call.
+int counter_poll(CounterPoll* poll, const Tensor& counter);
+}  // namespace cuda
+
+}  // namespace iflame::infer
