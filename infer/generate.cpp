@@ -7,7 +7,9 @@
 // the prompt lasts it feeds the prompt, done rows keep feeding their last token
 // so the batch stays in lockstep. Nothing comes back to the host per step; the
 // loop asks finished() (a pinned-memory poll every few steps on the GPU) and
-// stops once every row has sampled END or reached the face limit.
+// stops once every row has sampled END or reached the face limit. On the GPU
+// the decoding step and the draws are captured as CUDA graphs (one per phase of
+// the position) and replayed, unless cfg.cuda_graphs is off.
 #include "infer/generate.h"
 
 #include <chrono>
@@ -40,9 +42,17 @@ std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const st
   DeviceSampler sampler(model.device(), batch, prompt, capacity, model.config().vocab, cfg.sampling,
                         cfg.constrained, first_sample_id);
   DecodeState st = begin(model, batch, capacity, cfg.ctx);
+  // On the GPU each step (decode + draws) is replayed from a CUDA graph: one
+  // launch instead of a few hundred (infer/decode.h's DecodeGraphs).
+  const bool graphs = cfg.cuda_graphs && model.device() == Device::CUDA;
+  DecodeGraphs step_graphs;
   for (int64_t pos = 0; pos < capacity; pos++) {
-    Tensor logits = step(st, sampler.feed());
-    sampler.step(logits, pos);
+    if (graphs) {
+      step_graphs.step(st, sampler.feed(), [&] { sampler.queue_draws(st.logits); });
+      sampler.count_step(pos);
+    } else {
+      sampler.step(step(st, sampler.feed()), pos);
+    }
     if (sampler.finished()) break;
   }
   std::vector<GeneratedSequence> seqs = sampler.results();

@@ -17,6 +17,7 @@ struct GenerateConfig {
   int max_faces = 800;     // faces per sequence, prompt faces included
   ForwardContext ctx;      // matmul precision
   bool constrained = false;  // mask tokens that break the canonical order (infer/constrain.h)
+  bool cuda_graphs = true;   // GPU: replay each step from a CUDA graph (infer/decode.h)
 };
 
 struct GenerateStats {

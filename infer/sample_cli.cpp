@@ -52,7 +52,10 @@ const char* kUsage =
     "  --png FILE           also draw the samples (the first 64) as one PNG contact sheet,\n"
     "                       three-quarter and top views (tools/render.h)\n"
     "  --device cpu|cuda    (default cuda when a GPU is usable, else cpu)\n"
-    "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums (default f32)\n"
+    "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums and bf16 K/V\n"
+    "                       caches on the GPU (default f32)\n"
+    "  --no-graphs          GPU: launch every kernel of a step instead of replaying the step from a\n"
+    "                       CUDA graph (slower; for comparison and debugging)\n"
     "\n"
     "  --bench              decode --tokens positions at --batch on a random model, print tokens/s\n"
     "                       (decoding alone; with the device sampler, plain and constrained, with\n"
@@ -74,7 +77,7 @@ struct Options {
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false, constrained = false, profile = false;
+  bool bench = false, help = false, constrained = false, profile = false, no_graphs = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -89,6 +92,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--bench") o.bench = true;
     else if (flag == "--profile") o.profile = true;
     else if (flag == "--constrained") o.constrained = true;
+    else if (flag == "--no-graphs") o.no_graphs = true;
     else if (flag == "--ckpt") o.ckpt = value();
     else if (flag == "-n") o.n = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
     else if (flag == "--batch") o.batch = static_cast<int>(flag_integer(flag, value(), 1, 1 << 16));
@@ -181,6 +185,7 @@ int run_sampling(const Options& o) {
   cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   cfg.max_faces = o.max_faces;
   cfg.constrained = o.constrained;
+  cfg.cuda_graphs = !o.no_graphs;
   cfg.ctx.matmul = o.precision == "bf16" ? DType::BF16 : DType::F32;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
@@ -229,9 +234,11 @@ int run_sampling(const Options& o) {
   }
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
-      "= %.1f tokens/s (host sampling); cache %.1f MiB per sequence\n",
+      "= %.1f tokens/s (%s); cache %.1f MiB per sequence\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3], static_cast<long long>(sampled), seconds,
-      seconds > 0 ? sampled / seconds : 0.0, mib(double(cache_bytes)));
+      seconds > 0 ? sampled / seconds : 0.0,
+      device == Device::CPU ? "CPU" : o.no_graphs ? "GPU, kernels launched one by one" : "GPU, CUDA graphs",
+      mib(double(cache_bytes)));
   if (!o.png.empty()) {
     render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
     std::printf("contact sheet of %s samples: %s\n",

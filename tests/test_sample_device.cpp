@@ -766,10 +766,14 @@ TEST_CASE("sample: the device sampler's draws captured with the decode step (Dec
       cfg.constrained = constrained;
       int captured = 0;
       const std::vector<GeneratedSequence> a = graph_generate(*model, 3, cfg, 4, &captured);
-      const std::vector<GeneratedSequence> b = generate(*model, 3, {}, cfg, 4);
+      const std::vector<GeneratedSequence> c = generate(*model, 3, {}, cfg, 4);  // graphs on the GPU
+      cfg.cuda_graphs = false;
+      const std::vector<GeneratedSequence> b = generate(*model, 3, {}, cfg, 4);  // kernels one by one
       for (int r = 0; r < 3; r++) {
         CHECK(a[r].tokens == b[r].tokens);
         CHECK(a[r].ended == b[r].ended);
+        CHECK(c[r].tokens == b[r].tokens);
+        CHECK(c[r].ended == b[r].ended);
       }
       if (device == Device::CUDA) CHECK(captured == 3);
     }
