@@ -1,0 +1,92 @@
+#!/bin/sh
+# gpu_checks.sh: what a session with a GPU runs to see the GPU paths hold and to
+# measure them, in as few calls as possible. Full logs go to $OUT (default
+# gpu-logs/), a short table of the key lines is printed last.
+#
+#   tools/gpu_checks.sh build          make -j all for sm_90 (nproc jobs)
+#   tools/gpu_checks.sh tests [FILTER] the whole doctest suite (or doctest -tc FILTER),
+#                                      golden files from $IFLAME_GOLDEN (default ../shared/golden)
+#   tools/gpu_checks.sh bench-sample   ./sample --bench: shapenet, batch 1, 16, 64, f32 and bf16
+#   tools/gpu_checks.sh bench-train    ./train --bench-kernels, --bench at batch 16 and 48, --profile
+#   tools/gpu_checks.sh all            all of the above, in that order
+#
+# Every command it runs is printed before its output in the log, so each figure
+# recorded in docs/perf.md can name the command that produced it.
+set -u
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-logs}
+mkdir -p "$out"
+summary="$out/summary.txt"
+: >"$summary"
+
+note() { printf '%s\n' "$*" | tee -a "$summary"; }
+
+# run LOG CMD...: runs CMD with its output appended to $out/LOG, after a line naming it.
+run() {
+  log="$out/$1"
+  shift
+  printf '\n$ %s\n' "$*" >>"$log"
+  "$@" >>"$log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || note "FAILED (exit $rc): $* (see $log)"
+  return $rc
+}
+
+stage_build() {
+  note "== build"
+  run build.log make -j"$(nproc)" all || exit 1
+  note "built: $(ls -1 train sample evaluate render build/iflame_tests 2>/dev/null | tr '\n' ' ')"
+}
+
+stage_tests() {
+  note "== tests${1:+ ($1)}"
+  if [ -n "${1:-}" ]; then
+    run tests.log ./build/iflame_tests -tc="$1"
+  else
+    run tests.log ./build/iflame_tests
+  fi
+  grep -E "^\[doctest\] test cases|FAILED|ERROR" "$out/tests.log" | tail -20 | tee -a "$summary"
+  grep "MESSAGE: " "$out/tests.log" | grep -v "skipped" | sed 's/^.*MESSAGE: /  /' | head -80 | tee -a "$summary"
+}
+
+stage_bench_sample() {
+  note "== sampling benchmarks (shapenet, random weights, 900 positions)"
+  for precision in f32 bf16; do
+    for batch in 1 16 64; do
+      run bench-sample.log ./sample --bench --model shapenet --batch "$batch" --tokens 900 --precision "$precision"
+    done
+  done
+  run bench-sample.log ./sample --bench --model shapenet --batch 1 --tokens 7209 --precision bf16
+  run bench-sample.log ./sample --bench --model shapenet --batch 1 --tokens 900 --precision bf16 --profile
+  grep -E "^\\$|^bench:|tokens/s|cache:" "$out/bench-sample.log" | tee -a "$summary"
+}
+
+stage_bench_train() {
+  note "== training benchmarks (shapenet, T = 6921, Muon)"
+  run bench-train.log ./train --bench-kernels --bench-length 6921 --bench-steps 5
+  run bench-train.log env IFLAME_FLASH_ATTENTION=0 ./train --bench-kernels --bench-length 6921 --bench-steps 3
+  run bench-train.log ./train --bench --model shapenet --batch 16
+  run bench-train.log ./train --bench --model shapenet --batch 16 --precision bf16-matmul
+  run bench-train.log ./train --bench --model shapenet --batch 48
+  run bench-train.log ./train --bench --model shapenet --batch 16 --profile --bench-steps 2
+  grep -E "^\\$|^model|^batch|^step|^throughput|^model work|^peak|forward|backward|TFLOP" "$out/bench-train.log" |
+    head -80 | tee -a "$summary"
+}
+
+case "${1:-all}" in
+  build) stage_build ;;
+  tests) stage_tests "${2:-}" ;;
+  bench-sample) stage_bench_sample ;;
+  bench-train) stage_bench_train ;;
+  all)
+    stage_build
+    stage_tests
+    stage_bench_sample
+    stage_bench_train
+    ;;
+  *)
+    echo "usage: tools/gpu_checks.sh build|tests [FILTER]|bench-sample|bench-train|all" >&2
+    exit 2
+    ;;
+esac
+note "logs: $out/"
