@@ -34,12 +34,14 @@ run() {
 
 stage_build() {
   note "== build"
+  : >"$out/build.log"
   run build.log make -j"$(nproc)" all || exit 1
   note "built: $(ls -1 train sample evaluate render build/iflame_tests 2>/dev/null | tr '\n' ' ')"
 }
 
 stage_tests() {
   note "== tests${1:+ ($1)}"
+  : >"$out/tests.log"
   if [ -n "${1:-}" ]; then
     run tests.log ./build/iflame_tests -tc="$1"
   else
@@ -51,6 +53,7 @@ stage_tests() {
 
 stage_bench_sample() {
   note "== sampling benchmarks (shapenet, random weights, 900 positions)"
+  : >"$out/bench-sample.log"
   for precision in f32 bf16; do
     for batch in 1 16 64; do
       run bench-sample.log ./sample --bench --model shapenet --batch "$batch" --tokens 900 --precision "$precision"
@@ -63,6 +66,7 @@ stage_bench_sample() {
 
 stage_bench_train() {
   note "== training benchmarks (shapenet, T = 6921, Muon)"
+  : >"$out/bench-train.log"
   run bench-train.log ./train --bench-kernels --bench-length 6921 --bench-steps 5
   run bench-train.log env IFLAME_FLASH_ATTENTION=0 ./train --bench-kernels --bench-length 6921 --bench-steps 3
   run bench-train.log ./train --bench --model shapenet --batch 16
