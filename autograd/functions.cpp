@@ -212,6 +212,34 @@ Variable cast(const Variable& x, DType dtype) {
   return out;
 }
 
+Variable zero_pad(const Variable& x, const Shape& shape) {
+  const Tensor& xv = x.value();
+  IFLAME_CHECK((xv.ndim() == 1 || xv.ndim() == 2) && int64_t(shape.size()) == xv.ndim() && xv.dtype() == DType::F32,
+               "zero_pad: needs a 1-D or 2-D f32 tensor and a shape of its rank, got ", xv.describe(), " to ",
+               shape_str(shape));
+  for (int d = 0; d < xv.ndim(); d++)
+    IFLAME_CHECK(shape[d] >= xv.size(d), "zero_pad: cannot pad ", xv.describe(), " down to ", shape_str(shape));
+  if (shape == xv.shape()) return x;
+  // The corner of a padded tensor that x occupies.
+  const int64_t rows = xv.size(0), cols = xv.ndim() == 2 ? xv.size(1) : -1;
+  auto corner = [rows, cols](const Tensor& padded) {
+    Tensor c = padded.slice(0, 0, rows);
+    return cols >= 0 ? c.slice(1, 0, cols) : c;
+  };
+  Tensor padded = Tensor::zeros(shape, DType::F32, xv.device());
+  corner(padded).copy_from(xv);
+  Variable out(padded, x.requires_grad());
+  if (needs_grad(x)) {
+    Slot xs = x.slot(), o = out.slot();
+    tape().record([xs, o, corner]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      ops::add_inplace(xs->buffer(), corner(g).contiguous());
+    });
+  }
+  return out;
+}
+
 Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip) {
   Variable out(ops::skip_scale_add_forward(x.value(), weights.value(), index, skip.value()),
                x.requires_grad() || weights.requires_grad() || skip.requires_grad());

@@ -25,6 +25,9 @@ Variable skip_scale_add(const Variable& x, const Variable& weights, int index, c
 Variable reshape(const Variable& x, const Shape& shape);
 // x in another dtype (f32 <-> bf16); the gradient comes back in x's dtype. x itself when it already is.
 Variable cast(const Variable& x, DType dtype);
+// x (1-D or 2-D, f32) zero-padded at the end of each dimension to `shape`; the
+// gradient is the matching corner of the padded one. x itself when no padding is asked.
+Variable zero_pad(const Variable& x, const Shape& shape);
 
 struct LossAndAccuracy {
   Variable loss;    // f32 [1], mean over counted rows

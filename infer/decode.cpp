@@ -141,26 +141,31 @@ std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model,
       const Attention& a = block.attn;
       const FeedForward& ff = block.feed_forward;
       const int64_t HD = a.q_proj.out, d = a.q_proj.in, F = ff.proj1.out;
+      // The hidden width padded to a multiple of 8 with zero weights and biases
+      // (aligned products; the padded units are exactly 0: see FeedForward).
+      const int64_t Fp = (F + 7) / 8 * 8;
       DecodeBlockWeights b;
       Tensor qkv = Tensor::empty({3 * HD, d}, DType::F32, dev);
       place(qkv, 0, a.q_proj.weight.value());
       place(qkv, HD, a.k_proj.weight.value());
       place(qkv, 2 * HD, a.v_proj.weight.value());
-      Tensor ff12 = Tensor::empty({2 * F, d}, DType::F32, dev);
+      Tensor ff12 = Tensor::zeros({2 * Fp, d}, DType::F32, dev);
       place(ff12, 0, ff.proj1.weight.value());
-      place(ff12, F, ff.proj2.weight.value());
+      place(ff12, Fp, ff.proj2.weight.value());
       IFLAME_CHECK(!a.q_proj.bias.defined() && !a.k_proj.bias.defined() && !a.v_proj.bias.defined() &&
                        !a.out_proj.bias.defined() && ff.proj1.bias.defined() == ff.proj2.bias.defined(),
                    "decode: unexpected bias layout in the attention or feed-forward projections");
       if (ff.proj1.bias.defined()) {
-        b.ff12_bias = Tensor::empty({2 * F}, DType::F32, dev);
+        b.ff12_bias = Tensor::zeros({2 * Fp}, DType::F32, dev);
         place(b.ff12_bias, 0, ff.proj1.bias.value());
-        place(b.ff12_bias, F, ff.proj2.bias.value());
+        place(b.ff12_bias, Fp, ff.proj2.bias.value());
       }
+      Tensor ff3 = Tensor::zeros({d, Fp}, DType::F32, dev);
+      ff3.slice(1, 0, F).copy_from(ff.proj3.weight.value());
       b.qkv = qkv.to(store);
       b.out = a.out_proj.weight.value().to(store);
       b.ff12 = ff12.to(store);
-      b.ff3 = ff.proj3.weight.value().to(store);
+      b.ff3 = ff3.to(store);
       if (ff.proj3.bias.defined()) b.ff3_bias = ff.proj3.bias.value();
       w->blocks[s].push_back(b);
     }

@@ -48,8 +48,9 @@ struct BlockCache {
 };
 
 // A block's weights as the step uses them: q|k|v as one [3*H*D, d] matrix,
-// proj1|proj2 as one [2F, d] with its bias; f32, or bf16 on the GPU when the
-// products are bf16 (converted once here rather than at every product).
+// proj1|proj2 as one [2F', d] with its bias and proj3 as [d, F'], the hidden
+// width F padded to F' (a multiple of 8) with zeros; f32, or bf16 on the GPU
+// when the products are bf16 (converted once here rather than at every product).
 struct DecodeBlockWeights {
   Tensor qkv, out, ff12, ff12_bias, ff3, ff3_bias;
 };

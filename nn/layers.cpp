@@ -52,7 +52,20 @@ FeedForward::FeedForward(ParameterList& params, const std::string& prefix, int d
       proj3(params, prefix + ".proj3", hidden, dim, true, device) {}
 
 Variable FeedForward::forward(const Variable& x, const ForwardContext& ctx) const {
-  return proj3.forward(ag::swiglu(proj1.forward(x, ctx), proj2.forward(x, ctx)), ctx);
+  const int hidden = proj1.out, align = ctx.ffn_align > 1 ? ctx.ffn_align : 1;
+  const int padded = (hidden + align - 1) / align * align;
+  if (padded == hidden) return proj3.forward(ag::swiglu(proj1.forward(x, ctx), proj2.forward(x, ctx)), ctx);
+  // Zero rows of proj1/proj2 (and zero biases) give hidden units a = b = 0, whose
+  // gate silu(0) * 0 is 0, met by zero columns of proj3: the same function, with
+  // aligned widths; the padded parts' gradients are dropped.
+  const int in = proj1.in;
+  auto padded_linear = [&](const Linear& l, const Variable& v, const Shape& w_shape, int64_t b_len) {
+    return ag::linear(v, ag::zero_pad(l.weight, w_shape),
+                      l.bias.defined() ? ag::zero_pad(l.bias, {b_len}) : Variable(), ctx.matmul);
+  };
+  Variable a = padded_linear(proj1, x, {padded, in}, padded);
+  Variable b = padded_linear(proj2, x, {padded, in}, padded);
+  return padded_linear(proj3, ag::swiglu(a, b), {proj3.out, padded}, proj3.out);
 }
 
 Attention::Attention(ParameterList& params, const std::string& prefix, const IFlameConfig& cfg,

@@ -33,6 +33,11 @@ struct ForwardContext {
   // (half the bytes and the saved memory; the attention kernels' bf16 path),
   // while the residual stream between blocks stays f32.
   DType activations = DType::F32;
+  // The feed-forward's hidden width is padded with zero rows/columns of the
+  // weights to a multiple of this (1: no padding). The function is the same;
+  // on the GPU an odd width (1365) sends cuBLAS to its unaligned kernels at a
+  // fraction of the aligned rate (spec §6), so training pads to 8 there.
+  int ffn_align = 1;
 };
 
 struct Linear {

@@ -193,6 +193,36 @@ TEST_CASE("golden: one Muon + AdamW step resumed from the checkpoint (CPU, f32 N
   CHECK(check_optimizer_step(Device::CPU, DType::F32) <= 1e-3);
 }
 
+// Padding the feed-forward width (170 here, 1365 in the published model) to a
+// multiple of 8 with zero weights is the same function: the extra hidden units
+// are exactly 0 and meet zero columns. On the CPU the sums see the same terms in
+// the same order plus exact zeros, so logits and gradients are bit-identical.
+TEST_CASE("golden: padding the feed-forward width changes neither logits nor gradients (CPU)") {
+  const GoldenData& g = golden_data();
+  auto run = [&](int align, std::vector<std::vector<float>>& grads) {
+    auto model = tiny_golden_model(Device::CPU);
+    ForwardContext ctx;
+    ctx.ffn_align = align;
+    IFlame::LossOutput out = model->loss(g.input, ctx);
+    std::vector<float> logits = out.logits.value().to_floats();
+    tape().backward(out.loss);
+    for (const ParamRecord& r : g.order) {
+      const Variable p = model->parameters().find(r.name);
+      grads.push_back(p.grad().to_floats());
+      CHECK_MESSAGE(p.grad().shape() == r.shape, r.name);  // gradients keep the published shapes
+    }
+    return logits;
+  };
+  std::vector<std::vector<float>> plain_grads, padded_grads;
+  const std::vector<float> plain = run(1, plain_grads), padded = run(8, padded_grads);
+  CHECK(IFlameConfig::preset("tiny").hidden() % 8 != 0);  // so the padded run does pad
+  CHECK(plain == padded);
+  REQUIRE(plain_grads.size() == padded_grads.size());
+  int differing = 0;
+  for (size_t i = 0; i < plain_grads.size(); i++) differing += plain_grads[i] != padded_grads[i];
+  CHECK(differing == 0);
+}
+
 TEST_CASE("golden: .pth import -> native checkpoint -> load gives identical logits") {
   const GoldenData& g = golden_data();
   auto imported = load_model(golden("tiny_checkpoint.pth"), Device::CPU);
@@ -293,6 +323,19 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmu
                                                    << " (products alone, emulated: " << cpu.worst_rel << ")");
   CHECK(gpu.loss_rel <= 5e-3);
   CHECK(gpu.worst_rel <= 2.5 * cpu.worst_rel);
+  // ./train's GPU default also pads the FFN width to a multiple of 8: the same
+  // function, other cuBLAS kernels (other f32 summation orders, so a few bf16
+  // roundings flip): far closer to the unpadded run than bf16 is to f32.
+  Tensor padded;
+  {
+    NoGrad no_grad;
+    ForwardContext ctx{DType::BF16, DType::BF16};
+    ctx.ffn_align = 8;
+    padded = tiny_golden_model(Device::CUDA)->forward(g.input, ctx).value().to(Device::CPU);
+  }
+  const double padding_change = max_abs_diff(padded, on_gpu);
+  MESSAGE("bf16 activations: padding the FFN to a multiple of 8 moves the logits by " << padding_change);
+  CHECK(padding_change <= 0.5 * format_error);
 }
 
 TEST_CASE("golden: bf16 activations are refused on the CPU and without bf16 products") {

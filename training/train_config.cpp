@@ -45,6 +45,7 @@ ForwardContext TrainConfig::forward_context(Device d) const {
   // (The CPU reference has no bf16 tensors: there "bf16" emulates bf16 products only.)
   const bool bf16_inside = d == Device::CUDA && (precision.empty() || precision == "bf16");
   ctx.activations = bf16_inside ? DType::BF16 : DType::F32;
+  ctx.ffn_align = d == Device::CUDA ? 8 : 1;  // aligned cuBLAS kernels for the 1365-wide FFN (spec §6)
   return ctx;
 }
 
