@@ -106,10 +106,11 @@ Block::Block(ParameterList& params, const std::string& prefix, const IFlameConfi
 }
 
 Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
-  // The branches run in ctx.activations; their outputs join the residual stream in its dtype.
-  const DType act = ctx.activations, residual = x.value().dtype();
-  Variable h = ag::add(x, ag::cast(attn.forward(ag::cast(norm1.forward(x), act), ctx), residual));
-  return ag::add(h, ag::cast(feed_forward.forward(ag::cast(norm2.forward(h), act), ctx), residual));
+  // The branches run in ctx.activations; the residual adds take a bf16 branch
+  // output as it is (the add reads either dtype and writes the residual's).
+  const DType act = ctx.activations;
+  Variable h = ag::add(x, attn.forward(ag::cast(norm1.forward(x), act), ctx));
+  return ag::add(h, feed_forward.forward(ag::cast(norm2.forward(h), act), ctx));
 }
 
 }  // namespace iflame
