@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
       std::fputs(train_usage().c_str(), stdout);
       return 0;
     }
+    if (config.estimate_memory) {
+      print_memory_estimate(config);
+      return 0;
+    }
     if (config.bench) {
       run_train_benchmark(config);
       return 0;
