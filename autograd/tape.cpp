@@ -53,7 +53,16 @@ void Tape::record(std::function<void()> backward_step) {
 void Tape::backward(const Variable& loss) {
   IFLAME_CHECK(loss.defined() && loss.value().numel() == 1,
                "backward needs a one-element loss, got ", loss.defined() ? loss.value().describe() : "none");
-  loss.slot()->accumulate(Tensor::full(loss.value().shape(), 1.0f, DType::F32, loss.value().device()));
+  backward(loss, Tensor::full(loss.value().shape(), 1.0f, DType::F32, loss.value().device()));
+}
+
+void Tape::backward(const Variable& output, const Tensor& grad) {
+  IFLAME_CHECK(output.defined(), "backward from an undefined Variable");
+  output.slot()->accumulate(grad);
+  run_steps();
+}
+
+void Tape::run_steps() {
   bool was_recording = recording_;
   recording_ = false;  // backward steps record nothing
   while (!steps_.empty()) {
@@ -64,9 +73,17 @@ void Tape::backward(const Variable& loss) {
   recording_ = was_recording;
 }
 
-Tape& tape() {
-  thread_local Tape t;
-  return t;
+namespace {
+Tape*& current_tape() {
+  thread_local Tape own;
+  thread_local Tape* current = &own;
+  return current;
 }
+}  // namespace
+
+Tape& tape() { return *current_tape(); }
+
+TapeScope::TapeScope(Tape& t) : previous_(current_tape()) { current_tape() = &t; }
+TapeScope::~TapeScope() { current_tape() = previous_; }
 
 }  // namespace iflame

@@ -6,6 +6,10 @@
 // backward(loss) seeds d loss = 1 and runs the closures newest first; each one
 // is destroyed right after it runs, which frees its saved activations and the
 // gradient of its output. NoGrad turns recording off (sampling, evaluation).
+//
+// tape() is the tape functions record onto: the thread's own, unless a TapeScope
+// has put a private one in its place (autograd/recompute.h runs a block's
+// forward again on one during backward, and differentiates it there).
 #pragma once
 #include <functional>
 #include <vector>
@@ -19,18 +23,34 @@ class Tape {
   void record(std::function<void()> backward_step);
   // Runs backward from a one-element loss; the tape is empty afterwards.
   void backward(const Variable& loss);
+  // Runs backward from any output whose gradient is `grad` (same shape).
+  void backward(const Variable& output, const Tensor& grad);
   void clear() { steps_.clear(); }
   size_t size() const { return steps_.size(); }
   bool recording() const { return recording_; }
   void set_recording(bool on) { recording_ = on; }
 
  private:
+  void run_steps();
+
   std::vector<std::function<void()>> steps_;
   bool recording_ = true;
 };
 
-// The calling thread's tape.
+// The calling thread's current tape.
 Tape& tape();
+
+// While alive, tape() is `t` on this thread (scopes nest).
+class TapeScope {
+ public:
+  explicit TapeScope(Tape& t);
+  ~TapeScope();
+  TapeScope(const TapeScope&) = delete;
+  TapeScope& operator=(const TapeScope&) = delete;
+
+ private:
+  Tape* previous_;
+};
 
 // While alive, nothing is recorded.
 class NoGrad {

@@ -1,6 +1,7 @@
 // allocator.cpp: host allocation and the caching device allocator.
 #include "core/allocator.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -44,6 +45,14 @@ DeviceCache& cache() {
 
 // The pool this thread allocates from: 0 is the shared cache.
 thread_local int current_pool = 0;
+// Host counters: atomics, since loader threads allocate too.
+std::atomic<size_t> host_in_use{0}, host_peak{0};
+void count_host_alloc(size_t bytes) {
+  size_t now = host_in_use.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  size_t peak = host_peak.load(std::memory_order_relaxed);
+  while (now > peak && !host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
 }  // namespace
 
 void* alloc_bytes(size_t bytes, Device device) {
@@ -52,6 +61,7 @@ void* alloc_bytes(size_t bytes, Device device) {
     size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded);
     IFLAME_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
+    count_host_alloc(bytes);
     return p;
   }
 #ifdef IFLAME_CUDA
@@ -100,6 +110,7 @@ void free_bytes(void* ptr, size_t bytes, Device device) {
   if (!ptr) return;
   if (device == Device::CPU) {
     std::free(ptr);
+    host_in_use.fetch_sub(bytes == 0 ? 1 : bytes, std::memory_order_relaxed);
     return;
   }
 #ifdef IFLAME_CUDA
@@ -128,6 +139,15 @@ void reset_peak_device_memory() {
   std::lock_guard<std::mutex> lock(c.mu);
   c.stats.peak_in_use = c.stats.in_use;
 }
+
+DeviceMemoryStats host_memory_stats() {
+  DeviceMemoryStats s;
+  s.in_use = host_in_use.load(std::memory_order_relaxed);
+  s.peak_in_use = host_peak.load(std::memory_order_relaxed);
+  return s;
+}
+
+void reset_peak_host_memory() { host_peak.store(host_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 void release_cached_device_memory() {
 #ifdef IFLAME_CUDA

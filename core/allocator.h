@@ -22,6 +22,13 @@ struct DeviceMemoryStats {
 };
 DeviceMemoryStats device_memory_stats();
 void reset_peak_device_memory();
+
+// Host tensor memory, counted the same way (bytes as asked, before the 64-byte
+// rounding; no cache, so `cached` and `cuda_mallocs` stay 0). Counted over all
+// threads. Tests use it to weigh what the autograd tape holds after a forward
+// (training/memory_model.h); ./train --bench reports its peak on the CPU.
+DeviceMemoryStats host_memory_stats();
+void reset_peak_host_memory();
 // Gives every cached block of the shared cache back to the driver (private
 // pools keep theirs: see below).
 void release_cached_device_memory();

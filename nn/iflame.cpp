@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "autograd/recompute.h"
 #include "core/error.h"
 #include "core/random.h"
 
@@ -79,7 +80,12 @@ Tensor next_token_targets(const Tensor& tokens, int64_t T_out) {
 }
 
 Variable IFlame::run_stage(int s, Variable x, const ForwardContext& ctx) const {
-  for (const Block& block : stages_[s]) x = block.forward(x, ctx);
+  for (const Block& block : stages_[s]) {
+    if (ctx.recompute == Recompute::Blocks)  // keep x only; run the block again in backward
+      x = ag::recomputed(x, [&block, ctx](const Variable& in) { return block.forward(in, ctx); });
+    else
+      x = block.forward(x, ctx);
+  }
   return x;
 }
 

@@ -27,7 +27,9 @@ class IFlame {
 
   // tokens: i32 [B, T] on any device (checked to lie in [0, vocab)); T is padded
   // with token 0 to a multiple of 9 first, as the reference does. Returns logits
-  // f32 [B, T_padded, vocab].
+  // f32 [B, T_padded, vocab]. With ctx.recompute == Blocks and the tape
+  // recording, every block is ag::recomputed (autograd/recompute.h): the same
+  // values and gradients, only each block's input kept for backward.
   Variable forward(const Tensor& tokens, const ForwardContext& ctx) const;
 
   struct LossOutput {

@@ -8,6 +8,14 @@
 
 namespace iflame {
 
+const char* recompute_name(Recompute r) { return r == Recompute::Blocks ? "blocks" : "none"; }
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "blocks") return Recompute::Blocks;
+  IFLAME_FAIL("--recompute must be none or blocks, not '", name, "'");
+}
+
 Variable ParameterList::add(const std::string& name, const Shape& shape, Device device) {
   IFLAME_CHECK(!find(name).defined(), "parameter ", name, " registered twice");
   Variable v(Tensor::zeros(shape, DType::F32, device), true);

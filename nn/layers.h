@@ -25,6 +25,14 @@ class ParameterList {
   std::vector<std::pair<std::string, Variable>> items_;
 };
 
+// What a recorded (training) forward keeps for backward. None: every function's
+// saved tensors. Blocks: only each transformer block's input; the block's
+// forward runs again during backward (autograd/recompute.h), about a third
+// more compute for a fraction of the memory (training/memory_model.h).
+enum class Recompute { None, Blocks };
+const char* recompute_name(Recompute r);      // "none", "blocks"
+Recompute parse_recompute(const std::string& name);  // throws on anything else
+
 // What every forward needs to know besides its input.
 struct ForwardContext {
   DType matmul = DType::F32;  // F32, or BF16 operands with f32 accumulation
@@ -38,6 +46,7 @@ struct ForwardContext {
   // on the GPU an odd width (1365) sends cuBLAS to its unaligned kernels at a
   // fraction of the aligned rate (spec §6), so training pads to 8 there.
   int ffn_align = 1;
+  Recompute recompute = Recompute::None;  // only matters while the tape records
 };
 
 struct Linear {

@@ -17,6 +17,7 @@
 #include "nn/iflame.h"
 #include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
+#include "training/memory_model.h"
 #include "training/optimizer.h"
 
 namespace iflame {
@@ -40,12 +41,14 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   const Device device = config.resolved_device();
   const DType matmul = config.resolved_matmul(device);
   IFlame model(IFlameConfig::preset(config.model), device);
+  const Recompute recompute = config.resolved_recompute(device, model.config());
   Generator gen(config.seed);
   model.init(gen);
   MuonAdamW optimizer(model.parameters(), OptimizerConfig{});
   const int64_t B = config.batch_size, T = config.bench_length;
   const Tensor tokens = random_batch(B, T, config.seed);
-  const ForwardContext ctx = config.forward_context(device);
+  ForwardContext ctx = config.forward_context(device);
+  ctx.recompute = recompute;
 
   auto one_step = [&]() {
     model.zero_grad();
@@ -65,6 +68,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   cuda_synchronize();
   if (config.profile) profiler::reset();
   if (device == Device::CUDA) reset_peak_device_memory();
+  else reset_peak_host_memory();
   std::vector<double> times;
   for (int i = 0; i < config.bench_steps; i++) {
     auto t0 = std::chrono::steady_clock::now();
@@ -81,19 +85,25 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   for (double t : times) r.mean_step_s += t / times.size();
   r.min_step_s = *std::min_element(times.begin(), times.end());
   r.tokens_per_s = B * T / r.mean_step_s;
-  if (device == Device::CUDA) r.peak_gib = device_memory_stats().peak_in_use / double(1ull << 30);
+  r.peak_gib = (device == Device::CUDA ? device_memory_stats() : host_memory_stats()).peak_in_use / double(1ull << 30);
+  // The model stores activations in f32 whatever --precision says (bf16 is for matrix products).
+  const MemoryEstimate estimate = estimate_training_memory(model.config(), B, T, ctx);
+  r.estimate_gib = estimate.total() / double(1ull << 30);
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
-    std::printf("model       %s (%s), %s matrix products, %s block activations, Muon + AdamW\n",
+    std::printf("model       %s (%s), %s matrix products, %s block activations, Muon + AdamW, recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
-                ctx.activations == DType::BF16 ? "bf16" : "f32");
+                ctx.activations == DType::BF16 ? "bf16" : "f32", recompute_name(recompute));
     std::printf("batch       %lld x %lld tokens, %d timed steps after 2 warm-up steps\n",
                 static_cast<long long>(B), static_cast<long long>(T), config.bench_steps);
     std::printf("step        %.4f s mean, %.4f s best\n", r.mean_step_s, r.min_step_s);
     std::printf("throughput  %.1fk tokens/s\n", r.tokens_per_s / 1e3);
     if (config.model == "shapenet" && T == 6921)  // spec §6's count for this configuration
       std::printf("model work  %.1f TFLOP/s (274 MFLOP per token, spec §6)\n", 274e6 * r.tokens_per_s / 1e12);
-    if (device == Device::CUDA) std::printf("peak memory %.2f GiB held by tensors\n", r.peak_gib);
+    std::printf("peak memory %.2f GiB held by tensors (%s, measured over the timed steps)\n", r.peak_gib,
+                device == Device::CUDA ? "GPU" : "host");
+    std::printf("memory model (an estimate, training/memory_model.h):\n%s",
+                describe_memory({{str("recompute ", recompute_name(recompute)), estimate}}, "            ").c_str());
     if (config.profile) {
       double op_ms = 0, step_ms = 0;
       for (const profiler::OpStats& row : r.profile) op_ms += row.ms;
@@ -160,6 +170,22 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
     std::printf("fwd+bwd     %8.3f ms  %6.1f TFLOP/s\n", r.forward_backward_ms, r.total_tflops);
   }
   return r;
+}
+
+void print_memory_estimate(const TrainConfig& config) {
+  const IFlameConfig model = IFlameConfig::preset(config.model);
+  const int64_t B = config.batch_size, T = config.bench_length;
+  // As ./train would run it on a GPU with this --precision.
+  ForwardContext ctx = config.forward_context(Device::CUDA);
+  std::printf("model %s (%s), batch %lld x %lld tokens, on a GPU: %s block activations, FFN padded to a multiple "
+              "of %d: an estimate (training/memory_model.h)\n",
+              config.model.c_str(), model.describe().c_str(), static_cast<long long>(B), static_cast<long long>(T),
+              ctx.activations == DType::BF16 ? "bf16" : "f32", ctx.ffn_align);
+  ctx.recompute = Recompute::None;
+  const MemoryEstimate none = estimate_training_memory(model, B, T, ctx);
+  ctx.recompute = Recompute::Blocks;
+  const MemoryEstimate blocks = estimate_training_memory(model, B, T, ctx);
+  std::printf("%s", describe_memory({{"none", none}, {"blocks", blocks}}).c_str());
 }
 
 }  // namespace iflame

@@ -11,8 +11,9 @@ namespace iflame {
 struct TrainBenchmarkResult {
   double mean_step_s = 0, min_step_s = 0;
   double tokens_per_s = 0;
-  double peak_gib = 0;  // peak GPU memory held by tensors (0 on the CPU)
   std::vector<profiler::OpStats> profile;  // with config.profile: every op of the timed steps
+  double peak_gib = 0;      // peak memory held by tensors over the timed steps (GPU, or host on the CPU)
+  double estimate_gib = 0;  // the memory model's peak for the same step (training/memory_model.h)
 };
 
 // Times config.bench_steps full steps (forward, backward, clipping, Muon + AdamW)
@@ -33,5 +34,8 @@ struct AttentionBenchmarkResult {
 // FLOPs counted as 4 B H (T^2 / 2) D for the forward and 2.5 times that for the
 // backward. Prints a short table unless config.quiet; needs a GPU.
 AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config);
+// ./train --estimate-memory: the memory model for config.model at
+// config.batch_size x config.bench_length, recompute none and blocks (no device).
+void print_memory_estimate(const TrainConfig& config);
 
 }  // namespace iflame

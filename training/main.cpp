@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
       run_attention_benchmark(config);
       return 0;
     }
+    if (config.estimate_memory) {
+      print_memory_estimate(config);
+      return 0;
+    }
     if (config.bench) {
       run_train_benchmark(config);
       return 0;

@@ -49,6 +49,21 @@ ForwardContext TrainConfig::forward_context(Device d) const {
   return ctx;
 }
 
+Recompute TrainConfig::resolved_recompute(Device d, const IFlameConfig& model) const {
+  if (!recompute.empty()) return parse_recompute(recompute);
+  // Default: blocks for the published width (d = 512) on the GPU, none otherwise.
+  // At d = 512 and T = 6921, storing every block's activations takes about
+  // 2.6 GiB per sequence (training/memory_model.h; ./train --estimate-memory):
+  // 42 GiB at batch 16, against the reference's 25.9 GiB peak for the whole
+  // step, and 125 GiB at the published batch 48, more than any one GPU has.
+  // With blocks they are 3.2 and 9.6 GiB, and the estimated peaks of the whole
+  // step 8.8 and 24.6 GiB. The price is one more forward of every block in
+  // backward (about a third more arithmetic). Smaller models at their usual
+  // batches fit either way, and the CPU has memory but little speed to spare:
+  // they keep everything.
+  return d == Device::CUDA && model.dim >= 512 ? Recompute::Blocks : Recompute::None;
+}
+
 std::string train_usage() {
   return R"(usage: ./train DATASET.npy [flags]
 
@@ -79,6 +94,12 @@ precision and device
                         blocks, f32 residual stream; bf16-matmul: bf16 products only;
                         f32: everything f32      [bf16 on the GPU, f32 on the CPU]
   --device D            cuda or cpu                 [cuda when a GPU is usable]
+  --recompute R         none: keep every activation backward needs; blocks:
+                        keep only each transformer block's input and run the
+                        block's forward again during backward (about a third
+                        more compute, under a tenth of the activation memory
+                        at d=512; see --estimate-memory)
+                                  [blocks for d=512 on the GPU, none otherwise]
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints
   --out DIR             where runs go                            [runs]
@@ -105,7 +126,8 @@ output and checkpoints
 benchmark (no dataset needed)
   --bench               time full training steps (forward, backward, clipping,
                         Muon + AdamW) of --model at --batch on random tokens:
-                        step time, tokens/s, peak GPU memory
+                        step time, tokens/s, peak memory held by
+                        tensors beside the memory model's estimate
   --bench-length T      tokens per sequence                       [6921]
   --bench-steps N       timed steps, after 2 warm-up steps        [10]
   --bench-kernels       time the causal softmax attention kernels alone on the
@@ -116,6 +138,9 @@ benchmark (no dataset needed)
                         (CUDA events on the GPU, wall clock on the CPU) and
                         print a table: calls, time, share, TFLOP/s, GB/s and
                         time against the op's FLOP/byte floor on an H100
+  --estimate-memory     print the memory model's estimate of a training step
+                        of --model at --batch x --bench-length tokens, with
+                        --recompute none and blocks, and exit (no GPU needed)
   -h, --help            this text
 data parallel (one process per GPU; docs/distributed.md)
   --gpus N              start N processes on this machine, one per GPU; --batch
@@ -178,6 +203,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--clip") c.grad_clip = r.real(a, 0);
     else if (a == "--precision") c.precision = r.value(a);
     else if (a == "--device") c.device = r.value(a);
+    else if (a == "--recompute") c.recompute = r.value(a);
     else if (a == "--seed") c.seed = static_cast<uint64_t>(r.integer(a, 0));
     else if (a == "--out") c.out_dir = r.value(a);
     else if (a == "--name") c.name = r.value(a);
@@ -196,6 +222,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--bench-kernels") c.bench_kernels = true;
     else if (a == "--profile") c.profile = true;
+    else if (a == "--estimate-memory") c.estimate_memory = true;
     else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
     else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
     else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
@@ -211,11 +238,12 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     }
   }
   if (help) return c;
-  IFLAME_CHECK(c.bench || c.bench_kernels || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
+  IFLAME_CHECK(c.bench || c.bench_kernels || c.estimate_memory || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
   IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
                "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
                "--device must be cuda or cpu, not '", c.device, "'");
+  if (!c.recompute.empty()) parse_recompute(c.recompute);  // throws on a bad name
   IFLAME_CHECK(c.render_samples <= 64, "--render-samples draws at most 64 meshes, not ", c.render_samples);
   IFLAME_CHECK(c.warmup_fraction <= 1, "--warmup is a fraction of the steps, at most 1");
   IFLAME_CHECK(c.val_fraction < 1, "--val-fraction must be below 1, not ", c.val_fraction);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "nn/config.h"
 #include "nn/layers.h"
 
 namespace iflame {
@@ -22,6 +23,7 @@ struct TrainConfig {
   int epochs = 1;
   std::string precision;             // bf16 | bf16-matmul | f32 ("" = bf16 on the GPU, f32 on the CPU)
   std::string device;                // cuda | cpu ("" = cuda if available)
+  std::string recompute;             // none | blocks ("" = blocks for the published width on the GPU)
   int val_interval = 500;            // steps between validations (0: only at the end)
   int val_batches = 20;              // batches per validation (0: the whole split)
   int ckpt_interval = 1000;          // steps between checkpoints
@@ -45,10 +47,13 @@ struct TrainConfig {
   int bench_steps = 10;              // --bench timed steps (after 2 warm-up steps)
   bool bench_kernels = false;        // time the causal attention kernels alone (GPU, bf16)
   bool profile = false;              // --bench: also time every op (core/profiler.h) and print the table
+  bool estimate_memory = false;      // print the memory model for --model/--batch/--bench-length, exit
 
   Device resolved_device() const;    // --device, or cuda when a GPU is usable
   DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
-  ForwardContext forward_context(Device d) const;  // products and activations per --precision
+  // Products, activations and FFN padding per --precision and device (recompute is set apart).
+  ForwardContext forward_context(Device d) const;
+  Recompute resolved_recompute(Device d, const IFlameConfig& model) const;  // --recompute, or the default
 
   // Data parallel (docs/distributed.md). --batch is per process: the global batch
   // is world size x batch.

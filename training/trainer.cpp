@@ -135,6 +135,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   oc.lr = config_.lr;
   oc.weight_decay = config_.weight_decay;
   optimizer_ = std::make_unique<MuonAdamW>(model_->parameters(), oc);
+  recompute_ = config_.resolved_recompute(device_, model_->config());
   if (!config_.resume.empty()) resume_from(resumed, config_.resume);
   {  // every rank starts from rank 0's parameters and optimizer state
     std::vector<Tensor> state;
@@ -154,8 +155,9 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
 
   if (!config_.quiet) {
     std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
-    std::printf("model     %s (%s), %.2fM parameters, %s matrix products\n", model_label_.c_str(),
-                model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str());
+    std::printf("model     %s (%s), %.2fM parameters, %s matrix products, recompute %s\n", model_label_.c_str(),
+                model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str(),
+                recompute_name(recompute_));
     std::printf("data      %s: %zu training meshes, %zu validation meshes, %lld batches of %d per epoch\n",
                 config_.dataset.c_str(), train_indices_.size(), val_indices_.size(),
                 static_cast<long long>(batches_per_epoch_), config_.batch_size * world);
@@ -283,7 +285,8 @@ Trainer::ValidationResult Trainer::validate() {
 int Trainer::run() {
   using clock = std::chrono::steady_clock;
   const bool tty = isatty(fileno(stdout)) && !config_.quiet;
-  const ForwardContext ctx = config_.forward_context(device_);
+  ForwardContext ctx = config_.forward_context(device_);
+  ctx.recompute = recompute_;
   int consecutive_bad = 0;
   auto run_start = clock::now();
   auto window_start = clock::now();

@@ -81,6 +81,7 @@ class Trainer {
   std::shared_ptr<Communicator> comm_;
   Device device_ = Device::CPU;
   DType matmul_ = DType::F32;
+  Recompute recompute_ = Recompute::None;  // for training steps; validation records nothing
   std::unique_ptr<MeshDataset> dataset_;
   std::vector<int64_t> train_indices_, val_indices_;
   std::unique_ptr<Loader> loader_;
