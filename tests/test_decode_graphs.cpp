@@ -14,6 +14,7 @@
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
+#include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -23,20 +24,6 @@ using namespace iflame::infer;
 namespace {
 
 Tensor position_tensor(int32_t p, Device device) { return Tensor::from_ints({p}, {1}).to(device); }
-
-std::unique_ptr<IFlame> small_random_model(int dim, int heads, Device device, uint64_t seed) {
-  IFlameConfig cfg;
-  cfg.dim = dim;
-  cfg.heads = heads;
-  auto m = std::make_unique<IFlame>(cfg, Device::CPU);
-  Generator g(seed);
-  m->init(g);
-  if (device == Device::CPU) return m;
-  auto on_device = std::make_unique<IFlame>(cfg, device);
-  for (size_t i = 0; i < m->parameters().items().size(); i++)
-    on_device->parameters().items()[i].second.mutable_value().copy_from(m->parameters().items()[i].second.value());
-  return on_device;
-}
 
 // START row, then coordinates: B rows of T tokens.
 Tensor some_tokens(int64_t B, int64_t T, uint64_t seed) {
@@ -189,7 +176,7 @@ TEST_CASE("sample: a private device pool never lends its blocks to the shared ca
 
 TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   SKIP_WITHOUT_GPU();
-  auto model = small_random_model(64, 2, Device::CUDA, 31);
+  auto model = random_model(64, 2, Device::CUDA, 31);
   const int64_t B = 3, T = 58;  // several of each phase, and not a multiple of 9
   const Tensor tokens = some_tokens(B, T, 32);
   const Tensor plain = full_cached_logits(*model, tokens);

@@ -22,6 +22,7 @@
 #include "infer/sampler.h"
 #include "nn/state.h"
 #include "ops/causal_attention.h"
+#include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -66,32 +67,6 @@ std::unique_ptr<IFlame> golden_tiny_after_step(Device device) {
   }
   CHECK(loaded == static_cast<int>(model->parameters().items().size()));
   return model;
-}
-
-std::unique_ptr<IFlame> random_model(int dim, int heads, Device device, uint64_t seed) {
-  IFlameConfig cfg;
-  cfg.dim = dim;
-  cfg.heads = heads;
-  auto m = std::make_unique<IFlame>(cfg, Device::CPU);
-  Generator g(seed);
-  m->init(g);
-  if (device == Device::CPU) return m;
-  auto on_device = std::make_unique<IFlame>(cfg, device);
-  for (size_t i = 0; i < m->parameters().items().size(); i++)
-    on_device->parameters().items()[i].second.mutable_value().copy_from(m->parameters().items()[i].second.value());
-  return on_device;
-}
-
-// START row, then coordinates (and the odd END), B rows of length T.
-Tensor random_tokens(int64_t B, int64_t T, uint64_t seed) {
-  std::vector<int32_t> t(B * T);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t i = 0; i < T; i++) {
-      float u = sampling_uniform(seed, i, b);
-      t[b * T + i] = i < kTokensPerFace ? kStartToken : static_cast<int32_t>(u * 129) % 129;
-      if (i >= kTokensPerFace && u > 0.995f) t[b * T + i] = kEndToken;
-    }
-  return Tensor::from_ints(t, {B, T});
 }
 
 // Full forward logits of the first T positions, on the CPU.
