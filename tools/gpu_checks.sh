@@ -71,6 +71,8 @@ stage_bench_train() {
   run bench-train.log env IFLAME_FLASH_ATTENTION=0 ./train --bench-kernels --bench-length 6921 --bench-steps 3
   run bench-train.log ./train --bench --model shapenet --batch 16
   run bench-train.log ./train --bench --model shapenet --batch 16 --precision bf16-matmul
+  run bench-train.log ./train --bench --model shapenet --batch 16 --recompute none
+  run bench-train.log ./train --bench --model shapenet --batch 16 --muon-ns bf16
   run bench-train.log ./train --bench --model shapenet --batch 48
   run bench-train.log ./train --bench --model shapenet --batch 16 --profile --bench-steps 2
   grep -E "^\\$|^model|^batch|^step|^throughput|^model work|^peak|forward|backward|TFLOP" "$out/bench-train.log" |

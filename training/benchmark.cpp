@@ -44,7 +44,9 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   const Recompute recompute = config.resolved_recompute(device, model.config());
   Generator gen(config.seed);
   model.init(gen);
-  MuonAdamW optimizer(model.parameters(), OptimizerConfig{});
+  OptimizerConfig oc;
+  oc.ns_dtype = config.muon_ns == "bf16" ? DType::BF16 : DType::F32;
+  MuonAdamW optimizer(model.parameters(), oc);
   const int64_t B = config.batch_size, T = config.bench_length;
   const Tensor tokens = random_batch(B, T, config.seed);
   ForwardContext ctx = config.forward_context(device);

@@ -89,6 +89,8 @@ schedule
   --warmup X            fraction of steps of linear warm-up      [0.1]
   --weight-decay X      decoupled weight decay                   [0.1]
   --clip X              global gradient-norm clip                [1.0]
+  --muon-ns P           Newton-Schulz of Muon in f32, or in bf16 as the reference
+                        runs it (faster on the GPU's tensor cores)   [f32]
 precision and device
   --precision P         bf16: bf16 products (f32 sums) and bf16 tensors inside the
                         blocks, f32 residual stream; bf16-matmul: bf16 products only;
@@ -201,6 +203,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--warmup") c.warmup_fraction = r.real(a, 0);
     else if (a == "--weight-decay") c.weight_decay = r.real(a, 0);
     else if (a == "--clip") c.grad_clip = r.real(a, 0);
+    else if (a == "--muon-ns") c.muon_ns = r.value(a);
     else if (a == "--precision") c.precision = r.value(a);
     else if (a == "--device") c.device = r.value(a);
     else if (a == "--recompute") c.recompute = r.value(a);
@@ -241,6 +244,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
   IFLAME_CHECK(c.bench || c.bench_kernels || c.estimate_memory || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
   IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
                "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
+  IFLAME_CHECK(c.muon_ns == "f32" || c.muon_ns == "bf16", "--muon-ns must be f32 or bf16, not '", c.muon_ns, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
                "--device must be cuda or cpu, not '", c.device, "'");
   if (!c.recompute.empty()) parse_recompute(c.recompute);  // throws on a bad name

@@ -21,6 +21,7 @@ struct TrainConfig {
   float grad_clip = 1.0f;
   int64_t steps = 0;                 // 0: derived from epochs
   int epochs = 1;
+  std::string muon_ns = "f32";       // Newton-Schulz precision: f32 | bf16 (the reference's)
   std::string precision;             // bf16 | bf16-matmul | f32 ("" = bf16 on the GPU, f32 on the CPU)
   std::string device;                // cuda | cpu ("" = cuda if available)
   std::string recompute;             // none | blocks ("" = blocks for the published width on the GPU)
