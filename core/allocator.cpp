@@ -45,6 +45,21 @@ DeviceCache& cache() {
 
 // The pool this thread allocates from: 0 is the shared cache.
 thread_local int current_pool = 0;
+
+#ifdef IFLAME_CUDA
+// cudaMalloc while this thread captures a CUDA graph (a private pool growing):
+// the capture modes other than "relaxed" refuse it as potentially unsafe, since
+// an allocation is not part of the graph. Here it is safe: the block stays in
+// the pool for as long as the graph can be replayed. So the thread's capture
+// mode is relaxed for this one call.
+cudaError_t malloc_even_while_capturing(void** p, size_t size) {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t err = cudaMalloc(p, size);
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  return err;
+}
+#endif
 // Host counters: atomics, since loader threads allocate too.
 std::atomic<size_t> host_in_use{0}, host_peak{0};
 void count_host_alloc(size_t bytes) {
@@ -77,7 +92,7 @@ void* alloc_bytes(size_t bytes, Device device) {
     it->second.pop_back();
     c.stats.cached -= size;
   } else {
-    cudaError_t err = cudaMalloc(&p, size);
+    cudaError_t err = malloc_even_while_capturing(&p, size);
     if (err != cudaSuccess) {
       cudaGetLastError();
       // Give the shared cache back to the driver and try once more before
@@ -88,7 +103,7 @@ void* alloc_bytes(size_t bytes, Device device) {
           c.stats.cached -= kv.first;
         }
       c.free_blocks.clear();
-      err = cudaMalloc(&p, size);
+      err = malloc_even_while_capturing(&p, size);
       if (err != cudaSuccess) {
         cudaGetLastError();
         IFLAME_FAIL("CUDA out of memory: could not allocate ", size / double(1 << 20),

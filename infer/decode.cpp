@@ -256,6 +256,16 @@ void DecodeGraphs::step(DecodeState& st, const Tensor& device_tokens, const std:
   state_ = &st;
   tokens_ = tok.raw_data();
   const int phase = phase_of(st.pos);
+  if (!exec_[phase] && !ran_eagerly_[phase]) {
+    // The first step of each phase runs as plain launches, so that whatever
+    // initialises itself lazily (the cuBLAS handle and its kernels, static
+    // device queries) does so outside a capture.
+    ran_eagerly_[phase] = true;
+    enqueue_step(st, tok);
+    after();
+    st.pos++;
+    return;
+  }
   if (!exec_[phase]) {
     if (pool_ == 0) pool_ = create_device_pool();
     cudaGraph_t graph = nullptr;

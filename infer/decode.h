@@ -97,7 +97,8 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
 Tensor step(DecodeState& state, const Tensor& tokens);
 
 // Replays step() from CUDA graphs: one graph per phase of the position, captured
-// the first time that phase is met, together with whatever `after` queues (the
+// the second time that phase is met (the first runs plainly, so lazy
+// initialisation happens outside a capture), together with whatever `after` queues (the
 // sampler, say), which must itself be graph-safe: no host syncs, no position in
 // its kernel arguments, its outputs in buffers that outlive the step. Tokens must
 // stay in one device buffer. On the CPU it simply calls step() and `after`.
@@ -114,6 +115,7 @@ class DecodeGraphs {
  private:
   int pool_ = 0;                   // the graphs' private memory pool (core/allocator.h)
   std::array<void*, 3> exec_{};    // cudaGraphExec_t per phase
+  std::array<bool, 3> ran_eagerly_{};  // a phase's first step runs without a graph
   const DecodeState* state_ = nullptr;  // the state whose buffers the graphs use
   const void* tokens_ = nullptr;   // the token buffer they read
 };
