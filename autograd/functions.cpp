@@ -64,7 +64,10 @@ Variable rms_norm(const Variable& x, const Variable& weight, float eps) {
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias, DType compute) {
   const Tensor* b = bias.defined() ? &bias.value() : nullptr;
   bool grad = needs_grad(x, weight) || (bias.defined() && needs_grad(bias));
-  Variable out(ops::linear_forward(x.value(), weight.value(), b, compute), grad);
+  // Whether the output depends on something that wants a gradient, recorded or
+  // not (as every other function marks it: ag::recomputed relies on it).
+  const bool depends = x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad());
+  Variable out(ops::linear_forward(x.value(), weight.value(), b, compute), depends);
   if (grad) {
     Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
     Slot bs = bias.defined() ? bias.slot() : nullptr;
@@ -118,7 +121,7 @@ Variable causal_attention(const Variable& q, const Variable& k, const Variable& 
   Tensor lse;
   bool grad = needs_grad(q, k, v);
   Tensor o = ops::causal_attention_forward(q.value(), k.value(), v.value(), scale, grad ? &lse : nullptr);
-  Variable out(o, grad);
+  Variable out(o, q.requires_grad() || k.requires_grad() || v.requires_grad());
   if (grad) {
     Slot qs = q.slot(), ks = k.slot(), vs = v.slot(), os = out.slot();
     Tensor qv = q.value(), kv = k.value(), vv = v.value();

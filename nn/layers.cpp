@@ -3,17 +3,21 @@
 
 #include <cmath>
 
+#include "autograd/recompute.h"
 #include "core/error.h"
 #include "ops/linear_attention.h"
 
 namespace iflame {
 
-const char* recompute_name(Recompute r) { return r == Recompute::Blocks ? "blocks" : "none"; }
+const char* recompute_name(Recompute r) {
+  return r == Recompute::Blocks ? "blocks" : r == Recompute::Ffn ? "ffn" : "none";
+}
 
 Recompute parse_recompute(const std::string& name) {
   if (name == "none") return Recompute::None;
   if (name == "blocks") return Recompute::Blocks;
-  IFLAME_FAIL("--recompute must be none or blocks, not '", name, "'");
+  if (name == "ffn") return Recompute::Ffn;
+  IFLAME_FAIL("--recompute must be none, blocks or ffn, not '", name, "'");
 }
 
 Variable ParameterList::add(const std::string& name, const Shape& shape, Device device) {
@@ -118,7 +122,12 @@ Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
   // output as it is (the add reads either dtype and writes the residual's).
   const DType act = ctx.activations;
   Variable h = ag::add(x, attn.forward(ag::cast(norm1.forward(x), act), ctx));
-  return ag::add(h, feed_forward.forward(ag::cast(norm2.forward(h), act), ctx));
+  Variable n2 = ag::cast(norm2.forward(h), act);
+  if (ctx.recompute == Recompute::Ffn) {  // keep n2 only; run the feed-forward again in backward
+    const FeedForward& ff = feed_forward;
+    return ag::add(h, ag::recomputed(n2, [&ff, ctx](const Variable& in) { return ff.forward(in, ctx); }));
+  }
+  return ag::add(h, feed_forward.forward(n2, ctx));
 }
 
 }  // namespace iflame

@@ -28,9 +28,12 @@ class ParameterList {
 // What a recorded (training) forward keeps for backward. None: every function's
 // saved tensors. Blocks: only each transformer block's input; the block's
 // forward runs again during backward (autograd/recompute.h), about a third
-// more compute for a fraction of the memory (training/memory_model.h).
-enum class Recompute { None, Blocks };
-const char* recompute_name(Recompute r);      // "none", "blocks"
+// more compute for a fraction of the memory (training/memory_model.h). Ffn:
+// only the feed-forward's input, not its three hidden-width tensors (the
+// largest part of a block's); the feed-forward runs again during backward, its
+// products about a fifth more compute, attention never twice.
+enum class Recompute { None, Blocks, Ffn };
+const char* recompute_name(Recompute r);      // "none", "blocks", "ffn"
 Recompute parse_recompute(const std::string& name);  // throws on anything else
 
 // What every forward needs to know besides its input.

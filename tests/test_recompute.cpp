@@ -62,14 +62,15 @@ struct Parity {
   bool grads_bitwise = true, params_bitwise = true;
 };
 
-Parity parity(const std::string& preset, Device device, DType matmul, int64_t B, int64_t T) {
+Parity parity(const std::string& preset, Device device, DType matmul, int64_t B, int64_t T,
+              Recompute mode = Recompute::Blocks) {
   const Tensor tokens = random_tokens(B, T, 7);
   auto none = make_model(preset, device, 5), blocks = make_model(preset, device, 5);
   MuonAdamW opt_none(none->parameters(), OptimizerConfig{}), opt_blocks(blocks->parameters(), OptimizerConfig{});
   Parity p;
   IFlame::LossOutput a = none->loss(tokens, context_with(matmul, Recompute::None));
   tape().backward(a.loss);
-  IFlame::LossOutput b = blocks->loss(tokens, context_with(matmul, Recompute::Blocks));
+  IFlame::LossOutput b = blocks->loss(tokens, context_with(matmul, mode));
   tape().backward(b.loss);
   p.loss_none = a.loss.value().item();
   p.loss_blocks = b.loss.value().item();
@@ -163,6 +164,16 @@ TEST_CASE("train: --recompute blocks gives the same loss, gradients and optimize
   }
 }
 
+TEST_CASE("train: --recompute ffn gives the same loss, gradients and optimizer step (tiny and small, CPU)") {
+  for (const char* preset : {"tiny", "small"}) {
+    Parity p = parity(preset, Device::CPU, DType::F32, 1, 97, Recompute::Ffn);
+    MESSAGE(std::string(preset) << ": loss " << p.loss_none << " (none) vs " << p.loss_blocks << " (ffn)");
+    CHECK(p.loss_none == p.loss_blocks);
+    CHECK(p.grads_bitwise);
+    CHECK(p.params_bitwise);
+  }
+}
+
 TEST_CASE("train: --recompute blocks matches none on the GPU (tiny model, f32)") {
   SKIP_WITHOUT_GPU();
   // Not bit-identical on the GPU: the rms_norm and embedding weight gradients
@@ -195,12 +206,19 @@ TEST_CASE("train: the memory model's saved bytes match what the tape holds (tiny
   const IFlameConfig tiny = IFlameConfig::preset("tiny");
   const MemoryEstimate none = estimate_training_memory(tiny, B, T, DType::F32, Recompute::None);
   const MemoryEstimate blocks = estimate_training_memory(tiny, B, T, DType::F32, Recompute::Blocks);
+  const MemoryEstimate ffn = estimate_training_memory(tiny, B, T, DType::F32, Recompute::Ffn);
   size_t steps_none = 0, steps_blocks = 0;
   long long held_none = 0, held_blocks = 0;
   {
     auto model = make_model("tiny", Device::CPU, 5);
     held_none = (long long)bytes_held_after_forward(*model, tokens, Recompute::None, &steps_none);
     held_blocks = (long long)bytes_held_after_forward(*model, tokens, Recompute::Blocks, &steps_blocks);
+    const long long held_ffn = (long long)bytes_held_after_forward(*model, tokens, Recompute::Ffn, nullptr);
+    MESSAGE("tiny, B=2, T=178, recompute ffn: held after forward " << held_ffn << " bytes, estimated "
+                                                                   << (long long)ffn.saved_bytes);
+    CHECK(std::fabs(held_ffn - ffn.saved_bytes) <= 1e-3 * ffn.saved_bytes);
+    CHECK(held_ffn < held_none);
+    CHECK(held_ffn > held_blocks);
   }
   const double ratio = double(held_none) / double(held_blocks);
   MESSAGE("tiny, B=2, T=178: held after forward " << held_none << " bytes (none), " << held_blocks
@@ -220,7 +238,7 @@ TEST_CASE("train: the memory model's saved bytes match what the tape holds (tiny
   // optimizer state) and the peak above that, against the estimate (which
   // leaves out temporaries inside single ops, so it may err a little).
   const size_t outside = host_memory_stats().in_use;  // the tokens and whatever earlier tests keep
-  for (Recompute r : {Recompute::None, Recompute::Blocks}) {
+  for (Recompute r : {Recompute::None, Recompute::Blocks, Recompute::Ffn}) {
     auto m = make_model("tiny", Device::CPU, 5);
     MuonAdamW opt(m->parameters(), OptimizerConfig{});
     auto step = [&]() {
@@ -235,7 +253,7 @@ TEST_CASE("train: the memory model's saved bytes match what the tape holds (tiny
     step();
     const double growth = double(host_memory_stats().peak_in_use) - double(base);
     const double held = double(base) - double(outside);
-    const MemoryEstimate& e = r == Recompute::None ? none : blocks;
+    const MemoryEstimate& e = r == Recompute::None ? none : r == Recompute::Blocks ? blocks : ffn;
     const double model_bytes = e.parameter_bytes + e.gradient_bytes + e.optimizer_bytes;
     const double step_bytes = e.saved_bytes + e.recompute_bytes + e.transient_bytes;
     MESSAGE("tiny step, recompute " << std::string(recompute_name(r)) << ": between steps " << held
@@ -260,7 +278,7 @@ TEST_CASE("train: the memory model at the published size (estimate only)") {
   }
 }
 
-TEST_CASE("train: --recompute is parsed, and defaults to blocks only for the published width on the GPU") {
+TEST_CASE("train: --recompute is parsed, and defaults to ffn only for the published width on the GPU") {
   bool help = false;
   const char* a1[] = {"train", "x.npy", "--recompute", "blocks"};
   TrainConfig c = parse_train_args(4, const_cast<char**>(a1), help);
@@ -268,7 +286,7 @@ TEST_CASE("train: --recompute is parsed, and defaults to blocks only for the pub
   const char* a2[] = {"train", "x.npy", "--recompute", "stages"};
   CHECK(contains(error_of([&] { parse_train_args(4, const_cast<char**>(a2), help); }), "--recompute"));
   TrainConfig d;
-  CHECK(d.resolved_recompute(Device::CUDA, IFlameConfig::preset("shapenet")) == Recompute::Blocks);
+  CHECK(d.resolved_recompute(Device::CUDA, IFlameConfig::preset("shapenet")) == Recompute::Ffn);
   CHECK(d.resolved_recompute(Device::CPU, IFlameConfig::preset("shapenet")) == Recompute::None);
   CHECK(d.resolved_recompute(Device::CUDA, IFlameConfig::preset("small")) == Recompute::None);
   d.recompute = "none";

@@ -183,11 +183,12 @@ void print_memory_estimate(const TrainConfig& config) {
               "of %d: an estimate (training/memory_model.h)\n",
               config.model.c_str(), model.describe().c_str(), static_cast<long long>(B), static_cast<long long>(T),
               ctx.activations == DType::BF16 ? "bf16" : "f32", ctx.ffn_align);
-  ctx.recompute = Recompute::None;
-  const MemoryEstimate none = estimate_training_memory(model, B, T, ctx);
-  ctx.recompute = Recompute::Blocks;
-  const MemoryEstimate blocks = estimate_training_memory(model, B, T, ctx);
-  std::printf("%s", describe_memory({{"none", none}, {"blocks", blocks}}).c_str());
+  std::vector<std::pair<std::string, MemoryEstimate>> columns;
+  for (Recompute r : {Recompute::None, Recompute::Ffn, Recompute::Blocks}) {
+    ctx.recompute = r;
+    columns.push_back({recompute_name(r), estimate_training_memory(model, B, T, ctx)});
+  }
+  std::printf("%s", describe_memory(columns).c_str());
 }
 
 }  // namespace iflame

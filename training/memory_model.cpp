@@ -15,8 +15,11 @@ namespace {
 double block_saved_bytes(const IFlameConfig& c, bool full, double rows, double a, double ffn, Recompute recompute) {
   const double d = c.dim;
   if (recompute == Recompute::Blocks) return 4 * rows * d;
-  if (full) return 4 * rows * 2 * d + a * rows * (6 * d + 3 * ffn) + 4 * rows * 2 + 4 * rows * c.heads;
-  return 4 * rows * 2 * d + a * rows * (7 * d + 3 * ffn) + 4 * rows * 3;
+  // ffn: the feed-forward keeps only its input (norm2's output, counted in the
+  // d terms); its three hidden-width tensors are rebuilt in its backward.
+  const double hidden = recompute == Recompute::Ffn ? 0 : 3 * ffn;
+  if (full) return 4 * rows * 2 * d + a * rows * (6 * d + hidden) + 4 * rows * 2 + 4 * rows * c.heads;
+  return 4 * rows * 2 * d + a * rows * (7 * d + hidden) + 4 * rows * 3;
 }
 }  // namespace
 
@@ -73,7 +76,9 @@ MemoryEstimate estimate_training_memory(const IFlameConfig& c, int64_t batch, in
   saved += 4 * R0 * d;            // decoder_blocks.1 output (output_proj)
   saved += 4 * R0 * V + 4 * R0 + 4 * R0 + 3 * 4;  // logits, targets, log-sum-exp, loss/accuracy/count
   e.saved_bytes = saved;
-  e.recompute_bytes = recompute == Recompute::Blocks ? largest_block : 0;
+  e.recompute_bytes = recompute == Recompute::Blocks ? largest_block
+                     : recompute == Recompute::Ffn  ? a * R0 * 3 * ffn  // a level-0 feed-forward rebuilt
+                                                    : 0;
   e.transient_bytes = 4 * R0 * d + a * R0 * 2 * ffn;  // the block output's gradient (f32), SwiGLU's two
   return e;
 }

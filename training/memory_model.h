@@ -20,14 +20,17 @@
 //     log-sum-exp [B, H, L] of softmax attention (its output o is both what
 //     the attention saves and out_proj's input)
 //   with --recompute blocks, each block keeps only its input x: a R d
+//   with --recompute ffn, the 3 ffn terms go (the feed-forward keeps only its
+//   input, norm2's output, which the d terms count already)
 // Outside the blocks (either mode): the token ids, the embedding output and
 // the norm's inverse RMS, the two up-sampled tensors that skip_scale_add saves
 // (T/3 and T rows), decoder_blocks.1's output (output_proj), the logits, the
 // targets and the per-row log-sum-exp of the cross-entropy.
 //
 // The peak of a step adds to the saved activations:
-//   recompute  (blocks only) the largest block's saved tensors, rebuilt while
+//   recompute  blocks: the largest block's saved tensors, rebuilt while
 //              that block runs backward: a level-0 linear-attention block;
+//              ffn: a level-0 feed-forward's three hidden tensors, a R 3 ffn;
 //   transient  gradients in flight inside a block's backward, at their largest
 //              around SwiGLU: the gradient of the block's output, beside the
 //              two [R, ffn] gradients SwiGLU's backward makes (the [R, ffn]

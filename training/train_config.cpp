@@ -51,17 +51,18 @@ ForwardContext TrainConfig::forward_context(Device d) const {
 
 Recompute TrainConfig::resolved_recompute(Device d, const IFlameConfig& model) const {
   if (!recompute.empty()) return parse_recompute(recompute);
-  // Default: blocks for the published width (d = 512) on the GPU, none otherwise.
-  // At d = 512 and T = 6921, storing every block's activations takes about
-  // 2.6 GiB per sequence (training/memory_model.h; ./train --estimate-memory):
-  // 42 GiB at batch 16, against the reference's 25.9 GiB peak for the whole
-  // step, and 125 GiB at the published batch 48, more than any one GPU has.
-  // With blocks they are 3.2 and 9.6 GiB, and the estimated peaks of the whole
-  // step 8.8 and 24.6 GiB. The price is one more forward of every block in
-  // backward (about a third more arithmetic). Smaller models at their usual
-  // batches fit either way, and the CPU has memory but little speed to spare:
-  // they keep everything.
-  return d == Device::CUDA && model.dim >= 512 ? Recompute::Blocks : Recompute::None;
+  // Default: ffn for the published width (d = 512) on the GPU, none otherwise.
+  // At d = 512 and T = 6921 with bf16 block activations, keeping everything
+  // takes an estimated 25.3 GiB peak at batch 16 (the reference's whole step:
+  // 25.9 GiB) and 74 GiB at the published batch 48 (training/memory_model.h;
+  // ./train --estimate-memory), before op temporaries: too close to both
+  // limits. The feed-forward's three hidden-width tensors are most of it;
+  // rebuilding them (ffn) brings the estimates to 16.4 and 47 GiB for one more
+  // forward of the feed-forward products (about a fifth more arithmetic),
+  // while blocks (6.6 and 18 GiB) runs every block's forward, attention
+  // included, twice. Smaller models at their usual batches fit either way, and
+  // the CPU has memory but little speed to spare: they keep everything.
+  return d == Device::CUDA && model.dim >= 512 ? Recompute::Ffn : Recompute::None;
 }
 
 std::string train_usage() {
@@ -100,8 +101,10 @@ precision and device
                         keep only each transformer block's input and run the
                         block's forward again during backward (about a third
                         more compute, under a tenth of the activation memory
-                        at d=512; see --estimate-memory)
-                                  [blocks for d=512 on the GPU, none otherwise]
+                        at d=512; see --estimate-memory); ffn: keep each
+                        feed-forward's input only and run it again (its
+                        hidden tensors are most of a block's memory)
+                                  [ffn for d=512 on the GPU, none otherwise]
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints
   --out DIR             where runs go                            [runs]
