@@ -73,4 +73,38 @@ void muon_update(Tensor& param, const Tensor& grad, Tensor& momentum, float lr, 
   cpu::muon_update(param, grad, momentum, lr, weight_decay, momentum_coef, ns_steps, ns_compute);
 }
 
+void muon_update_group(std::vector<Tensor*> params, const std::vector<const Tensor*>& grads,
+                       std::vector<Tensor*> momenta, float lr, float weight_decay, float momentum_coef,
+                       int ns_steps, DType ns_compute) {
+  const char* op = "muon_update_group";
+  IFLAME_CHECK(!params.empty() && params.size() <= size_t(kMuonGroupMax) && grads.size() == params.size() &&
+                   momenta.size() == params.size(),
+               op, ": needs 1 to ", kMuonGroupMax, " parameters with as many gradients and momenta, got ",
+               params.size(), ", ", grads.size(), ", ", momenta.size());
+  check_compute(ns_compute, op);
+  IFLAME_CHECK(ns_steps >= 0, op, ": ns_steps must be >= 0, got ", ns_steps);
+  const Tensor& first = *params[0];
+  IFLAME_CHECK(first.defined() && first.ndim() == 2, op, ": parameters must be 2-D, got ", first.describe());
+  const int64_t r = std::min(first.size(0), first.size(1)), c = std::max(first.size(0), first.size(1));
+  double flops = 0, bytes = 0;
+  for (size_t i = 0; i < params.size(); i++) {
+    const Tensor& p = *params[i];
+    check_tensor(p, "muon_update_group: param", DType::F32, first.device());
+    IFLAME_CHECK(p.ndim() == 2 && std::min(p.size(0), p.size(1)) == r && std::max(p.size(0), p.size(1)) == c,
+                 op, ": parameter ", i, " is ", p.describe(), ", not [", r, ", ", c, "] or [", c, ", ", r, "]");
+    check_state(*grads[i], p, "muon_update_group: grad");
+    check_state(*momenta[i], p, "muon_update_group: momentum");
+    flops += newton_schulz_flops(p, ns_steps);
+    bytes += 5.0 * p.nbytes();
+  }
+  // FLOPs: the Newton-Schulz of every member. Bytes: as muon_update's, summed.
+  PROFILE_OP("muon_update_group", flops, bytes, first.device(), ns_compute);
+  if (first.is_cuda())
+    CUDA_ONLY(return cuda::muon_update_group(params, grads, momenta, lr, weight_decay, momentum_coef, ns_steps,
+                                             ns_compute));
+  // The CPU reference: muon_update on each (what the GPU's batched form must equal).
+  for (size_t i = 0; i < params.size(); i++)
+    cpu::muon_update(*params[i], *grads[i], *momenta[i], lr, weight_decay, momentum_coef, ns_steps, ns_compute);
+}
+
 }  // namespace iflame::ops

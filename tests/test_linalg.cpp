@@ -429,3 +429,68 @@ TEST_CASE("linalg: Newton-Schulz and Muon CUDA match the CPU reference") {
       CHECK(max_abs_diff(qd, q) < 1e-6 + 3 * tol * step_max);
     }
 }
+
+namespace {
+// Muon on a few parameters of one shape up to transposition, through
+// muon_update_group or through muon_update one by one; returns the parameters' updates.
+std::vector<std::vector<float>> muon_updates(Device device, bool grouped, DType ns) {
+  const std::vector<Shape> shapes = {{24, 40}, {40, 24}, {24, 40}, {40, 24}, {40, 24}};
+  std::vector<Tensor> params, grads, momenta;
+  for (size_t i = 0; i < shapes.size(); i++) {
+    params.push_back(random_tensor(shapes[i], 100 + i).to(device));
+    grads.push_back(random_tensor(shapes[i], 200 + i).to(device));
+    momenta.push_back(random_tensor(shapes[i], 300 + i, -0.1f, 0.1f).to(device));
+  }
+  std::vector<Tensor> before;
+  for (const Tensor& p : params) before.push_back(p.clone());
+  if (grouped) {
+    std::vector<Tensor*> ps, ms;
+    std::vector<const Tensor*> gs;
+    for (size_t i = 0; i < shapes.size(); i++) {
+      ps.push_back(&params[i]);
+      gs.push_back(&grads[i]);
+      ms.push_back(&momenta[i]);
+    }
+    ops::muon_update_group(ps, gs, ms, 0.02f, 0.1f, 0.95f, 5, ns);
+  } else {
+    for (size_t i = 0; i < shapes.size(); i++)
+      ops::muon_update(params[i], grads[i], momenta[i], 0.02f, 0.1f, 0.95f, 5, ns);
+  }
+  std::vector<std::vector<float>> updates;
+  for (size_t i = 0; i < shapes.size(); i++) {
+    std::vector<float> a = params[i].to_floats(), b = before[i].to_floats(), m = momenta[i].to_floats();
+    for (size_t j = 0; j < a.size(); j++) a[j] -= b[j];
+    a.insert(a.end(), m.begin(), m.end());  // the momentum too
+    updates.push_back(a);
+  }
+  return updates;
+}
+}  // namespace
+
+TEST_CASE("linalg: Muon on a group of same-shape parameters equals Muon one by one (CPU)") {
+  for (DType ns : {DType::F32, DType::BF16})
+    CHECK(muon_updates(Device::CPU, true, ns) == muon_updates(Device::CPU, false, ns));
+  Tensor a = random_tensor({24, 40}, 1), b = random_tensor({24, 41}, 2);
+  std::vector<Tensor*> ps = {&a, &b};
+  std::vector<const Tensor*> gs = {&a, &b};
+  CHECK(contains(error_of([&] { ops::muon_update_group(ps, gs, ps, 0.02f, 0.1f, 0.95f, 5, DType::F32); }),
+                 "not [24, 40] or [40, 24]"));
+}
+
+TEST_CASE("linalg: Muon on a group, batched on the GPU, equals Muon one by one") {
+  SKIP_WITHOUT_GPU();
+  // f32: the batched products may sum in another order than the single ones;
+  // Newton-Schulz magnifies that a little, far below 1e-4.
+  const auto single = muon_updates(Device::CUDA, false, DType::F32), grouped = muon_updates(Device::CUDA, true, DType::F32);
+  const auto cpu = muon_updates(Device::CPU, false, DType::F32);
+  for (size_t i = 0; i < single.size(); i++) {
+    CHECK(rel_l2(grouped[i], single[i]) <= 1e-4);
+    CHECK(rel_l2(grouped[i], cpu[i]) <= 1e-4);
+  }
+  // bf16: every intermediate rounded to 8 bits, and the iteration amplifies a
+  // flipped rounding (spec §3: bf16 against f32 Newton-Schulz differ by 6%);
+  // two summation orders in bf16 must stay well inside that.
+  const auto single_bf16 = muon_updates(Device::CUDA, false, DType::BF16);
+  const auto grouped_bf16 = muon_updates(Device::CUDA, true, DType::BF16);
+  for (size_t i = 0; i < single_bf16.size(); i++) CHECK(rel_l2(grouped_bf16[i], single_bf16[i]) <= 0.03);
+}

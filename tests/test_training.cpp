@@ -211,7 +211,11 @@ TEST_CASE("train: --bench times whole steps on random tokens without a dataset; 
   CHECK(calls("clip_grad_norm") == 2);
   CHECK(calls("linear_forward") > 0);
   CHECK(calls("linear_backward") == calls("linear_forward"));
-  CHECK(calls("muon_update") > 0);
+  // Muon in groups of one shape, at most 64 each: tiny's 169 Muon weights are
+  // 1 of [64, 132], 96 of [64, 64] and 72 of [64, 170] (up to transposition):
+  // 1 + 2 + 2 groups per step.
+  CHECK(calls("muon_update_group") == 2 * 5);
+  CHECK(calls("muon_update") == 0);
   CHECK(calls("adamw_update") > 0);
   double ms = 0;
   for (const profiler::OpStats& row : r.profile) ms += row.ms;

@@ -1,6 +1,10 @@
 // optimizer.cpp: bookkeeping of the Muon + AdamW optimizer.
 #include "training/optimizer.h"
 
+#include <algorithm>
+#include <map>
+#include <utility>
+
 #include "core/error.h"
 #include "ops/optimizer_ops.h"
 
@@ -32,13 +36,34 @@ MuonAdamW::MuonAdamW(ParameterList& params, const OptimizerConfig& config) : con
 }
 
 void MuonAdamW::step(float lr) {
+  // Muon parameters go in groups of one shape (up to transposition): on the GPU
+  // a group's Newton-Schulz runs batched (ops::muon_update_group).
+  std::map<std::pair<int64_t, int64_t>, std::vector<Slot*>> groups;
+  for (Slot& s : slots_) {
+    if (!s.muon || !s.param.grad().defined()) continue;
+    const Shape& shape = s.param.value().shape();
+    groups[{std::min(shape[0], shape[1]), std::max(shape[0], shape[1])}].push_back(&s);
+  }
+  for (auto& kv : groups) {
+    const std::vector<Slot*>& members = kv.second;
+    for (size_t first = 0; first < members.size(); first += ops::kMuonGroupMax) {
+      std::vector<Tensor*> params, momenta;
+      std::vector<const Tensor*> grads;
+      for (size_t i = first; i < std::min(members.size(), first + ops::kMuonGroupMax); i++) {
+        params.push_back(&members[i]->param.mutable_value());
+        grads.push_back(&members[i]->param.grad());
+        momenta.push_back(&members[i]->momentum);
+      }
+      ops::muon_update_group(params, grads, momenta, lr, config_.weight_decay, config_.momentum, config_.ns_steps,
+                             config_.ns_dtype);
+    }
+  }
   for (Slot& s : slots_) {
     Tensor& p = s.param.mutable_value();
     const Tensor& g = s.param.grad();
     if (!g.defined()) continue;  // a parameter no loss reached
     if (s.muon) {
-      ops::muon_update(p, g, s.momentum, lr, config_.weight_decay, config_.momentum, config_.ns_steps,
-                       config_.ns_dtype);
+      continue;  // done above
     } else {
       s.step++;
       ops::adamw_update(p, g, s.moment1, s.moment2, lr, config_.adam_beta1, config_.adam_beta2,

@@ -62,7 +62,7 @@ __global__ void sumsq_partial_kernel(const float* x, double* partial, long long 
 }
 
 // Pass 2 (one block of kThreads): partial[0] = the sum of the kNormBlocks partials.
-__global__ void sumsq_final_kernel(double* partial) {
+__device__ __forceinline__ void sumsq_final_body(double* partial) {
   __shared__ double sh[kThreads];
   double s = 0;
   for (int i = threadIdx.x; i < kNormBlocks; i += kThreads) s += partial[i];
@@ -74,6 +74,7 @@ __global__ void sumsq_final_kernel(double* partial) {
   }
   if (threadIdx.x == 0) partial[0] = sh[0];
 }
+__global__ void sumsq_final_kernel(double* partial) { sumsq_final_body(partial); }
 
 // X = T(x) / T(T(||T(x)||) + eps), stored in T.
 template <typename T>
@@ -166,6 +167,150 @@ void muon_update(Tensor& param, const Tensor& grad, Tensor& momentum, float lr, 
       param.data<float>(), X.data<float>(), decoupled_decay(lr, weight_decay),
       muon_step_size(lr, param.size(0), param.size(1)), n);
   CUDA_CHECK_LAUNCH();
+}
+
+// ---- Muon for a group of same-shape parameters (muon_update_group) ----------
+
+namespace {
+
+// Every member's tensors; `transposed`: the parameter is [c, r], so element
+// (i, j) of its wide [r, c] orientation sits at j * r + i.
+struct MuonGroupTable {
+  float* p[kMuonGroupMax];
+  const float* g[kMuonGroupMax];
+  float* m[kMuonGroupMax];
+  int transposed[kMuonGroupMax];
+};
+
+// Position in member n's parameter of element e of its wide [r, c] orientation.
+__device__ __forceinline__ long long member_index(const MuonGroupTable& t, int n, long long e, int r, int c) {
+  const long long i = e / c, j = e % c;
+  return t.transposed[n] ? j * r + i : e;
+}
+
+// U[n] = the Nesterov direction of member n in its wide orientation; momentum updated.
+__global__ void group_momentum_kernel(MuonGroupTable t, float* U, int count, int r, int c, float coef) {
+  const long long per = (long long)r * c;
+  GRID_STRIDE(i, count * per) {
+    const int n = int(i / per);
+    const long long k = member_index(t, n, i % per, r, c);
+    U[i] = muon_momentum_element(t.m[n][k], t.g[n][k], coef);
+  }
+}
+
+// Pass 1 of each member's norm, the per-matrix pass's order exactly: block
+// (b, n) sums member n's elements b*kThreads + t + j*kNormBlocks*kThreads.
+template <typename T>
+__global__ void group_sumsq_partial_kernel(const float* U, double* partial, long long per) {
+  __shared__ double sh[kThreads];
+  const float* x = U + blockIdx.y * per;
+  double s = 0;
+  for (long long i = blockIdx.x * (long long)kThreads + threadIdx.x; i < per; i += (long long)kNormBlocks * kThreads) {
+    const float v = rnd(x[i], (T*)nullptr);
+    s += double(v) * double(v);
+  }
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.y * kNormBlocks + blockIdx.x] = sh[0];
+}
+
+// Pass 2: block n reduces member n's kNormBlocks partials into partial[n * kNormBlocks].
+__global__ void group_sumsq_final_kernel(double* partial) { sumsq_final_body(partial + blockIdx.x * kNormBlocks); }
+
+// X[n] = T(U[n]) / T(T(||T(U[n])||) + eps), stored in T.
+template <typename T>
+__global__ void group_normalize_kernel(T* X, const float* U, const double* partial, long long per, int count) {
+  GRID_STRIDE(i, count * per) {
+    const long long n = i / per;
+    const float norm = rnd(float(sqrt(partial[n * kNormBlocks])), (T*)nullptr);
+    const float denom = rnd(norm + kNewtonSchulzEps, (T*)nullptr);
+    store(X, i, rnd(rnd(U[i], (T*)nullptr) / denom, (T*)nullptr));
+  }
+}
+
+// p *= decay; p -= step_size * X, member by member, back in each parameter's orientation.
+template <typename T>
+__global__ void group_apply_kernel(MuonGroupTable t, const T* X, int count, int r, int c, float decay,
+                                   float step_size) {
+  const long long per = (long long)r * c;
+  GRID_STRIDE(i, count * per) {
+    const int n = int(i / per);
+    const long long k = member_index(t, n, i % per, r, c);
+    muon_apply_element(t.p[n][k], load(X, i), decay, step_size);
+  }
+}
+
+// Row-major C[b] = op(A[b]) op(B[b]) for `count` matrices of one shape, each
+// operand strided by its matrix size (see gemm_mixed for the column-major swap).
+void gemm_batched(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, int count, int64_t m, int64_t n,
+                  int64_t k, DType compute) {
+  const cudaDataType t = compute == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
+  const float alpha = 1.0f, beta = 0.0f;
+  const int64_t a_cols = ta ? m : k, b_cols = tb ? k : n;
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                          int(n), int(m), int(k), &alpha, b.raw_data(), t, int(b_cols), k * n,
+                                          a.raw_data(), t, int(a_cols), m * k, &beta, c.raw_data(), t, int(n), m * n,
+                                          count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+template <typename T>
+void muon_group(const MuonGroupTable& table, int count, int r, int c, float coef, int steps, DType compute,
+                float decay, float step_size) {
+  const long long per = (long long)r * c, total = count * per;
+  Tensor U = Tensor::empty({count, r, c}, DType::F32, Device::CUDA);
+  group_momentum_kernel<<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(table, U.data<float>(), count,
+                                                                                      r, c, coef);
+  CUDA_CHECK_LAUNCH();
+  Tensor partial = Tensor::empty({count * kNormBlocks * 2}, DType::F32, Device::CUDA);  // doubles
+  double* pp = static_cast<double*>(partial.raw_data());
+  group_sumsq_partial_kernel<T><<<dim3(kNormBlocks, count), kThreads, 0, cuda_stream()>>>(U.data<float>(), pp, per);
+  CUDA_CHECK_LAUNCH();
+  group_sumsq_final_kernel<<<count, kThreads, 0, cuda_stream()>>>(pp);
+  CUDA_CHECK_LAUNCH();
+  Tensor X = Tensor::empty({count, r, c}, compute, Device::CUDA), Xn = Tensor::empty({count, r, c}, compute, Device::CUDA);
+  group_normalize_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(X.data<T>(), U.data<float>(),
+                                                                                         pp, per, count);
+  CUDA_CHECK_LAUNCH();
+  Tensor A = Tensor::empty({count, r, r}, compute, Device::CUDA), AA = Tensor::empty({count, r, r}, compute, Device::CUDA);
+  Tensor B = Tensor::empty({count, r, r}, compute, Device::CUDA), BX = Tensor::empty({count, r, c}, compute, Device::CUDA);
+  for (int it = 0; it < steps; it++) {
+    gemm_batched(X, false, X, true, A, count, r, r, c, compute);    // A = X X^T
+    gemm_batched(A, false, A, false, AA, count, r, r, r, compute);  // A A
+    combine<T>(B, kNewtonSchulzB, A, kNewtonSchulzC, AA);          // B = b A + c A A
+    gemm_batched(B, false, X, false, BX, count, r, c, r, compute);  // B X
+    combine<T>(Xn, kNewtonSchulzA, X, 1.0f, BX);                   // X = a X + B X
+    std::swap(X, Xn);
+  }
+  group_apply_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(table, X.data<T>(), count, r, c,
+                                                                                     decay, step_size);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void muon_update_group(std::vector<Tensor*> params, const std::vector<const Tensor*>& grads,
+                       std::vector<Tensor*> momenta, float lr, float weight_decay, float momentum_coef,
+                       int ns_steps, DType ns_compute) {
+  const int count = static_cast<int>(params.size());
+  const Tensor& first = *params[0];
+  const int64_t r = std::min(first.size(0), first.size(1)), c = std::max(first.size(0), first.size(1));
+  if (r * c == 0) return;
+  MuonGroupTable table{};
+  for (int n = 0; n < count; n++) {
+    table.p[n] = params[n]->data<float>();
+    table.g[n] = grads[n]->data<float>();
+    table.m[n] = momenta[n]->data<float>();
+    table.transposed[n] = params[n]->size(0) > params[n]->size(1);  // as newton_schulz_orthogonalize decides
+  }
+  const float decay = decoupled_decay(lr, weight_decay), step_size = muon_step_size(lr, r, c);
+  if (ns_compute == DType::BF16)
+    muon_group<bf16>(table, count, int(r), int(c), momentum_coef, ns_steps, ns_compute, decay, step_size);
+  else
+    muon_group<float>(table, count, int(r), int(c), momentum_coef, ns_steps, ns_compute, decay, step_size);
 }
 
 }  // namespace iflame::ops::cuda
