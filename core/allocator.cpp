@@ -93,6 +93,14 @@ void* alloc_bytes(size_t bytes, Device device) {
     c.stats.cached -= size;
   } else {
     cudaError_t err = malloc_even_while_capturing(&p, size);
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (err != cudaSuccess) cudaStreamIsCapturing(cuda_stream(), &capturing);
+    if (err != cudaSuccess && capturing == cudaStreamCaptureStatusActive) {
+      // No freeing of the cache during a capture (cudaFree would end it): fail plainly.
+      cudaGetLastError();
+      IFLAME_FAIL("CUDA out of memory while capturing a CUDA graph: could not allocate ", size / double(1 << 20),
+                  " MiB (", c.stats.in_use / double(1 << 30), " GiB already in use by tensors)");
+    }
     if (err != cudaSuccess) {
       cudaGetLastError();
       // Give the shared cache back to the driver and try once more before

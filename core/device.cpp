@@ -71,6 +71,14 @@ cublasHandle_t cublas_handle() {
     cublasHandle_t hh;
     CUBLAS_CHECK(cublasCreate(&hh));
     CUBLAS_CHECK(cublasSetStream(hh, cuda_stream()));
+    // A workspace of our own, allocated once (32 MiB, what cuBLAS asks for on
+    // Hopper): cuBLAS then allocates nothing per call, so products captured in
+    // a CUDA graph (infer/decode.h) hold no memory nodes and pick the same
+    // kernels as outside a capture. Never freed: the handle lives as long.
+    constexpr size_t kWorkspace = size_t(32) << 20;
+    void* workspace = nullptr;
+    CUDA_CHECK(cudaMalloc(&workspace, kWorkspace));
+    CUBLAS_CHECK(cublasSetWorkspace(hh, workspace, kWorkspace));
     return hh;
   }();
   return h;
