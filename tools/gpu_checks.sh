@@ -4,6 +4,10 @@
 # gpu-logs/), a short table of the key lines is printed last.
 #
 #   tools/gpu_checks.sh build          make -j all for sm_90 (nproc jobs)
+#   tools/gpu_checks.sh pack           (on the machine without a GPU) build, then put stripped
+#                                      binaries in .prebuilt/ (~15 MiB): carried to the GPU
+#                                      machine, they save its build minutes
+#   tools/gpu_checks.sh unpack         (on the GPU machine) put .prebuilt/'s binaries in place
 #   tools/gpu_checks.sh tests [FILTER] the whole doctest suite (or doctest -tc FILTER),
 #                                      golden files from $IFLAME_GOLDEN (default ../shared/golden)
 #   tools/gpu_checks.sh bench-sample   ./sample --bench: shapenet, batch 1, 16, 64, f32 and bf16
@@ -37,6 +41,22 @@ stage_build() {
   : >"$out/build.log"
   run build.log make -j"$(nproc)" all || exit 1
   note "built: $(ls -1 train sample evaluate render build/iflame_tests 2>/dev/null | tr '\n' ' ')"
+}
+
+stage_pack() {
+  note "== pack"
+  run build.log make -j"$(nproc)" all || exit 1
+  mkdir -p .prebuilt
+  for b in train sample evaluate render build/iflame_tests; do strip -o ".prebuilt/$(basename "$b")" "$b" || exit 1; done
+  git rev-parse HEAD >.prebuilt/COMMIT 2>/dev/null
+  note "packed: $(du -sh .prebuilt | cut -f1) in .prebuilt/ (commit $(cat .prebuilt/COMMIT 2>/dev/null))"
+}
+
+stage_unpack() {
+  note "== unpack (binaries of commit $(cat .prebuilt/COMMIT 2>/dev/null))"
+  mkdir -p build
+  cp .prebuilt/train .prebuilt/sample .prebuilt/evaluate .prebuilt/render . || exit 1
+  cp .prebuilt/iflame_tests build/ || exit 1
 }
 
 stage_tests() {
@@ -82,6 +102,8 @@ stage_bench_train() {
 
 case "${1:-all}" in
   build) stage_build ;;
+  pack) stage_pack ;;
+  unpack) stage_unpack ;;
   tests) stage_tests "${2:-}" ;;
   bench-sample) stage_bench_sample ;;
   bench-train) stage_bench_train ;;
@@ -92,7 +114,7 @@ case "${1:-all}" in
     stage_bench_train
     ;;
   *)
-    echo "usage: tools/gpu_checks.sh build|tests [FILTER]|bench-sample|bench-train|all" >&2
+    echo "usage: tools/gpu_checks.sh build|pack|unpack|tests [FILTER]|bench-sample|bench-train|all" >&2
     exit 2
     ;;
 esac
