@@ -27,8 +27,9 @@ Tensor rms_norm(const Tensor& x, const RMSNorm& norm) {
   return ops::rms_norm_forward(x, norm.weight.value(), norm.eps, inv_rms);
 }
 
+// The step's products (one kernel each at small batches with bf16 weights: decode_ops.h).
 Tensor product(const Tensor& x, const Tensor& weight, const Tensor& bias, DType compute) {
-  return ops::linear_forward(x, weight, bias.defined() ? &bias : nullptr, compute);
+  return decode_product(x, weight, bias, compute);
 }
 
 // Rows [first, first + n) of `dst` (a [rows, in] or [rows] tensor) = src.
@@ -62,7 +63,7 @@ void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeig
   Tensor h, n2;
   add_rms_norm(x, product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
                block.norm2.eps, h, n2);
-  const Tensor f = product(swiglu_pair(product(n2, w.ff12, w.ff12_bias, mm)), w.ff3, w.ff3_bias, mm);
+  const Tensor f = product(decode_product_swiglu(n2, w.ff12, w.ff12_bias, mm), w.ff3, w.ff3_bias, mm);
   if (next_norm) {
     add_rms_norm(h, f, next_norm->weight.value(), next_norm->eps, out, next_n1);
   } else {

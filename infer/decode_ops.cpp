@@ -8,6 +8,7 @@
 #include "infer/cached_attention.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
+#include "ops/linear.h"
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
@@ -138,6 +139,43 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
   }
   const int64_t slot = level_position(op, position, div) % 3;
   group.slice(1, slot, slot + 1).copy_from(x.view({group.size(0), 1, group.size(2)}));
+}
+
+namespace {
+// Whether the one-kernel small-batch path applies (decode_ops.h).
+bool small_batch_path(const Tensor& x, const Tensor& w, DType compute) {
+  const int64_t K = w.size(1), rows = K > 0 ? x.numel() / K : 0;
+  return x.is_cuda() && compute == DType::BF16 && w.dtype() == DType::BF16 && x.dtype() == DType::F32 &&
+         x.is_contiguous() && w.is_contiguous() && rows >= 1 && rows <= kSmallBatch && K % 8 == 0;
+}
+void check_product(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  IFLAME_CHECK(w.defined() && w.ndim() == 2 && x.defined() && x.size(-1) == w.size(1), op, ": x ", x.describe(),
+               " does not fit the weight ", w.describe());
+  IFLAME_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.size(0) == w.size(0)), op, ": bias ", bias.describe(),
+               " does not fit the weight ", w.describe());
+}
+}  // namespace
+
+Tensor decode_product(const Tensor& x, const Tensor& w, const Tensor& bias, DType compute) {
+  check_product("decode_product", x, w, bias);
+  if (small_batch_path(x, w, compute)) {
+    Shape shape = x.shape();
+    shape.back() = w.size(0);
+    CUDA_ONLY(return cuda::small_batch_product(x, w, bias, false).view(shape));
+  }
+  return ops::linear_forward(x, w, bias.defined() ? &bias : nullptr, compute);
+}
+
+Tensor decode_product_swiglu(const Tensor& x, const Tensor& w12, const Tensor& b12, DType compute) {
+  check_product("decode_product_swiglu", x, w12, b12);
+  IFLAME_CHECK(w12.size(0) % 2 == 0, "decode_product_swiglu: the weight must stack two halves, got ",
+               w12.describe());
+  if (small_batch_path(x, w12, compute)) {
+    Shape shape = x.shape();
+    shape.back() = w12.size(0) / 2;
+    CUDA_ONLY(return cuda::small_batch_product(x, w12, b12, true).view(shape));
+  }
+  return swiglu_pair(ops::linear_forward(x, w12, b12.defined() ? &b12 : nullptr, compute));
 }
 
 void advance_position(Tensor& position) {

@@ -103,6 +103,62 @@ __global__ void write_group_slot_kernel(float* __restrict__ group, const float* 
 
 __global__ void advance_position_kernel(int* position) { position[0] += 1; }
 
+// ---- small-batch bf16 products (decode_product) ----
+
+constexpr int kProductWarps = 8;  // output rows (or gate pairs) per block
+
+__device__ __forceinline__ void add_bf16x8(float* acc, const uint4 w, const float* x) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int h = 0; h < 4; h++) {
+    const float lo = __uint_as_float(words[h] << 16), hi = __uint_as_float(words[h] & 0xffff0000u);
+    *acc = fmaf(lo, x[2 * h], *acc);
+    *acc = fmaf(hi, x[2 * h + 1], *acc);
+  }
+}
+
+// y[b, n] = sum_k bf16(x[b, k]) W[n, k] + bias[n], or with `gate` (N = 2F):
+// g[b, u] = silu(a) * c with a = row u, c = row F + u (biases included).
+// x (rows x K, rounded to bf16) is staged in shared memory; each warp walks its
+// weight row(s) 8 bf16 (16 bytes) at a time, lanes interleaved for coalescing.
+__global__ void small_batch_product_kernel(const float* __restrict__ x, const bf16* __restrict__ W,
+                                           const float* __restrict__ bias, float* __restrict__ y, int rows,
+                                           int K, int N, bool gate) {
+  extern __shared__ float xs[];  // [rows, K]
+  for (int i = threadIdx.x; i < rows * K; i += blockDim.x) xs[i] = round_to_bf16(x[i]);
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int outputs = gate ? N / 2 : N;
+  const int out = blockIdx.x * kProductWarps + warp;
+  if (out >= outputs) return;
+  const uint4* wa = reinterpret_cast<const uint4*>(W + (long long)out * K);
+  const uint4* wc = gate ? reinterpret_cast<const uint4*>(W + (long long)(out + outputs) * K) : nullptr;
+  float acc_a[kSmallBatch], acc_c[kSmallBatch];
+#pragma unroll
+  for (int b = 0; b < kSmallBatch; b++) acc_a[b] = acc_c[b] = 0.0f;
+  for (int chunk = lane; chunk < K / 8; chunk += 32) {
+    const uint4 va = wa[chunk];
+    const uint4 vc = gate ? wc[chunk] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int b = 0; b < kSmallBatch; b++) {
+      if (b >= rows) break;
+      add_bf16x8(&acc_a[b], va, xs + b * K + chunk * 8);
+      if (gate) add_bf16x8(&acc_c[b], vc, xs + b * K + chunk * 8);
+    }
+  }
+#pragma unroll
+  for (int b = 0; b < kSmallBatch; b++) {
+    if (b >= rows) break;
+    const float a = warp_sum(acc_a[b]) + (bias ? bias[out] : 0.0f);
+    if (!gate) {
+      if (lane == 0) y[(long long)b * N + out] = a;
+    } else {
+      const float c = warp_sum(acc_c[b]) + (bias ? bias[out + outputs] : 0.0f);
+      if (lane == 0) y[(long long)b * outputs + out] = a * sigmoid(a) * c;
+    }
+  }
+}
+
 }  // namespace
 
 Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
@@ -162,6 +218,20 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
 void advance_position(Tensor& position) {
   advance_position_kernel<<<1, 1, 0, cuda_stream()>>>(position.data<int32_t>());
   CUDA_CHECK_LAUNCH();
+}
+
+Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias, bool gate) {
+  const int K = int(w.size(1)), N = int(w.size(0)), rows = int(x.numel() / K);
+  const int outputs = gate ? N / 2 : N;
+  Tensor y = Tensor::empty({rows, outputs}, DType::F32, Device::CUDA);
+  const size_t shared = size_t(rows) * K * sizeof(float);
+  IFLAME_CHECK(shared <= 48 * 1024, "decode_product: ", rows, " rows of ", K, " do not fit the kernel's shared memory");
+  const unsigned blocks = unsigned((outputs + kProductWarps - 1) / kProductWarps);
+  small_batch_product_kernel<<<blocks, kProductWarps * 32, shared, cuda_stream()>>>(
+      x.data<float>(), w.data<bf16>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>(), rows, K, N,
+      gate);
+  CUDA_CHECK_LAUNCH();
+  return y;
 }
 
 }  // namespace iflame::infer::cuda

@@ -44,6 +44,20 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
 // position += 1 (on the device, queued).
 void advance_position(Tensor& position);
 
+// The step's products: y = x W^T + bias (x [B, K] or [B, 1, K], W [N, K]), as
+// ops::linear_forward computes them with `compute` products; and the fused
+// feed-forward input: swiglu_pair(x W12^T + b12) for W12 = [proj1; proj2]
+// padded to [2F, K]. On the GPU with bf16 W (converted once, infer/decode.h)
+// and at most kSmallBatch rows, one kernel each: a warp per output row (per
+// pair of rows for the gate) reading W once, x rounded to bf16 as cuBLAS's
+// bf16 products round it, f32 sums, the bias (and the gate) in the same pass:
+// at batch 1 a product is a read of its weights, and one launch instead of
+// cuBLAS's plus the bias fill and x's conversion. Otherwise ops::linear_forward
+// (and swiglu_pair).
+constexpr int kSmallBatch = 8;
+Tensor decode_product(const Tensor& x, const Tensor& w, const Tensor& bias, DType compute);
+Tensor decode_product_swiglu(const Tensor& x, const Tensor& w12, const Tensor& b12, DType compute);
+
 namespace cuda {
 Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
                      Tensor& v_dst);
@@ -53,6 +67,8 @@ Tensor swiglu_pair(const Tensor& ab);
 void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n);
 void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div);
 void advance_position(Tensor& position);
+// The small-batch bf16 kernels (rows <= kSmallBatch, K % 8 == 0, W bf16).
+Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias, bool swiglu);
 }  // namespace cuda
 
 }  // namespace iflame::infer

@@ -200,3 +200,31 @@ TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   MESSAGE("graphs vs plain steps: max abs difference " << err);
   CHECK(err == 0.0);  // the same kernels with the same arguments
 }
+
+TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products") {
+  SKIP_WITHOUT_GPU();
+  // Both round x and W to bf16 and sum the products in f32; only the order of
+  // the sums differs, so 1e-5 relative, as for cuBLAS's f32-output products.
+  for (int64_t rows : {1, 3, 8})
+    for (int64_t K : {512, 1368}) {
+      CAPTURE(rows);
+      CAPTURE(K);
+      const Tensor x = random_tensor({rows, 1, K}, 51 + K);
+      const Tensor w = random_tensor({520, K}, 52 + K, -0.2f, 0.2f), bias = random_tensor({520}, 53);
+      const Tensor wg = w.to(Device::CUDA).to(DType::BF16), bg = bias.to(Device::CUDA), xg = x.to(Device::CUDA);
+      const Tensor y = decode_product(xg, wg, bg, DType::BF16);
+      CHECK(y.shape() == Shape{rows, 1, 520});
+      CHECK(rel_l2(y.to_floats(), decode_product(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
+      CHECK(rel_l2(decode_product(xg, wg, Tensor(), DType::BF16).to_floats(),
+                   decode_product(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+      // The gate over the two halves (260 units).
+      const Tensor g = decode_product_swiglu(xg, wg, bg, DType::BF16);
+      CHECK(g.shape() == Shape{rows, 1, 260});
+      CHECK(rel_l2(g.to_floats(), decode_product_swiglu(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
+    }
+  // More rows than the kernel takes: cuBLAS, same contract.
+  const Tensor x = random_tensor({12, 512}, 60), w = random_tensor({64, 512}, 61);
+  CHECK(rel_l2(decode_product(x.to(Device::CUDA), w.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)
+                   .to_floats(),
+               decode_product(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+}
