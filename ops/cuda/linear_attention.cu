@@ -233,11 +233,9 @@ Tensor linear_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
                                 const std::vector<float>& slopes) {
   const char* op = "linear_attention_forward";
   check_head_dim(op, q);
-  // The kernel takes the decays exp(-slope), computed here exactly as the CPU
-  // reference computes them (std::exp on the float slope).
-  std::vector<float> decays(slopes.size());
-  for (size_t h = 0; h < slopes.size(); h++) decays[h] = std::exp(-slopes[h]);
-  const Slopes packed = pack_slopes(op, decays);
+  // The product kernel takes the slopes (it builds its table of exp(-s n) itself);
+  // only the decoding step takes the decays exp(-s).
+  const Slopes packed = pack_slopes(op, slopes);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
