@@ -6,7 +6,12 @@
 // Recurrent form (decoding): S = exp(-s_h) S + k_t^T v_t (S is D x D, row index
 // from k, column index from v), o_t = q_t S.
 //
-// CPU: f32 only, any D. CUDA: f32 or bf16 q/k/v (f32 arithmetic, f32 state), D == 32.
+// CPU: f32 only, any D. CUDA: D == 32, f32 or bf16 q/k/v. bf16 runs the tensor-core
+// kernel (ops/cuda/linear_attention_bf16.cu: chunks of 64, bf16 products with f32
+// accumulation, the state and the decays in f32; the decayed scores, the decayed keys of
+// the state update and the copy of the state used in products rounded to bf16;
+// IFLAME_LINEAR_ATTENTION_MMA=0 in the environment turns it off); f32 runs f32
+// arithmetic throughout (ops/cuda/linear_attention.cu), as does the decoding step.
 #pragma once
 #include <vector>
 

@@ -240,4 +240,7 @@ TEST_CASE("train: --bench-kernels times the attention kernels without a dataset"
   CHECK(r.forward_ms > 0);
   CHECK(r.forward_backward_ms > r.forward_ms);
   CHECK(r.total_tflops > 0);
+  CHECK(r.linear_forward_ms > 0);
+  CHECK(r.linear_forward_backward_ms > r.linear_forward_ms);
+  CHECK(r.linear_total_gbps > 0);
 }

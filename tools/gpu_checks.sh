@@ -88,7 +88,7 @@ stage_bench_train() {
   note "== training benchmarks (shapenet, T = 6921, Muon)"
   : >"$out/bench-train.log"
   run bench-train.log ./train --bench-kernels --bench-length 6921 --bench-steps 5
-  run bench-train.log env IFLAME_FLASH_ATTENTION=0 ./train --bench-kernels --bench-length 6921 --bench-steps 3
+  run bench-train.log env IFLAME_FLASH_ATTENTION=0 IFLAME_LINEAR_ATTENTION_MMA=0 ./train --bench-kernels --bench-length 6921 --bench-steps 3
   run bench-train.log ./train --bench --model shapenet --batch 16
   run bench-train.log ./train --bench --model shapenet --batch 16 --precision bf16-matmul
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute none
@@ -96,7 +96,7 @@ stage_bench_train() {
   run bench-train.log ./train --bench --model shapenet --batch 16 --muon-ns bf16
   run bench-train.log ./train --bench --model shapenet --batch 48
   run bench-train.log ./train --bench --model shapenet --batch 16 --profile --bench-steps 2
-  grep -E "^\\$|^model|^batch|^step|^throughput|^model work|^peak|forward|backward|TFLOP" "$out/bench-train.log" |
+  grep -E "^\\$|^model|^batch|^step|^throughput|^model work|^peak|^attention|forward|backward|^fwd\+bwd|TFLOP" "$out/bench-train.log" |
     head -80 | tee -a "$summary"
 }
 

@@ -1,5 +1,5 @@
 // benchmark.cpp: timing of whole training steps on random tokens, and of the
-// causal attention kernels alone.
+// attention kernels (causal softmax and decayed linear) alone.
 #include "training/benchmark.h"
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "nn/iflame.h"
 #include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
+#include "ops/linear_attention.h"
 #include "training/memory_model.h"
 #include "training/optimizer.h"
 
@@ -156,11 +157,22 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
     Tensor o = ops::causal_attention_forward(q, k, v, scale, &lse);
     ops::causal_attention_backward(g, q, k, v, o, lse, scale, dq, dk, dv);
   });
+  const std::vector<float> slopes = ops::linear_attention_slopes(static_cast<int>(H));
+  r.linear_forward_ms = median_ms([&] { ops::linear_attention_forward(q, k, v, slopes); });
+  r.linear_forward_backward_ms = median_ms([&] {
+    Tensor dq, dk, dv;
+    Tensor o = ops::linear_attention_forward(q, k, v, slopes);
+    ops::linear_attention_backward(g, q, k, v, slopes, dq, dk, dv);
+  });
   const double forward_flop = 4.0 * B * H * (double(T) * T / 2) * D;
   const double backward_ms = r.forward_backward_ms - r.forward_ms;
   r.forward_tflops = forward_flop / (r.forward_ms * 1e-3) / 1e12;
   r.backward_tflops = backward_ms > 0 ? 2.5 * forward_flop / (backward_ms * 1e-3) / 1e12 : 0;
   r.total_tflops = 3.5 * forward_flop / (r.forward_backward_ms * 1e-3) / 1e12;
+  const double tensor_bytes = static_cast<double>(q.nbytes());
+  const double linear_backward_ms = r.linear_forward_backward_ms - r.linear_forward_ms;
+  r.linear_forward_gbps = 4 * tensor_bytes / (r.linear_forward_ms * 1e-3) / 1e9;
+  r.linear_total_gbps = 11 * tensor_bytes / (r.linear_forward_backward_ms * 1e-3) / 1e9;
   if (!config.quiet) {
     std::printf("device      %s\n", cuda_device_description().c_str());
     std::printf("attention   causal softmax, bf16, B=%lld H=%lld T=%lld D=%lld, median of %d runs\n",
@@ -170,6 +182,13 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
     std::printf("backward    %8.3f ms  %6.1f TFLOP/s (forward+backward minus forward)\n", backward_ms,
                 r.backward_tflops);
     std::printf("fwd+bwd     %8.3f ms  %6.1f TFLOP/s\n", r.forward_backward_ms, r.total_tflops);
+    std::printf("attention   decayed linear, bf16, same shapes, the model's %lld slopes (GB/s: each tensor "
+                "read or written once)\n",
+                static_cast<long long>(H));
+    std::printf("forward     %8.3f ms  %6.0f GB/s\n", r.linear_forward_ms, r.linear_forward_gbps);
+    std::printf("backward    %8.3f ms  %6.0f GB/s (forward+backward minus forward)\n", linear_backward_ms,
+                linear_backward_ms > 0 ? 7 * tensor_bytes / (linear_backward_ms * 1e-3) / 1e9 : 0.0);
+    std::printf("fwd+bwd     %8.3f ms  %6.0f GB/s\n", r.linear_forward_backward_ms, r.linear_total_gbps);
   }
   return r;
 }

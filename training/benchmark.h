@@ -24,15 +24,22 @@ struct TrainBenchmarkResult {
 TrainBenchmarkResult run_train_benchmark(const TrainConfig& config);
 
 struct AttentionBenchmarkResult {
+  // Causal softmax attention.
   double forward_ms = 0, forward_backward_ms = 0;  // medians
   double forward_tflops = 0, backward_tflops = 0, total_tflops = 0;
+  // Decayed linear attention (the model's slopes for H heads).
+  double linear_forward_ms = 0, linear_forward_backward_ms = 0;  // medians
+  double linear_forward_gbps = 0, linear_total_gbps = 0;
 };
 
-// ./train --bench-kernels: times the causal softmax attention (ops/causal_attention.h)
-// alone on the GPU, bf16, B = 16, H = 16, D = 32, T = config.bench_length: the median
-// of config.bench_steps forward runs and forward+backward runs, after a warm-up.
-// FLOPs counted as 4 B H (T^2 / 2) D for the forward and 2.5 times that for the
-// backward. Prints a short table unless config.quiet; needs a GPU.
+// ./train --bench-kernels: times the attention kernels alone on the GPU, bf16, B = 16,
+// H = 16, D = 32, T = config.bench_length: the median of config.bench_steps forward
+// runs and forward+backward runs, after a warm-up, of the causal softmax attention
+// (ops/causal_attention.h; FLOPs counted as 4 B H (T^2 / 2) D for the forward and 2.5
+// times that for the backward) and of the decayed linear attention
+// (ops/linear_attention.h; it moves bytes rather than FLOPs: GB/s count each input read
+// and each output written once, 4 tensors for the forward, 7 for the backward).
+// Prints a short table unless config.quiet; needs a GPU.
 AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config);
 // ./train --estimate-memory: the memory model for config.model at
 // config.batch_size x config.bench_length, recompute none and blocks (no device).

@@ -135,10 +135,11 @@ benchmark (no dataset needed)
                         tensors beside the memory model's estimate
   --bench-length T      tokens per sequence                       [6921]
   --bench-steps N       timed steps, after 2 warm-up steps        [10]
-  --bench-kernels       time the causal softmax attention kernels alone on the
-                        GPU (bf16, B=16, H=16, D=32, T=--bench-length, median
-                        of --bench-steps runs): forward and forward+backward
-                        ms and TFLOP/s
+  --bench-kernels       time the attention kernels alone on the GPU (bf16,
+                        B=16, H=16, D=32, T=--bench-length, median of
+                        --bench-steps runs): causal softmax attention forward
+                        and forward+backward (ms, TFLOP/s), decayed linear
+                        attention forward and forward+backward (ms, GB/s)
   --profile             with --bench: also time every op of the timed steps
                         (CUDA events on the GPU, wall clock on the CPU) and
                         print a table: calls, time, share, TFLOP/s, GB/s and

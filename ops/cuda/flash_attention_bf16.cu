@@ -49,6 +49,7 @@
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/cuda/mma_fragments.h"
+#include "ops/cuda/mma_ptx.cuh"
 
 namespace iflame::ops::cuda::flash {
 
@@ -57,12 +58,20 @@ namespace {
 using mma::c_col;
 using mma::c_pair_to_a;
 using mma::c_row;
+using mma::cp_async_16;
+using mma::cp_async_4;
+using mma::cp_async_commit;
+using mma::cp_async_wait;
 using mma::group_of;
 using mma::ldsm_block_col;
 using mma::ldsm_block_row;
 using mma::ldsm_nmajor_col;
 using mma::ldsm_nmajor_row;
+using mma::ldsm_x4;
+using mma::ldsm_x4_trans;
+using mma::mma_bf16;
 using mma::pack_bf16x2;
+using mma::smem_addr;
 using mma::thread_in_group;
 
 constexpr int kPitch = kSharedPitch;       // bf16 per shared row (80 bytes)
@@ -86,55 +95,6 @@ struct Dims {
 template <typename T>
 __device__ __forceinline__ T* head_ptr(T* p, int b, int h, int T_len, const Dims& s) {
   return p + (long long)b * T_len * s.stride + (long long)h * kHeadDim;
-}
-
-// ---------------------------------------------------------------------------------------
-// PTX wrappers
-// ---------------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, bypassing L1; zero-filled (nothing read) when !valid.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-// 4 bytes global -> shared; zero-filled when !valid.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 4 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// d (16x8 f32) += a (16x16 bf16) b (16x8 bf16).
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 // cuda/linear_attention.cu: chunked decayed linear attention for head dim 32,
-// and the one-token decoding step.
+// the entry points and the f32-arithmetic kernels, and the one-token decoding step.
+//
+// Which kernels run: bf16 q/k/v (16-byte aligned, the usual case) go to the
+// tensor-core kernel of ops/cuda/linear_attention_bf16.cu (mma.sync bf16 with f32
+// accumulation and an f32 state); IFLAME_LINEAR_ATTENTION_MMA=0 in the environment
+// sends them here instead. f32 q/k/v always run the kernel of this file, which is
+// f32 arithmetic throughout (the f32 golden tests depend on it).
 //
 // Every pass, forward and backward, is one "decayed causal product"
 //   out_p = sum_{p' <= p} exp(-s (p - p')) (a_p . b_p') c_p'
@@ -17,6 +23,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/attention_util.cuh"
+#include "ops/cuda/linear_attention_bf16.h"
 #include "ops/linear_attention.h"
 
 namespace iflame::ops::cuda {
@@ -233,8 +240,9 @@ Tensor linear_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
                                 const std::vector<float>& slopes) {
   const char* op = "linear_attention_forward";
   check_head_dim(op, q);
-  // The chunked kernel takes the slopes themselves (it forms exp(-s n) for each
-  // distance n), as the backward does; only the step kernel takes decays.
+  if (linear_bf16::usable({&q, &k, &v})) return linear_bf16::forward(q, k, v, slopes);
+  // The product kernel takes the slopes (it builds its table of exp(-s n) itself);
+  // only the decoding step takes the decays exp(-s).
   const Slopes packed = pack_slopes(op, slopes);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   with_storage_type(q.dtype(), op, [&](auto tag) {
@@ -251,6 +259,10 @@ void linear_attention_backward(const Tensor& grad_o, const Tensor& q, const Tens
                                Tensor& grad_k, Tensor& grad_v) {
   const char* op = "linear_attention_backward";
   check_head_dim(op, q);
+  if (linear_bf16::usable({&grad_o, &q, &k, &v})) {
+    linear_bf16::backward(grad_o, q, k, v, slopes, grad_q, grad_k, grad_v);
+    return;
+  }
   const Slopes packed = pack_slopes(op, slopes);
   grad_q = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   grad_k = Tensor::empty(k.shape(), k.dtype(), Device::CUDA);

@@ -56,6 +56,14 @@ IFLAME_HD int ldsm_block_col(int lane) { return 8 * (lane >> 4); }
 IFLAME_HD int ldsm_nmajor_row(int lane) { return lane & 7; }
 IFLAME_HD int ldsm_nmajor_col(int lane) { return 8 * (lane >> 3); }
 
+// ldmatrix.x4 with .trans over a 16x16 block of a matrix stored k-major (rows k,
+// columns m, e.g. K [position][dim] for the A operand of K^T V, where A[m][k] =
+// K[k][m]): matrix m is block rows (k) 8 (m >> 1) .. + 7 and columns 8 (m & 1) ..
+// + 7, so registers 0..3 are exactly the A fragment's registers 0..3 of A = the
+// block's transpose.
+IFLAME_HD int ldsm_kmajor_a_row(int lane) { return (lane & 7) + 8 * (lane >> 4); }
+IFLAME_HD int ldsm_kmajor_a_col(int lane) { return 8 * ((lane >> 3) & 1); }
+
 // Two floats as a bf16 pair in one register (lo in the low half), rounding to
 // nearest even as cvt.rn.bf16x2.f32 does.
 IFLAME_HD uint32_t pack_bf16x2(float lo, float hi) {
@@ -68,6 +76,10 @@ IFLAME_HD uint32_t pack_bf16x2(float lo, float hi) {
          (static_cast<uint32_t>(float_to_bf16(hi).bits) << 16);
 #endif
 }
+
+// The two bf16 of a pair as floats (exact).
+IFLAME_HD float bf16x2_lo(uint32_t pair) { return bf16_to_float(bf16{static_cast<uint16_t>(pair & 0xffffu)}); }
+IFLAME_HD float bf16x2_hi(uint32_t pair) { return bf16_to_float(bf16{static_cast<uint16_t>(pair >> 16)}); }
 
 // Two accumulators of one 16x16 product (c0: columns 0..7, c1: columns 8..15) as
 // the A operand (rows 16, k 16) of the next product, rounded to bf16: the
