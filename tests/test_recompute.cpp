@@ -164,8 +164,10 @@ TEST_CASE("train: --recompute blocks gives the same loss, gradients and optimize
   }
 }
 
-TEST_CASE("train: --recompute ffn gives the same loss, gradients and optimizer step (tiny and small, CPU)") {
-  for (const char* preset : {"tiny", "small"}) {
+TEST_CASE("train: --recompute ffn gives the same loss, gradients and optimizer step (tiny, CPU)") {
+  // The tiny model only: the mechanism is the blocks test's, and a small-model
+  // Muon step costs ~40 s on a CPU.
+  for (const char* preset : {"tiny"}) {
     Parity p = parity(preset, Device::CPU, DType::F32, 1, 97, Recompute::Ffn);
     MESSAGE(std::string(preset) << ": loss " << p.loss_none << " (none) vs " << p.loss_blocks << " (ffn)");
     CHECK(p.loss_none == p.loss_blocks);
