@@ -18,6 +18,11 @@ __device__ __forceinline__ void store_float(bf16* p, float x) { *p = float_to_bf
 
 }  // namespace iflame::ops::cuda::attention
 
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -35,6 +40,20 @@ void with_storage_type(DType dtype, const char* op, Fn&& fn) {
   } else {
     IFLAME_FAIL(op, ": the CUDA kernel takes f32 or bf16 activations, got ", dtype_name(dtype));
   }
+}
+
+// Whether the tensor-core kernels can take these tensors (bf16 storage, head dim
+// 32, 16-byte aligned for cp.async and vector stores) and the environment
+// variable `switch_name` leaves them on (set to 0 it sends bf16 to the f32-FMA
+// kernels, to compare the two).
+inline bool tensor_core_usable(const char* switch_name, std::initializer_list<const Tensor*> tensors) {
+  const char* e = std::getenv(switch_name);
+  if (e && std::strcmp(e, "0") == 0) return false;
+  for (const Tensor* t : tensors) {
+    if (t->dtype() != DType::BF16 || t->size(-1) != kHeadDim) return false;
+    if (reinterpret_cast<uintptr_t>(t->raw_data()) % 16 != 0) return false;
+  }
+  return true;
 }
 
 // The kernels keep head rows in registers and are written for D == 32.

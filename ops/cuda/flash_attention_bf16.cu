@@ -48,6 +48,7 @@
 
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
 
@@ -533,14 +534,6 @@ __global__ void __launch_bounds__(kThreads)
 // Host side
 // ---------------------------------------------------------------------------------------
 
-bool enabled_by_environment() {
-  static const bool enabled = [] {
-    const char* e = std::getenv("IFLAME_FLASH_ATTENTION");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return enabled;
-}
-
 Dims shape_of(const char* op, const Tensor& q, const Tensor& k) {
   IFLAME_CHECK(q.size(0) * q.size(2) <= 65535, op, ": B*H must be at most 65535 (grid rows), got ",
                q.describe());
@@ -560,12 +553,7 @@ unsigned row_blocks(int n) { return static_cast<unsigned>((n + kBlockRows - 1) /
 }  // namespace
 
 bool usable(std::initializer_list<const Tensor*> tensors) {
-  if (!enabled_by_environment()) return false;
-  for (const Tensor* t : tensors) {
-    if (t->dtype() != DType::BF16 || t->size(-1) != kHeadDim) return false;
-    if (reinterpret_cast<uintptr_t>(t->raw_data()) % 16 != 0) return false;
-  }
-  return true;
+  return attention::tensor_core_usable("IFLAME_FLASH_ATTENTION", tensors);
 }
 
 Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor* lse) {

@@ -65,6 +65,7 @@
 
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
 
@@ -387,14 +388,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 // Host side
 // ---------------------------------------------------------------------------------------
 
-bool enabled_by_environment() {
-  static const bool enabled = [] {
-    const char* e = std::getenv("IFLAME_LINEAR_ATTENTION_MMA");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return enabled;
-}
-
 Slopes pack_slopes(const char* op, const std::vector<float>& slopes) {
   IFLAME_CHECK(slopes.size() <= static_cast<size_t>(kMaxHeads), op, ": at most ", kMaxHeads,
                " heads are supported by the CUDA kernel, got ", slopes.size());
@@ -435,12 +428,7 @@ void launch(const char* op, const Passes& passes, const Tensor& like, const std:
 }  // namespace
 
 bool usable(std::initializer_list<const Tensor*> tensors) {
-  if (!enabled_by_environment()) return false;
-  for (const Tensor* t : tensors) {
-    if (t->dtype() != DType::BF16 || t->size(-1) != kHeadDim) return false;
-    if (reinterpret_cast<uintptr_t>(t->raw_data()) % 16 != 0) return false;
-  }
-  return true;
+  return attention::tensor_core_usable("IFLAME_LINEAR_ATTENTION_MMA", tensors);
 }
 
 Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<float>& slopes) {

@@ -43,36 +43,36 @@ __global__ void muon_apply_kernel(float* p, const float* x, float decay, float s
   GRID_STRIDE(i, n) muon_apply_element(p[i], x[i], decay, step_size);
 }
 
+// The block's threads' values summed in a fixed tree order; thread 0 gets the total.
+__device__ __forceinline__ double block_tree_sum(double s) {
+  __shared__ double sh[kThreads];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
 // Pass 1: partial[b] = sum of squares (in double) of T-rounded x over block b's share.
 template <typename T>
 __global__ void sumsq_partial_kernel(const float* x, double* partial, long long n) {
-  __shared__ double sh[kThreads];
   double s = 0;
   GRID_STRIDE(i, n) {
     const float v = rnd(x[i], (T*)nullptr);
     s += double(v) * double(v);
   }
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+  s = block_tree_sum(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 // Pass 2 (one block of kThreads): partial[0] = the sum of the kNormBlocks partials.
 __device__ __forceinline__ void sumsq_final_body(double* partial) {
-  __shared__ double sh[kThreads];
   double s = 0;
   for (int i = threadIdx.x; i < kNormBlocks; i += kThreads) s += partial[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[0] = sh[0];
+  s = block_tree_sum(s);
+  if (threadIdx.x == 0) partial[0] = s;
 }
 __global__ void sumsq_final_kernel(double* partial) { sumsq_final_body(partial); }
 
@@ -202,20 +202,14 @@ __global__ void group_momentum_kernel(MuonGroupTable t, float* U, int count, int
 // (b, n) sums member n's elements b*kThreads + t + j*kNormBlocks*kThreads.
 template <typename T>
 __global__ void group_sumsq_partial_kernel(const float* U, double* partial, long long per) {
-  __shared__ double sh[kThreads];
   const float* x = U + blockIdx.y * per;
   double s = 0;
   for (long long i = blockIdx.x * (long long)kThreads + threadIdx.x; i < per; i += (long long)kNormBlocks * kThreads) {
     const float v = rnd(x[i], (T*)nullptr);
     s += double(v) * double(v);
   }
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.y * kNormBlocks + blockIdx.x] = sh[0];
+  s = block_tree_sum(s);
+  if (threadIdx.x == 0) partial[blockIdx.y * kNormBlocks + blockIdx.x] = s;
 }
 
 // Pass 2: block n reduces member n's kNormBlocks partials into partial[n * kNormBlocks].
