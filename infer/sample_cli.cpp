@@ -287,6 +287,23 @@ int run_bench(const Options& o) {
   profiler::reset();
   size_t bytes = time_run(false, "decode only (one sync at the end):");
   time_run(true, "decode + logits to host every step:");
+  if (device == Device::CUDA) {
+    // Decoding alone replayed from CUDA graphs: each position's tokens are
+    // copied into the one buffer the graphs read, outside the graphs.
+    DecodeState st = begin(model, B, N, ctx);
+    DecodeGraphs graphs;
+    Tensor feed = Tensor::zeros({B}, DType::I32, device);
+    cuda_synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < N; t++) {
+      feed.copy_from(on_device.select(0, t));
+      graphs.step(st, feed, [] {});
+    }
+    cuda_synchronize();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step\n", "decode only, CUDA graphs:", s, double(B) * N / s,
+                1e3 * s / N);
+  }
   // The device sampler (infer/device_sampler.h) at the published settings: inside
   // the decoding loop as generate() runs it (the model's draws fed back; rows that
   // end keep stepping, so every run is N steps), the same with the step and the
