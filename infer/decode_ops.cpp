@@ -145,8 +145,11 @@ namespace {
 // Whether the one-kernel small-batch path applies (decode_ops.h).
 bool small_batch_path(const Tensor& x, const Tensor& w, DType compute) {
   const int64_t K = w.size(1), rows = K > 0 ? x.numel() / K : 0;
+  // The kernel stages x (rows x K f32) in at most 48 KiB of shared memory and
+  // reads W's rows as 16-byte words: beyond either, cuBLAS takes the product.
   return x.is_cuda() && compute == DType::BF16 && w.dtype() == DType::BF16 && x.dtype() == DType::F32 &&
-         x.is_contiguous() && w.is_contiguous() && rows >= 1 && rows <= kSmallBatch && K % 8 == 0;
+         x.is_contiguous() && w.is_contiguous() && rows >= 1 && rows <= kSmallBatch && K % 8 == 0 &&
+         rows * K * int64_t(sizeof(float)) <= kSmallBatchShared && reinterpret_cast<uintptr_t>(w.raw_data()) % 16 == 0;
 }
 void check_product(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias) {
   IFLAME_CHECK(w.defined() && w.ndim() == 2 && x.defined() && x.size(-1) == w.size(1), op, ": x ", x.describe(),

@@ -225,7 +225,7 @@ Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias,
   const int outputs = gate ? N / 2 : N;
   Tensor y = Tensor::empty({rows, outputs}, DType::F32, Device::CUDA);
   const size_t shared = size_t(rows) * K * sizeof(float);
-  IFLAME_CHECK(shared <= 48 * 1024, "decode_product: ", rows, " rows of ", K, " do not fit the kernel's shared memory");
+  IFLAME_CHECK(shared <= size_t(kSmallBatchShared), "decode_product: ", rows, " rows of ", K, " do not fit the kernel's shared memory");
   const unsigned blocks = unsigned((outputs + kProductWarps - 1) / kProductWarps);
   small_batch_product_kernel<<<blocks, kProductWarps * 32, shared, cuda_stream()>>>(
       x.data<float>(), w.data<bf16>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>(), rows, K, N,

@@ -55,6 +55,7 @@ void advance_position(Tensor& position);
 // cuBLAS's plus the bias fill and x's conversion. Otherwise ops::linear_forward
 // (and swiglu_pair).
 constexpr int kSmallBatch = 8;
+constexpr int64_t kSmallBatchShared = 48 * 1024;  // bytes of x the kernel stages
 Tensor decode_product(const Tensor& x, const Tensor& w, const Tensor& bias, DType compute);
 Tensor decode_product_swiglu(const Tensor& x, const Tensor& w12, const Tensor& b12, DType compute);
 

@@ -227,4 +227,16 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
   CHECK(rel_l2(decode_product(x.to(Device::CUDA), w.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)
                    .to_floats(),
                decode_product(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+  // x too wide for the kernel's 48 KiB of shared memory (8 rows of 2048, a
+  // d = 768 model's feed-forward width): cuBLAS again, not an error.
+  const Tensor xw = random_tensor({8, 1, 2048}, 62), ww = random_tensor({64, 2048}, 63, -0.2f, 0.2f);
+  CHECK(rel_l2(decode_product(xw.to(Device::CUDA), ww.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)
+                   .to_floats(),
+               decode_product(xw, ww, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+  // W's rows not 16-byte aligned (a view 4 bf16 into its storage): cuBLAS too.
+  const Tensor wide = random_tensor({64 * 512 + 4}, 64, -0.2f, 0.2f).to(Device::CUDA).to(DType::BF16);
+  const Tensor wv = wide.slice(0, 4, 64 * 512 + 4).view({64, 512});
+  CHECK(rel_l2(decode_product(x.slice(0, 0, 2).contiguous().to(Device::CUDA), wv, Tensor(), DType::BF16).to_floats(),
+               decode_product(x.slice(0, 0, 2).contiguous(), wv.to(DType::F32).to(Device::CPU), Tensor(), DType::BF16)
+                   .to_floats()) <= 1e-5);
 }
