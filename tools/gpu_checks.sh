@@ -10,6 +10,8 @@
 #   tools/gpu_checks.sh unpack         (on the GPU machine) put .prebuilt/'s binaries in place
 #   tools/gpu_checks.sh tests [FILTER] the whole doctest suite (or doctest -tc FILTER),
 #                                      golden files from $IFLAME_GOLDEN (default ../shared/golden)
+#   tools/gpu_checks.sh sanitize [FILTER]  compute-sanitizer memcheck (then racecheck and synccheck)
+#                                      on the test cases FILTER names (default: the decoding kernels)
 #   tools/gpu_checks.sh bench-sample   ./sample --bench: shapenet, batch 1, 16, 64, f32 and bf16
 #   tools/gpu_checks.sh bench-train    ./train --bench-kernels, --bench at batch 16 and 48, --profile
 #   tools/gpu_checks.sh all            all of the above, in that order
@@ -71,6 +73,16 @@ stage_tests() {
   grep "MESSAGE: " "$out/tests.log" | grep -v "skipped" | sed 's/^.*MESSAGE: /  /' | head -80 | tee -a "$summary"
 }
 
+stage_sanitize() {
+  filter=${1:-"sample: the small-batch*,sample: the position-free*,sample: the cached attention step split*"}
+  note "== compute-sanitizer ($filter)"
+  : >"$out/sanitize.log"
+  for tool in memcheck racecheck synccheck; do
+    run sanitize.log compute-sanitizer --tool "$tool" --error-exitcode 9 ./build/iflame_tests -tc="$filter"
+  done
+  grep -E "ERROR SUMMARY|test cases" "$out/sanitize.log" | tee -a "$summary"
+}
+
 stage_bench_sample() {
   note "== sampling benchmarks (shapenet, random weights, 900 positions)"
   : >"$out/bench-sample.log"
@@ -105,6 +117,7 @@ case "${1:-all}" in
   pack) stage_pack ;;
   unpack) stage_unpack ;;
   tests) stage_tests "${2:-}" ;;
+  sanitize) stage_sanitize "${2:-}" ;;
   bench-sample) stage_bench_sample ;;
   bench-train) stage_bench_train ;;
   all)
@@ -114,7 +127,7 @@ case "${1:-all}" in
     stage_bench_train
     ;;
   *)
-    echo "usage: tools/gpu_checks.sh build|pack|unpack|tests [FILTER]|bench-sample|bench-train|all" >&2
+    echo "usage: tools/gpu_checks.sh build|pack|unpack|tests [FILTER]|sanitize [FILTER]|bench-sample|bench-train|all" >&2
     exit 2
     ;;
 esac
