@@ -27,11 +27,6 @@ Tensor rms_norm(const Tensor& x, const RMSNorm& norm) {
   return ops::rms_norm_forward(x, norm.weight.value(), norm.eps, inv_rms);
 }
 
-// The step's products (one kernel each at small batches with bf16 weights: decode_ops.h).
-Tensor product(const Tensor& x, const Tensor& weight, const Tensor& bias, DType compute) {
-  return decode_product(x, weight, bias, compute);
-}
-
 // Rows [first, first + n) of `dst` (a [rows, in] or [rows] tensor) = src.
 void place(Tensor& dst, int64_t first, const Tensor& src) {
   dst.slice(0, first, first + src.size(0)).copy_from(src);
@@ -46,7 +41,7 @@ void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeig
   const Attention& attn = block.attn;
   const int64_t B = x.size(0), H = attn.heads, D = attn.head_dim;
   const DType mm = st.weights->matmul;
-  const Tensor qkv = product(n1, w.qkv, Tensor(), mm).view({B, 3 * H * D});
+  const Tensor qkv = decode_product(n1, w.qkv, Tensor(), mm).view({B, 3 * H * D});
   Tensor o;
   if (attn.full) {
     const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
@@ -61,9 +56,9 @@ void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeig
                  attn.rms_norm);
   }
   Tensor h, n2;
-  add_rms_norm(x, product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
+  add_rms_norm(x, decode_product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
                block.norm2.eps, h, n2);
-  const Tensor f = product(decode_product_swiglu(n2, w.ff12, w.ff12_bias, mm), w.ff3, w.ff3_bias, mm);
+  const Tensor f = decode_product(decode_product_swiglu(n2, w.ff12, w.ff12_bias, mm), w.ff3, w.ff3_bias, mm);
   if (next_norm) {
     add_rms_norm(h, f, next_norm->weight.value(), next_norm->eps, out, next_n1);
   } else {
@@ -103,7 +98,7 @@ void enqueue_step(DecodeState& st, const Tensor& tok) {
   }
   x = stage_step(st, 5, ops::skip_scale_add_forward(st.out1, model.skip_weights().value(), 1, st.skip0));
   const DecodeWeights& w = *st.weights;
-  st.logits.copy_from(product(x, w.output, w.output_bias, w.matmul).view({st.batch, model.config().vocab}));
+  st.logits.copy_from(decode_product(x, w.output, w.output_bias, w.matmul).view({st.batch, model.config().vocab}));
   advance_position(st.position);
 }
 
@@ -183,8 +178,7 @@ size_t DecodeState::cache_bytes() const {
   return n;
 }
 
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx,
-                  std::shared_ptr<const DecodeWeights> weights) {
+DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx) {
   IFLAME_CHECK(batch >= 1 && max_len >= 1, "decode: need batch >= 1 and max_len >= 1, got ", batch, " and ",
                max_len);
   IFLAME_CHECK(max_len < (int64_t(1) << 30), "decode: max_len ", max_len, " is too large");
@@ -194,9 +188,7 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
   const int64_t capacity[3] = {max_len, (max_len + 2) / 3, (max_len + 8) / 9};
   DecodeState st;
   st.model = &model;
-  st.weights = weights ? std::move(weights) : prepare_decode_weights(model, ctx.matmul);
-  IFLAME_CHECK(st.weights->matmul == ctx.matmul, "decode: weights prepared for ", dtype_name(st.weights->matmul),
-               " products, the context asks for ", dtype_name(ctx.matmul));
+  st.weights = prepare_decode_weights(model, ctx.matmul);
   st.ctx = ctx;
   st.batch = batch;
   st.max_len = max_len;

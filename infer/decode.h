@@ -84,10 +84,9 @@ struct DecodeState {
 // The level (0, 1, 2) each stage runs at: encoder_blocks.0 .. decoder_blocks.1.
 int stage_level(int stage);
 
-// A fresh state for `batch` sequences of at most max_len tokens. Weights are
-// prepared here unless given (they may be shared by several states).
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx = {},
-                  std::shared_ptr<const DecodeWeights> weights = nullptr);
+// A fresh state for `batch` sequences of at most max_len tokens, with its
+// weights prepared for ctx.matmul.
+DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx = {});
 
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting
