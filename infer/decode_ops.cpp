@@ -17,11 +17,9 @@ namespace iflame::infer {
 
 namespace {
 
-// The position a block at level div works at, read from the counter.
+// The position a block at level div works at, read from the counter (already
+// checked by check_position).
 int64_t level_position(const char* op, const Tensor& position, int64_t div) {
-  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1, op,
-               ": position must be an i32 [1] tensor, got ", position.describe());
-  IFLAME_CHECK(div == 1 || div == 3 || div == 9, op, ": div must be 1, 3 or 9, got ", div);
   const int64_t p = position.to(Device::CPU).to_ints()[0];
   IFLAME_CHECK(p >= 0, op, ": negative position ", p);
   return p / div;
