@@ -266,13 +266,24 @@ int run_bench(const Options& o) {
           t < kTokensPerFace ? kStartToken : static_cast<int32_t>(sampling_uniform(o.seed, t, b) * 129) % 129;
   // All tokens uploaded once, so a step never waits for the host.
   const Tensor on_device = Tensor::from_ints(tokens, {N, B}).to(device);
-  auto time_run = [&](bool logits_to_host, const char* label) {
+  // Decoding alone: plain steps (optionally copying the logits to the host
+  // each step), or replayed from CUDA graphs (each position's tokens copied
+  // into the one buffer the graphs read, outside the graphs).
+  enum RunMode { kPlain, kLogitsToHost, kGraphs };
+  auto time_run = [&](RunMode mode, const char* label) {
     DecodeState st = begin(model, B, N, ctx);
+    DecodeGraphs graphs;
+    Tensor feed = Tensor::zeros({B}, DType::I32, device);
     cuda_synchronize();
     auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < N; t++) {
-      Tensor logits = step(st, on_device.select(0, t));
-      if (logits_to_host) (void)logits.to_floats();
+      if (mode == kGraphs) {
+        feed.copy_from(on_device.select(0, t));
+        graphs.step(st, feed, [] {});
+      } else {
+        Tensor logits = step(st, on_device.select(0, t));
+        if (mode == kLogitsToHost) (void)logits.to_floats();
+      }
     }
     cuda_synchronize();
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -282,28 +293,12 @@ int run_bench(const Options& o) {
   // With --profile the warm-up is profiled too (so the profiler's event pool
   // has grown before the profiled run); the two timed runs are not.
   profiler::set_enabled(o.profile);
-  time_run(false, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):");
+  time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):");
   profiler::set_enabled(false);
   profiler::reset();
-  size_t bytes = time_run(false, "decode only (one sync at the end):");
-  time_run(true, "decode + logits to host every step:");
-  if (device == Device::CUDA) {
-    // Decoding alone replayed from CUDA graphs: each position's tokens are
-    // copied into the one buffer the graphs read, outside the graphs.
-    DecodeState st = begin(model, B, N, ctx);
-    DecodeGraphs graphs;
-    Tensor feed = Tensor::zeros({B}, DType::I32, device);
-    cuda_synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    for (int t = 0; t < N; t++) {
-      feed.copy_from(on_device.select(0, t));
-      graphs.step(st, feed, [] {});
-    }
-    cuda_synchronize();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step\n", "decode only, CUDA graphs:", s, double(B) * N / s,
-                1e3 * s / N);
-  }
+  size_t bytes = time_run(kPlain, "decode only (one sync at the end):");
+  time_run(kLogitsToHost, "decode + logits to host every step:");
+  if (device == Device::CUDA) time_run(kGraphs, "decode only, CUDA graphs:");
   // The device sampler (infer/device_sampler.h) at the published settings: inside
   // the decoding loop as generate() runs it (the model's draws fed back; rows that
   // end keep stepping, so every run is N steps), the same with the step and the
@@ -349,7 +344,7 @@ int run_bench(const Options& o) {
   std::vector<profiler::OpStats> profile;
   if (o.profile) {
     profiler::set_enabled(true);
-    time_run(false, "decode only, every op profiled:");
+    time_run(kPlain, "decode only, every op profiled:");
     profile = profiler::collect();
     profiler::set_enabled(false);
     profiler::reset();
