@@ -46,7 +46,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   Generator gen(config.seed);
   model.init(gen);
   OptimizerConfig oc;
-  oc.ns_dtype = config.muon_ns == "bf16" ? DType::BF16 : DType::F32;
+  oc.ns_dtype = config.muon_ns_dtype();
   MuonAdamW optimizer(model.parameters(), oc);
   const int64_t B = config.batch_size, T = config.bench_length;
   const Tensor tokens = random_batch(B, T, config.seed);

@@ -54,6 +54,7 @@ struct TrainConfig {
   DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
   // Products, activations and FFN padding per --precision and device (recompute is set apart).
   ForwardContext forward_context(Device d) const;
+  DType muon_ns_dtype() const { return muon_ns == "bf16" ? DType::BF16 : DType::F32; }  // --muon-ns
   Recompute resolved_recompute(Device d, const IFlameConfig& model) const;  // --recompute, or the default
 
   // Data parallel (docs/distributed.md). --batch is per process: the global batch
