@@ -366,18 +366,29 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmu
   CHECK(gpu.loss_rel <= 5e-3);
   CHECK(gpu.worst_rel <= 2.5 * cpu.worst_rel);
   // ./train's GPU default also pads the FFN width to a multiple of 8: the same
-  // function, other cuBLAS kernels (other f32 summation orders, so a few bf16
-  // roundings flip): far closer to the unpadded run than bf16 is to f32.
-  Tensor padded;
+  // function computed by other cuBLAS kernels. With f32 products that is exact
+  // up to summation order, so a wrong padding (a stray non-zero column, a
+  // misplaced slice) shows far above 1e-4. In bf16 the other summation orders
+  // flip roundings that propagate through the blocks: on the H100 the padded
+  // logits moved by 0.26 from the unpadded ones, about as far as two bf16 runs
+  // are from each other, so there the padded run is held to the contract the
+  // unpadded one meets (distance from the reference).
+  auto forward_padded = [&](ForwardContext ctx) {
+    NoGrad no_grad;
+    ctx.ffn_align = 8;
+    return tiny_golden_model(Device::CUDA)->forward(g.input, ctx).value().to(Device::CPU);
+  };
+  Tensor unpadded_f32;
   {
     NoGrad no_grad;
-    ForwardContext ctx{DType::BF16, DType::BF16};
-    ctx.ffn_align = 8;
-    padded = tiny_golden_model(Device::CUDA)->forward(g.input, ctx).value().to(Device::CPU);
+    unpadded_f32 = tiny_golden_model(Device::CUDA)->forward(g.input, {DType::F32}).value().to(Device::CPU);
   }
-  const double padding_change = max_abs_diff(padded, on_gpu);
-  MESSAGE("bf16 activations: padding the FFN to a multiple of 8 moves the logits by " << padding_change);
-  CHECK(padding_change <= 0.5 * format_error);
+  const double f32_change = max_abs_diff(forward_padded({DType::F32}), unpadded_f32);
+  const double padded_error = max_abs_diff(forward_padded({DType::BF16, DType::BF16}), g.logits);
+  MESSAGE("FFN padded to a multiple of 8: f32 products move the logits by " << f32_change
+          << "; bf16 activations, padded, vs reference " << padded_error << " (unpadded " << gpu_error << ")");
+  CHECK(f32_change <= 1e-4);
+  CHECK(padded_error <= 2.5 * format_error);
 }
 
 TEST_CASE("golden: bf16 activations are refused on the CPU and without bf16 products") {
