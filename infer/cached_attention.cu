@@ -14,6 +14,7 @@
 #include "infer/cached_attention.h"
 #include "infer/decode_ops.h"
 #include "ops/cuda/attention_util.cuh"
+#include "ops/cuda/pdl.cuh"
 
 namespace iflame::infer::cuda {
 
@@ -21,6 +22,9 @@ using ops::cuda::attention::check_head_dim;
 using ops::cuda::attention::kHeadDim;
 using ops::cuda::attention::load_float;
 using ops::cuda::attention::store_float;
+using ops::cuda::launch_pdl;
+using ops::cuda::pdl_trigger;
+using ops::cuda::pdl_wait;
 using ops::cuda::attention::with_storage_type;
 
 namespace {
@@ -33,6 +37,8 @@ __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                             T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
                             int div, float scale_log2, float* __restrict__ partial) {
+  pdl_wait();  // launched with launch_pdl (ops/cuda/pdl.cuh): q and the newest cache row come from the kernel before
+  pdl_trigger();
   // The length comes from the host, or from the decoding position counter
   // (infer/decode_ops.h): rows 0 .. position / div, at most the capacity.
   if (position) length = min(position[0] / div + 1, capacity);
@@ -106,6 +112,8 @@ __global__ void __launch_bounds__(kThreads)
 // Merges the splits of one (b, h): thread d computes output column d.
 template <typename T>
 __global__ void cached_attention_combine_kernel(const float* __restrict__ partial, T* __restrict__ o, int splits) {
+  pdl_wait();
+  pdl_trigger();
   const int bh = blockIdx.x, d = threadIdx.x;
   const float* part = partial + (long long)bh * splits * (kHeadDim + 2);
   float M = -INFINITY;
@@ -152,16 +160,13 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const dim3 grid(static_cast<unsigned>(bh), static_cast<unsigned>(splits));
-    cached_attention_kernel<T><<<grid, kThreads, 0, cuda_stream()>>>(
-        q.data<T>(), k_cache.data<T>(), v_cache.data<T>(), o.data<T>(), static_cast<int>(q.size(1)),
-        static_cast<int>(k_cache.size(1)), static_cast<int>(length), position, div, scale * kLog2e,
-        splits > 1 ? partial.data<float>() : nullptr);
-    CUDA_CHECK_LAUNCH();
-    if (splits > 1) {
-      cached_attention_combine_kernel<T><<<static_cast<unsigned>(bh), kHeadDim, 0, cuda_stream()>>>(
-          partial.data<float>(), o.data<T>(), splits);
-      CUDA_CHECK_LAUNCH();
-    }
+    launch_pdl(cached_attention_kernel<T>, grid, kThreads, 0, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(),
+               o.data<T>(), static_cast<int>(q.size(1)), static_cast<int>(k_cache.size(1)),
+               static_cast<int>(length), position, div, scale * kLog2e,
+               splits > 1 ? partial.data<float>() : nullptr);
+    if (splits > 1)
+      launch_pdl(cached_attention_combine_kernel<T>, static_cast<unsigned>(bh), kHeadDim, 0, partial.data<float>(),
+                 o.data<T>(), splits);
   });
   return o;
 }

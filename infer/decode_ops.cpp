@@ -140,14 +140,29 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
 }
 
 namespace {
-// Whether the one-kernel small-batch path applies (decode_ops.h).
-bool small_batch_path(const Tensor& x, const Tensor& w, DType compute) {
+// Which one-kernel GPU path takes a product, if any (decode_ops.h).
+enum class SmallPath { None, Gemv, Mma };
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
+SmallPath small_batch_path(const Tensor& x, const Tensor& w, DType compute, bool swiglu) {
   const int64_t K = w.size(1), rows = K > 0 ? x.numel() / K : 0;
-  // The kernel stages x (rows x K f32) in at most 48 KiB of shared memory and
-  // reads W's rows as 16-byte words: beyond either, cuBLAS takes the product.
-  return x.is_cuda() && compute == DType::BF16 && w.dtype() == DType::BF16 && x.dtype() == DType::F32 &&
-         x.is_contiguous() && w.is_contiguous() && rows >= 1 && rows <= kSmallBatch && K % 8 == 0 &&
-         rows * K * int64_t(sizeof(float)) <= kSmallBatchShared && reinterpret_cast<uintptr_t>(w.raw_data()) % 16 == 0;
+  // Both kernels read W's rows as 16-byte words.
+  if (!(x.is_cuda() && compute == DType::BF16 && w.dtype() == DType::BF16 && x.dtype() == DType::F32 &&
+        x.is_contiguous() && w.is_contiguous() && rows >= 1 && K % 8 == 0 && aligned16(w)))
+    return SmallPath::None;
+  // The GEMV stages x (rows x K f32) in at most 48 KiB of shared memory.
+  if (rows <= kSmallBatch)
+    return rows * K * int64_t(sizeof(float)) <= kSmallBatchShared ? SmallPath::Gemv : SmallPath::None;
+#ifdef IFLAME_CUDA
+  // The tensor-core kernel reads x as 16-byte words too; its shared memory
+  // grows with the rows and with a block's slice of K (about K / 8).
+  if (rows <= kSmallBatchMma && aligned16(x)) {
+    const int64_t shared = cuda::small_batch_mma_shared(rows, K, swiglu);
+    if (shared > 0 && shared <= kSmallBatchMmaShared) return SmallPath::Mma;
+  }
+#endif
+  return SmallPath::None;
 }
 void check_product(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias) {
   IFLAME_CHECK(w.defined() && w.ndim() == 2 && x.defined() && x.size(-1) == w.size(1), op, ": x ", x.describe(),
@@ -159,10 +174,13 @@ void check_product(const char* op, const Tensor& x, const Tensor& w, const Tenso
 
 Tensor decode_product(const Tensor& x, const Tensor& w, const Tensor& bias, DType compute) {
   check_product("decode_product", x, w, bias);
-  if (small_batch_path(x, w, compute)) {
+  const SmallPath path = small_batch_path(x, w, compute, false);
+  if (path != SmallPath::None) {
     Shape shape = x.shape();
     shape.back() = w.size(0);
-    CUDA_ONLY(return cuda::small_batch_product(x, w, bias, false).view(shape));
+    CUDA_ONLY(return (path == SmallPath::Gemv ? cuda::small_batch_product(x, w, bias, false)
+                                              : cuda::small_batch_product_mma(x, w, bias, false))
+                  .view(shape));
   }
   return ops::linear_forward(x, w, bias.defined() ? &bias : nullptr, compute);
 }
@@ -171,10 +189,13 @@ Tensor decode_product_swiglu(const Tensor& x, const Tensor& w12, const Tensor& b
   check_product("decode_product_swiglu", x, w12, b12);
   IFLAME_CHECK(w12.size(0) % 2 == 0, "decode_product_swiglu: the weight must stack two halves, got ",
                w12.describe());
-  if (small_batch_path(x, w12, compute)) {
+  const SmallPath path = small_batch_path(x, w12, compute, true);
+  if (path != SmallPath::None) {
     Shape shape = x.shape();
     shape.back() = w12.size(0) / 2;
-    CUDA_ONLY(return cuda::small_batch_product(x, w12, b12, true).view(shape));
+    CUDA_ONLY(return (path == SmallPath::Gemv ? cuda::small_batch_product(x, w12, b12, true)
+                                              : cuda::small_batch_product_mma(x, w12, b12, true))
+                  .view(shape));
   }
   return swiglu_pair(ops::linear_forward(x, w12, b12.defined() ? &b12 : nullptr, compute));
 }

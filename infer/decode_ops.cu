@@ -7,11 +7,15 @@
 #include "infer/cached_attention.h"
 #include "infer/decode_ops.h"
 #include "ops/cuda/elem_util.cuh"
+#include "ops/cuda/pdl.cuh"
 #include "ops/rope.h"
 
 namespace iflame::infer::cuda {
 
 using ops::cuda::grid_stride_blocks;
+using ops::cuda::launch_pdl;
+using ops::cuda::pdl_trigger;
+using ops::cuda::pdl_wait;
 using ops::cuda::warp_sum;
 
 namespace {
@@ -29,6 +33,8 @@ template <typename T>
 __global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q, T* __restrict__ k_dst,
                                 T* __restrict__ v_dst, int B, int H, int half, int capacity,
                                 const int* __restrict__ position, int div, Frequencies freq) {
+  pdl_wait();  // every kernel here is launched with launch_pdl (ops/cuda/pdl.cuh)
+  pdl_trigger();
   const int pos = position[0] / div;
   if (capacity > 0 && pos >= capacity) return;  // the host refuses such steps; never write out of bounds
   const long long pairs = (long long)B * H * half;
@@ -70,28 +76,59 @@ __global__ void swiglu_pair_kernel(const float* __restrict__ ab, float* __restri
 constexpr int kNormThreads = 256;  // one warp per row, as ops/cuda/rms_norm.cu
 constexpr int kNormWarps = kNormThreads / 32;
 
+// h = x + y and n = RMSNorm(h) * weight, one warp per row; with kPerLane > 0
+// (d <= 32 kPerLane) the row stays in registers, so its loads are all issued
+// at once and h is not read back: at batch 1 this norm is one memory round
+// trip. The sums are those of ops/cuda/rms_norm.cu, in the same order.
+template <int kPerLane>
 __global__ void add_rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ y,
                                     const float* __restrict__ weight, float* __restrict__ h,
                                     float* __restrict__ n, long long rows, int d, float eps) {
+  pdl_wait();
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   for (long long r = blockIdx.x * (long long)kNormWarps + (threadIdx.x >> 5); r < rows;
        r += (long long)gridDim.x * kNormWarps) {
     const long long base = r * d;
     float sum_sq = 0.0f;
-    for (int j = lane; j < d; j += 32) {
-      const float v = x[base + j] + y[base + j];
-      h[base + j] = v;
-      sum_sq += v * v;
+    if constexpr (kPerLane > 0) {
+      float v[kPerLane];
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) {
+        const int j = lane + 32 * i;
+        v[i] = j < d ? x[base + j] + y[base + j] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) {
+        const int j = lane + 32 * i;
+        if (j < d) h[base + j] = v[i];
+        sum_sq += v[i] * v[i];
+      }
+      sum_sq = warp_sum(sum_sq);
+      const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) {
+        const int j = lane + 32 * i;
+        if (j < d) n[base + j] = v[i] * inv * weight[j];
+      }
+    } else {
+      for (int j = lane; j < d; j += 32) {
+        const float v = x[base + j] + y[base + j];
+        h[base + j] = v;
+        sum_sq += v * v;
+      }
+      sum_sq = warp_sum(sum_sq);
+      const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+      // Each lane reads back only the elements it wrote itself.
+      for (int j = lane; j < d; j += 32) n[base + j] = h[base + j] * inv * weight[j];
     }
-    sum_sq = warp_sum(sum_sq);
-    const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
-    // Each lane reads back only the elements it wrote itself.
-    for (int j = lane; j < d; j += 32) n[base + j] = h[base + j] * inv * weight[j];
   }
 }
 
 __global__ void write_group_slot_kernel(float* __restrict__ group, const float* __restrict__ x, int B, int d,
                                         const int* __restrict__ position, int div) {
+  pdl_wait();
+  pdl_trigger();
   const int slot = (position[0] / div) % 3;
   const long long n = (long long)B * d;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
@@ -101,7 +138,11 @@ __global__ void write_group_slot_kernel(float* __restrict__ group, const float* 
   }
 }
 
-__global__ void advance_position_kernel(int* position) { position[0] += 1; }
+__global__ void advance_position_kernel(int* position) {
+  pdl_wait();
+  pdl_trigger();
+  position[0] += 1;
+}
 
 // ---- small-batch bf16 products (decode_product) ----
 
@@ -121,30 +162,59 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const uint4 w, const floa
 // g[b, u] = silu(a) * c with a = row u, c = row F + u (biases included).
 // x (rows x K, rounded to bf16) is staged in shared memory; each warp walks its
 // weight row(s) 8 bf16 (16 bytes) at a time, lanes interleaved for coalescing.
+// With kChunks > 0 (K <= 256 kChunks) a lane loads all its weight words into
+// registers first, before x is staged: the weights do not depend on the
+// previous kernel's output, so their loads overlap the staging and the
+// product waits one memory round trip, not one per chunk. The sums run in the
+// same order either way.
+template <int kChunks>
 __global__ void small_batch_product_kernel(const float* __restrict__ x, const bf16* __restrict__ W,
                                            const float* __restrict__ bias, float* __restrict__ y, int rows,
                                            int K, int N, bool gate) {
   extern __shared__ float xs[];  // [rows, K]
-  for (int i = threadIdx.x; i < rows * K; i += blockDim.x) xs[i] = round_to_bf16(x[i]);
-  __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int outputs = gate ? N / 2 : N;
   const int out = blockIdx.x * kProductWarps + warp;
-  if (out >= outputs) return;
-  const uint4* wa = reinterpret_cast<const uint4*>(W + (long long)out * K);
-  const uint4* wc = gate ? reinterpret_cast<const uint4*>(W + (long long)(out + outputs) * K) : nullptr;
+  const bool active = out < outputs;
+  const int chunks = K / 8;
+  const uint4* wa = reinterpret_cast<const uint4*>(W + (long long)(active ? out : 0) * K);
+  const uint4* wc = gate ? reinterpret_cast<const uint4*>(W + (long long)((active ? out : 0) + outputs) * K) : nullptr;
+  constexpr int kHeld = kChunks > 0 ? kChunks : 1;
+  uint4 held_a[kHeld], held_c[kHeld];
+  if constexpr (kChunks > 0) {
+#pragma unroll
+    for (int i = 0; i < kChunks; i++) {
+      const int chunk = lane + 32 * i;
+      const bool load = active && chunk < chunks;
+      held_a[i] = load ? wa[chunk] : make_uint4(0, 0, 0, 0);
+      held_c[i] = load && gate ? wc[chunk] : make_uint4(0, 0, 0, 0);
+    }
+  }
+  pdl_wait();  // x comes from the kernel before; the weights did not
+  pdl_trigger();
+  for (int i = threadIdx.x; i < rows * K; i += blockDim.x) xs[i] = round_to_bf16(x[i]);
+  __syncthreads();
+  if (!active) return;
   float acc_a[kSmallBatch], acc_c[kSmallBatch];
 #pragma unroll
   for (int b = 0; b < kSmallBatch; b++) acc_a[b] = acc_c[b] = 0.0f;
-  for (int chunk = lane; chunk < K / 8; chunk += 32) {
-    const uint4 va = wa[chunk];
-    const uint4 vc = gate ? wc[chunk] : make_uint4(0, 0, 0, 0);
+  auto accumulate = [&](int chunk, const uint4 va, const uint4 vc) {
 #pragma unroll
     for (int b = 0; b < kSmallBatch; b++) {
       if (b >= rows) break;
       add_bf16x8(&acc_a[b], va, xs + b * K + chunk * 8);
       if (gate) add_bf16x8(&acc_c[b], vc, xs + b * K + chunk * 8);
     }
+  };
+  if constexpr (kChunks > 0) {
+#pragma unroll
+    for (int i = 0; i < kChunks; i++) {
+      const int chunk = lane + 32 * i;
+      if (chunk < chunks) accumulate(chunk, held_a[i], held_c[i]);
+    }
+  } else {
+    for (int chunk = lane; chunk < chunks; chunk += 32)
+      accumulate(chunk, wa[chunk], gate ? wc[chunk] : make_uint4(0, 0, 0, 0));
   }
 #pragma unroll
   for (int b = 0; b < kSmallBatch; b++) {
@@ -174,12 +244,10 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   if (pairs == 0) return q;
   const int capacity = k_dst.ndim() == 4 ? static_cast<int>(k_dst.size(1)) : 0;
   IFLAME_DISPATCH_ACT(k_dst.dtype(), "qkv_rope_step", {
-    qkv_rope_kernel<T><<<grid_stride_blocks(pairs, 256), 256, 0, cuda_stream()>>>(
-        qkv.data<float>(), q.data<T>(), k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B),
-        static_cast<int>(heads), static_cast<int>(half), capacity, position.data<int32_t>(),
-        static_cast<int>(div), freq);
+    launch_pdl(qkv_rope_kernel<T>, grid_stride_blocks(pairs, 256), 256, 0, qkv.data<float>(), q.data<T>(),
+               k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B), static_cast<int>(heads),
+               static_cast<int>(half), capacity, position.data<int32_t>(), static_cast<int>(div), freq);
   });
-  CUDA_CHECK_LAUNCH();
   return q;
 }
 
@@ -201,23 +269,29 @@ void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float 
   n = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
   if (rows == 0) return;
   const unsigned blocks = grid_stride_blocks(rows * 32, kNormThreads);
-  add_rms_norm_kernel<<<blocks, kNormThreads, 0, cuda_stream()>>>(x.data<float>(), y.data<float>(),
-                                                                  weight.data<float>(), h.data<float>(),
-                                                                  n.data<float>(), rows, int(d), eps);
-  CUDA_CHECK_LAUNCH();
+  auto launch = [&](auto kernel) {
+    launch_pdl(kernel, blocks, kNormThreads, 0, x.data<float>(), y.data<float>(), weight.data<float>(),
+               h.data<float>(), n.data<float>(), rows, int(d), eps);
+  };
+  if (d <= 4 * 32)
+    launch(add_rms_norm_kernel<4>);
+  else if (d <= 16 * 32)
+    launch(add_rms_norm_kernel<16>);
+  else if (d <= 32 * 32)
+    launch(add_rms_norm_kernel<32>);
+  else
+    launch(add_rms_norm_kernel<0>);
 }
 
 void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div) {
   const int64_t B = group.size(0), d = group.size(2);
   if (B * d == 0) return;
-  write_group_slot_kernel<<<grid_stride_blocks(B * d, 256), 256, 0, cuda_stream()>>>(
-      group.data<float>(), x.data<float>(), int(B), int(d), position.data<int32_t>(), int(div));
-  CUDA_CHECK_LAUNCH();
+  launch_pdl(write_group_slot_kernel, grid_stride_blocks(B * d, 256), 256, 0, group.data<float>(), x.data<float>(),
+             int(B), int(d), position.data<int32_t>(), int(div));
 }
 
 void advance_position(Tensor& position) {
-  advance_position_kernel<<<1, 1, 0, cuda_stream()>>>(position.data<int32_t>());
-  CUDA_CHECK_LAUNCH();
+  launch_pdl(advance_position_kernel, 1, 1, 0, position.data<int32_t>());
 }
 
 Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias, bool gate) {
@@ -227,9 +301,20 @@ Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias,
   const size_t shared = size_t(rows) * K * sizeof(float);
   IFLAME_CHECK(shared <= size_t(kSmallBatchShared), "decode_product: ", rows, " rows of ", K, " do not fit the kernel's shared memory");
   const unsigned blocks = unsigned((outputs + kProductWarps - 1) / kProductWarps);
-  small_batch_product_kernel<<<blocks, kProductWarps * 32, shared, cuda_stream()>>>(
-      x.data<float>(), w.data<bf16>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>(), rows, K, N,
-      gate);
+  const float* b = bias.defined() ? bias.data<float>() : nullptr;
+  auto launch = [&](auto kernel) {
+    launch_pdl(kernel, blocks, kProductWarps * 32, shared, x.data<float>(), w.data<bf16>(), b, y.data<float>(), rows,
+               K, N, gate);
+  };
+  const int chunks_per_lane = (K / 8 + 31) / 32;
+  if (chunks_per_lane <= 2)
+    launch(small_batch_product_kernel<2>);
+  else if (chunks_per_lane <= 4)
+    launch(small_batch_product_kernel<4>);
+  else if (chunks_per_lane <= 8)
+    launch(small_batch_product_kernel<8>);
+  else
+    launch(small_batch_product_kernel<0>);
   CUDA_CHECK_LAUNCH();
   return y;
 }

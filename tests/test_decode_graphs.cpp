@@ -177,28 +177,35 @@ TEST_CASE("sample: a private device pool never lends its blocks to the shared ca
 TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   SKIP_WITHOUT_GPU();
   auto model = random_model(64, 2, Device::CUDA, 31);
-  const int64_t B = 3, T = 58;  // several of each phase, and not a multiple of 9
-  const Tensor tokens = some_tokens(B, T, 32);
-  const Tensor plain = full_cached_logits(*model, tokens);
-  DecodeState st = begin(*model, B, T);
-  Tensor feed = Tensor::zeros({B}, DType::I32, Device::CUDA);
-  Tensor logits_copy = Tensor::zeros({B, 132}, DType::F32, Device::CUDA);
-  Tensor all = Tensor::zeros({B, T, 132}, DType::F32, Device::CPU);
-  DecodeGraphs graphs;
-  size_t mallocs_after_warmup = 0;
-  for (int64_t t = 0; t < T; t++) {
-    feed.copy_from(tokens.select(1, t).contiguous());
-    // The `after` work runs inside the graph: copy the logits to a buffer of ours.
-    graphs.step(st, feed, [&] { logits_copy.copy_from(st.logits); });
-    all.select(1, t).copy_from(logits_copy.to(Device::CPU));
-    if (t == 20) mallocs_after_warmup = device_memory_stats().cuda_mallocs;
+  // f32 products (cuBLAS) at batch 3; bf16 products at batch 12, which take
+  // the tensor-core kernel and its cluster launches (infer/small_product_mma.cu).
+  for (const int64_t B : {3, 12}) {
+    CAPTURE(B);
+    ForwardContext ctx;
+    ctx.matmul = B == 3 ? DType::F32 : DType::BF16;
+    const int64_t T = 58;  // several of each phase, and not a multiple of 9
+    const Tensor tokens = some_tokens(B, T, 32);
+    const Tensor plain = full_cached_logits(*model, tokens, ctx);
+    DecodeState st = begin(*model, B, T, ctx);
+    Tensor feed = Tensor::zeros({B}, DType::I32, Device::CUDA);
+    Tensor logits_copy = Tensor::zeros({B, 132}, DType::F32, Device::CUDA);
+    Tensor all = Tensor::zeros({B, T, 132}, DType::F32, Device::CPU);
+    DecodeGraphs graphs;
+    size_t mallocs_after_warmup = 0;
+    for (int64_t t = 0; t < T; t++) {
+      feed.copy_from(tokens.select(1, t).contiguous());
+      // The `after` work runs inside the graph: copy the logits to a buffer of ours.
+      graphs.step(st, feed, [&] { logits_copy.copy_from(st.logits); });
+      all.select(1, t).copy_from(logits_copy.to(Device::CPU));
+      if (t == 20) mallocs_after_warmup = device_memory_stats().cuda_mallocs;
+    }
+    CHECK(graphs.graphs_captured() == 3);
+    CHECK(st.pos == T);
+    CHECK(device_memory_stats().cuda_mallocs == mallocs_after_warmup);
+    const double err = max_abs_diff(all, plain);
+    MESSAGE("graphs vs plain steps, batch " << B << ": max abs difference " << err);
+    CHECK(err == 0.0);  // the same kernels with the same arguments
   }
-  CHECK(graphs.graphs_captured() == 3);
-  CHECK(st.pos == T);
-  CHECK(device_memory_stats().cuda_mallocs == mallocs_after_warmup);
-  const double err = max_abs_diff(all, plain);
-  MESSAGE("graphs vs plain steps: max abs difference " << err);
-  CHECK(err == 0.0);  // the same kernels with the same arguments
 }
 
 TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products") {
@@ -222,8 +229,9 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
       CHECK(g.shape() == Shape{rows, 1, 260});
       CHECK(rel_l2(g.to_floats(), decode_product_swiglu(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
     }
-  // More rows than the kernel takes: cuBLAS, same contract.
-  const Tensor x = random_tensor({12, 512}, 60), w = random_tensor({64, 512}, 61);
+  // More rows than either kernel takes (infer/small_product_mma.cu stops at 64):
+  // cuBLAS, same contract.
+  const Tensor x = random_tensor({70, 512}, 60), w = random_tensor({64, 512}, 61);
   CHECK(rel_l2(decode_product(x.to(Device::CUDA), w.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)
                    .to_floats(),
                decode_product(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
@@ -239,4 +247,66 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
   CHECK(rel_l2(decode_product(x.slice(0, 0, 2).contiguous().to(Device::CUDA), wv, Tensor(), DType::BF16).to_floats(),
                decode_product(x.slice(0, 0, 2).contiguous(), wv.to(DType::F32).to(Device::CPU), Tensor(), DType::BF16)
                    .to_floats()) <= 1e-5);
+}
+
+TEST_CASE("sample: the small-batch tensor-core products of decoding equal the CPU's emulated bf16 products") {
+  SKIP_WITHOUT_GPU();
+  // 9 .. 64 rows: mma.sync over a cluster that splits K. Rows that are not a
+  // multiple of 16 (padded tiles), K = 64 (2 chunks of 32, a cluster of 2),
+  // 512 and 1368 (not a multiple of 32: a zero-padded last chunk), N = 132 (a
+  // partial tile of 64 and a partial 8-column tile), 520 and 1536. Same
+  // contract as the GEMV: bf16 operands, f32 sums in another order, 1e-5.
+  for (int64_t K : {64, 512, 1368})
+    for (int64_t N : {132, 520, 1536}) {
+      const Tensor w = random_tensor({N, K}, 70 + K + N, -0.2f, 0.2f), bias = random_tensor({N}, 71 + N);
+      const Tensor wg = w.to(Device::CUDA).to(DType::BF16), bg = bias.to(Device::CUDA);
+      for (int64_t rows : {9, 13, 16, 17, 33, 64}) {
+        CAPTURE(K);
+        CAPTURE(N);
+        CAPTURE(rows);
+        // Both layouts the step hands over: [rows, K] and [rows, 1, K].
+        const Tensor x = rows % 2 ? random_tensor({rows, 1, K}, 72 + rows + K, -2.0f, 2.0f)
+                                  : random_tensor({rows, K}, 72 + rows + K, -2.0f, 2.0f);
+        const Tensor xg = x.to(Device::CUDA);
+        Shape shape = x.shape();
+        shape.back() = N;
+        const Tensor y = decode_product(xg, wg, bg, DType::BF16);
+        CHECK(y.shape() == shape);
+        CHECK(rel_l2(y.to_floats(), decode_product(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
+        const Tensor y0 = decode_product(xg, wg, Tensor(), DType::BF16);
+        CHECK(y0.shape() == shape);
+        CHECK(rel_l2(y0.to_floats(), decode_product(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+        // The gate over the two halves (N / 2 units; 66 = a tile of 64 and one of 2).
+        shape.back() = N / 2;
+        const Tensor g = decode_product_swiglu(xg, wg, bg, DType::BF16);
+        CHECK(g.shape() == shape);
+        CHECK(rel_l2(g.to_floats(), decode_product_swiglu(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
+        if (rows == 17) {
+          const Tensor g0 = decode_product_swiglu(xg, wg, Tensor(), DType::BF16);
+          CHECK(g0.shape() == shape);
+          CHECK(rel_l2(g0.to_floats(), decode_product_swiglu(x, w, Tensor(), DType::BF16).to_floats()) <= 1e-5);
+        }
+        // No atomics, the slices summed in a fixed order: the same bits every time.
+        if (rows == 33) CHECK(max_abs_diff(decode_product(xg, wg, bg, DType::BF16), y) == 0.0);
+      }
+    }
+  // Shared memory past the default 48 KiB (64 rows of K = 8192: slices of 1024
+  // k, 132 KiB of bf16 x per block; the kernel walks its W 8 chunks at a time).
+  const Tensor x = random_tensor({64, 8192}, 80), w = random_tensor({72, 8192}, 81, -0.2f, 0.2f);
+  const Tensor b = random_tensor({72}, 82);
+#ifdef IFLAME_CUDA
+  CHECK(cuda::small_batch_mma_shared(64, 8192, false) > 48 * 1024);
+  CHECK(cuda::small_batch_mma_shared(64, 8192, false) <= kSmallBatchMmaShared);
+#endif
+  const Tensor wg = w.to(Device::CUDA).to(DType::BF16), bg = b.to(Device::CUDA), xg = x.to(Device::CUDA);
+  CHECK(rel_l2(decode_product(xg, wg, bg, DType::BF16).to_floats(),
+               decode_product(x, w, b, DType::BF16).to_floats()) <= 1e-5);
+  CHECK(rel_l2(decode_product_swiglu(xg, wg, bg, DType::BF16).to_floats(),
+               decode_product_swiglu(x, w, b, DType::BF16).to_floats()) <= 1e-5);
+  // x not 16-byte aligned (a view 2 floats into its storage): cuBLAS, not an error.
+  const Tensor xs = random_tensor({20 * 512 + 2}, 83).to(Device::CUDA);
+  const Tensor xv = xs.slice(0, 2, 20 * 512 + 2).view({20, 512});
+  const Tensor w5 = random_tensor({40, 512}, 84, -0.2f, 0.2f);
+  CHECK(rel_l2(decode_product(xv, w5.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16).to_floats(),
+               decode_product(xv.to(Device::CPU), w5, Tensor(), DType::BF16).to_floats()) <= 1e-5);
 }

@@ -14,7 +14,13 @@
 #                                      on the test cases FILTER names (default: the decoding kernels)
 #   tools/gpu_checks.sh bench-sample   ./sample --bench: shapenet, batch 1, 16, 64, f32 and bf16
 #   tools/gpu_checks.sh bench-train    ./train --bench-kernels, --bench at batch 16 and 48, --profile
-#   tools/gpu_checks.sh all            all of the above, in that order
+#   tools/gpu_checks.sh all            build, tests, bench-sample, bench-train, in that order
+#
+# Several stages may be named in one call (tools/gpu_checks.sh unpack tests
+# bench-sample): they share one summary. A filter for `tests` or `sanitize`
+# is the word after it when that word is not a stage name. Each command is cut
+# off after $STAGE_TIMEOUT seconds (default 480) so that one stuck run still
+# leaves the summary of the others.
 #
 # Every command it runs is printed before its output in the log, so each figure
 # recorded in docs/perf.md can name the command that produced it.
@@ -32,7 +38,7 @@ run() {
   log="$out/$1"
   shift
   printf '\n$ %s\n' "$*" >>"$log"
-  "$@" >>"$log" 2>&1
+  timeout "${STAGE_TIMEOUT:-480}" "$@" >>"$log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || note "FAILED (exit $rc): $* (see $log)"
   return $rc
@@ -112,23 +118,33 @@ stage_bench_train() {
     head -80 | tee -a "$summary"
 }
 
-case "${1:-all}" in
-  build) stage_build ;;
-  pack) stage_pack ;;
-  unpack) stage_unpack ;;
-  tests) stage_tests "${2:-}" ;;
-  sanitize) stage_sanitize "${2:-}" ;;
-  bench-sample) stage_bench_sample ;;
-  bench-train) stage_bench_train ;;
-  all)
-    stage_build
-    stage_tests
-    stage_bench_sample
-    stage_bench_train
-    ;;
-  *)
-    echo "usage: tools/gpu_checks.sh build|pack|unpack|tests [FILTER]|sanitize [FILTER]|bench-sample|bench-train|all" >&2
-    exit 2
-    ;;
-esac
+is_stage() {
+  case "$1" in build | pack | unpack | tests | sanitize | bench-sample | bench-train | all) return 0 ;; *) return 1 ;; esac
+}
+[ $# -gt 0 ] || set -- all
+while [ $# -gt 0 ]; do
+  stage=$1
+  shift
+  arg=
+  if [ $# -gt 0 ] && ! is_stage "$1"; then arg=$1; shift; fi
+  case "$stage" in
+    build) stage_build ;;
+    pack) stage_pack ;;
+    unpack) stage_unpack ;;
+    tests) stage_tests "$arg" ;;
+    sanitize) stage_sanitize "$arg" ;;
+    bench-sample) stage_bench_sample ;;
+    bench-train) stage_bench_train ;;
+    all)
+      stage_build
+      stage_tests
+      stage_bench_sample
+      stage_bench_train
+      ;;
+    *)
+      echo "usage: tools/gpu_checks.sh [build|pack|unpack|tests [FILTER]|sanitize [FILTER]|bench-sample|bench-train|all]..." >&2
+      exit 2
+      ;;
+  esac
+done
 note "logs: $out/"

@@ -46,7 +46,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   Generator gen(config.seed);
   model.init(gen);
   OptimizerConfig oc;
-  oc.ns_dtype = config.muon_ns_dtype();
+  oc.ns_dtype = config.muon_ns_dtype(device);
   MuonAdamW optimizer(model.parameters(), oc);
   const int64_t B = config.batch_size, T = config.bench_length;
   const Tensor tokens = random_batch(B, T, config.seed);
@@ -94,9 +94,11 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   r.estimate_gib = estimate.total() / double(1ull << 30);
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
-    std::printf("model       %s (%s), %s matrix products, %s block activations, Muon + AdamW, recompute %s\n",
+    std::printf("model       %s (%s), %s matrix products, %s block activations, Muon (Newton-Schulz in %s) + AdamW, "
+                "recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
-                ctx.activations == DType::BF16 ? "bf16" : "f32", recompute_name(recompute));
+                ctx.activations == DType::BF16 ? "bf16" : "f32", oc.ns_dtype == DType::BF16 ? "bf16" : "f32",
+                recompute_name(recompute));
     std::printf("batch       %lld x %lld tokens, %d timed steps after 2 warm-up steps\n",
                 static_cast<long long>(B), static_cast<long long>(T), config.bench_steps);
     std::printf("step        %.4f s mean, %.4f s best\n", r.mean_step_s, r.min_step_s);

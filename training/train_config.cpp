@@ -32,6 +32,11 @@ Device TrainConfig::resolved_device() const {
   return d;
 }
 
+DType TrainConfig::muon_ns_dtype(Device d) const {
+  if (muon_ns.empty()) return d == Device::CUDA && resolved_matmul(d) == DType::BF16 ? DType::BF16 : DType::F32;
+  return muon_ns == "bf16" ? DType::BF16 : DType::F32;
+}
+
 DType TrainConfig::resolved_matmul(Device d) const {
   if (precision.empty()) return d == Device::CUDA ? DType::BF16 : DType::F32;
   return precision == "f32" ? DType::F32 : DType::BF16;
@@ -91,7 +96,8 @@ schedule
   --weight-decay X      decoupled weight decay                   [0.1]
   --clip X              global gradient-norm clip                [1.0]
   --muon-ns P           Newton-Schulz of Muon in f32, or in bf16 as the reference
-                        runs it (faster on the GPU's tensor cores)   [f32]
+                        runs it (on the GPU's tensor cores)
+                        [bf16 with bf16 products on the GPU, else f32]
 precision and device
   --precision P         bf16: bf16 products (f32 sums) and bf16 tensors inside the
                         blocks, f32 residual stream; bf16-matmul: bf16 products only;
@@ -248,7 +254,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
   IFLAME_CHECK(c.bench || c.bench_kernels || c.estimate_memory || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
   IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
                "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
-  IFLAME_CHECK(c.muon_ns == "f32" || c.muon_ns == "bf16", "--muon-ns must be f32 or bf16, not '", c.muon_ns, "'");
+  IFLAME_CHECK(c.muon_ns.empty() || c.muon_ns == "f32" || c.muon_ns == "bf16", "--muon-ns must be f32 or bf16, not '", c.muon_ns, "'");
   IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
                "--device must be cuda or cpu, not '", c.device, "'");
   if (!c.recompute.empty()) parse_recompute(c.recompute);  // throws on a bad name

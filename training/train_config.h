@@ -21,7 +21,7 @@ struct TrainConfig {
   float grad_clip = 1.0f;
   int64_t steps = 0;                 // 0: derived from epochs
   int epochs = 1;
-  std::string muon_ns = "f32";       // Newton-Schulz precision: f32 | bf16 (the reference's)
+  std::string muon_ns;               // Newton-Schulz precision: f32 | bf16 (the reference's); empty: the default
   std::string precision;             // bf16 | bf16-matmul | f32 ("" = bf16 on the GPU, f32 on the CPU)
   std::string device;                // cuda | cpu ("" = cuda if available)
   std::string recompute;             // none | blocks ("" = blocks for the published width on the GPU)
@@ -54,7 +54,9 @@ struct TrainConfig {
   DType resolved_matmul(Device d) const;  // --precision, or bf16 on the GPU and f32 on the CPU
   // Products, activations and FFN padding per --precision and device (recompute is set apart).
   ForwardContext forward_context(Device d) const;
-  DType muon_ns_dtype() const { return muon_ns == "bf16" ? DType::BF16 : DType::F32; }  // --muon-ns
+  // --muon-ns, or by default bf16 where products are bf16 on the GPU (the
+  // reference's choice, and tensor cores) and f32 elsewhere.
+  DType muon_ns_dtype(Device d) const;
   Recompute resolved_recompute(Device d, const IFlameConfig& model) const;  // --recompute, or the default
 
   // Data parallel (docs/distributed.md). --batch is per process: the global batch

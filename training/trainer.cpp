@@ -134,7 +134,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   OptimizerConfig oc;
   oc.lr = config_.lr;
   oc.weight_decay = config_.weight_decay;
-  oc.ns_dtype = config_.muon_ns_dtype();
+  oc.ns_dtype = config_.muon_ns_dtype(device_);
   optimizer_ = std::make_unique<MuonAdamW>(model_->parameters(), oc);
   recompute_ = config_.resolved_recompute(device_, model_->config());
   if (!config_.resume.empty()) resume_from(resumed, config_.resume);

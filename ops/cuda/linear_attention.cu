@@ -24,6 +24,7 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/linear_attention_bf16.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/linear_attention.h"
 
 namespace iflame::ops::cuda {
@@ -194,18 +195,24 @@ __global__ void linear_attention_step_kernel(const T* __restrict__ q, const T* _
   // exp(-slope) as the host computes it (see the launcher): CUDA's expf may be
   // an ulp off, and decoding raises the decay to the power of thousands of steps.
   const float decay = slopes.s[h];
+  float* S = state + (long long)bh * kHeadDim * kHeadDim;
+  pdl_wait();  // launched with launch_pdl (pdl.cuh): q, k, v come from the kernel before
+  pdl_trigger();
+  // The whole state column first: its 32 loads go out at once.
+  float column[kHeadDim];
+#pragma unroll
+  for (int e = 0; e < kHeadDim; e++) column[e] = S[e * kHeadDim + lane];
   const float q_mine = load_float(q + row + lane), k_mine = load_float(k + row + lane);
   const float v_d = load_float(v + row + lane);
-  float* S = state + (long long)bh * kHeadDim * kHeadDim;
   // The state update rounds exactly like the CPU reference (no fused multiply-add),
   // and o = q S sums in double: decoding runs this once per token for thousands of
   // tokens, and the RMSNorm after linear attention magnifies the error of a small o.
   double out = 0.0;
-#pragma unroll 8
+#pragma unroll
   for (int e = 0; e < kHeadDim; e++) {
     const float k_e = __shfl_sync(0xffffffffu, k_mine, e);
     const float q_e = __shfl_sync(0xffffffffu, q_mine, e);
-    const float s = __fadd_rn(__fmul_rn(decay, S[e * kHeadDim + lane]), __fmul_rn(k_e, v_d));
+    const float s = __fadd_rn(__fmul_rn(decay, column[e]), __fmul_rn(k_e, v_d));
     S[e * kHeadDim + lane] = s;
     out += static_cast<double>(q_e) * static_cast<double>(s);
   }
@@ -293,10 +300,8 @@ Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, 
   if (bh == 0) return o;
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    linear_attention_step_kernel<T><<<static_cast<unsigned>(bh), 32, 0, cuda_stream()>>>(
-        q.data<T>(), k.data<T>(), v.data<T>(), state.data<float>(), o.data<T>(), packed,
-        static_cast<int>(q.size(1)));
-    CUDA_CHECK_LAUNCH();
+    launch_pdl(linear_attention_step_kernel<T>, static_cast<unsigned>(bh), 32, 0, q.data<T>(), k.data<T>(),
+               v.data<T>(), state.data<float>(), o.data<T>(), packed, static_cast<int>(q.size(1)));
   });
   return o;
 }

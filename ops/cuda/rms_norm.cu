@@ -5,6 +5,7 @@
 // into grad_weight with one atomic per column, so global atomics scale with the
 // number of blocks, not of rows.
 #include "ops/cuda/elem_util.cuh"
+#include "ops/cuda/pdl.cuh"
 #include "ops/rms_norm.h"
 
 namespace iflame::ops::cuda {
@@ -15,23 +16,49 @@ constexpr int kThreads = 256;  // 8 warps, one row each at a time
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kSharedBudget = 48 * 1024;
 
-template <typename T>
+// kPerLane > 0: the row (d <= 32 kPerLane) is held in registers between the
+// sum of squares and the output, so it is read once and every load of a row is
+// issued before the first is used (one memory round trip, which is what a
+// decoding step's one-row norms wait on); kPerLane == 0: any d, read twice.
+// The same sums in the same order either way.
+template <typename T, int kPerLane>
 __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __restrict__ weight,
                                         T* __restrict__ y, float* __restrict__ inv_rms, long long rows, int d,
                                         float eps) {
+  pdl_wait();  // launched with launch_pdl (pdl.cuh): decoding's one-row norms gain its overlap
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   for (long long r = blockIdx.x * (long long)kWarps + (threadIdx.x >> 5); r < rows;
        r += (long long)gridDim.x * kWarps) {
     const long long base = r * d;
     float sum_sq = 0.0f;
-    for (int j = lane; j < d; j += 32) {
-      const float v = load_f32(x, base + j);
-      sum_sq += v * v;
+    if constexpr (kPerLane > 0) {
+      float v[kPerLane];
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) {
+        const int j = lane + 32 * i;
+        v[i] = j < d ? load_f32(x, base + j) : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) sum_sq += v[i] * v[i];
+      sum_sq = warp_sum(sum_sq);
+      const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+      if (lane == 0) inv_rms[r] = inv;
+#pragma unroll
+      for (int i = 0; i < kPerLane; i++) {
+        const int j = lane + 32 * i;
+        if (j < d) store_f32(y, base + j, v[i] * inv * weight[j]);
+      }
+    } else {
+      for (int j = lane; j < d; j += 32) {
+        const float v = load_f32(x, base + j);
+        sum_sq += v * v;
+      }
+      sum_sq = warp_sum(sum_sq);
+      const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+      if (lane == 0) inv_rms[r] = inv;
+      for (int j = lane; j < d; j += 32) store_f32(y, base + j, load_f32(x, base + j) * inv * weight[j]);
     }
-    sum_sq = warp_sum(sum_sq);
-    const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
-    if (lane == 0) inv_rms[r] = inv;
-    for (int j = lane; j < d; j += 32) store_f32(y, base + j, load_f32(x, base + j) * inv * weight[j]);
   }
 }
 
@@ -73,8 +100,18 @@ Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor
   if (rows == 0) return y;
   const unsigned blocks = grid_stride_blocks(rows, kWarps, 8192);
   IFLAME_DISPATCH_ACT(x.dtype(), "rms_norm_forward", {
-    rms_norm_forward_kernel<T><<<blocks, kThreads, 0, cuda_stream()>>>(
-        x.data<T>(), weight.data<float>(), y.data<T>(), inv_rms.data<float>(), rows, d, eps);
+    auto launch = [&](auto kernel) {
+      launch_pdl(kernel, blocks, kThreads, 0, x.data<T>(), weight.data<float>(), y.data<T>(),
+                 inv_rms.data<float>(), rows, d, eps);
+    };
+    if (d <= 4 * 32)
+      launch(rms_norm_forward_kernel<T, 4>);
+    else if (d <= 16 * 32)
+      launch(rms_norm_forward_kernel<T, 16>);
+    else if (d <= 32 * 32)
+      launch(rms_norm_forward_kernel<T, 32>);
+    else
+      launch(rms_norm_forward_kernel<T, 0>);
   });
   CUDA_CHECK_LAUNCH();
   return y;
