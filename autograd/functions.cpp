@@ -44,8 +44,14 @@ Variable embedding(const Variable& weight, const Tensor& tokens, DType out_dtype
 }
 
 Variable rms_norm(const Variable& x, const Variable& weight, float eps) {
+  return rms_norm(x, weight, eps, x.value().dtype());
+}
+
+Variable rms_norm(const Variable& x, const Variable& weight, float eps, DType out_dtype) {
+  // The CPU reference has f32 tensors only: there the cast stays its own op.
+  if (out_dtype != x.value().dtype() && !x.value().is_cuda()) return cast(rms_norm(x, weight, eps), out_dtype);
   Tensor inv_rms;
-  Variable out(ops::rms_norm_forward(x.value(), weight.value(), eps, inv_rms),
+  Variable out(ops::rms_norm_forward(x.value(), weight.value(), eps, inv_rms, out_dtype),
                x.requires_grad() || weight.requires_grad());
   if (needs_grad(x, weight)) {
     Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
@@ -54,7 +60,7 @@ Variable rms_norm(const Variable& x, const Variable& weight, float eps) {
       Tensor g = o->take();
       if (!g.defined()) return;
       Tensor gw = param_grad_target(ws, wv);
-      Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw);
+      Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw);  // gx in x's dtype, whatever g's is
       if (xs->requires_grad()) xs->accumulate(gx);
     });
   }

@@ -10,6 +10,9 @@ namespace iflame::ag {
 // tokens: i32 [S...] (validated by the caller); output [S..., d] in out_dtype.
 Variable embedding(const Variable& weight, const Tensor& tokens, DType out_dtype);
 Variable rms_norm(const Variable& x, const Variable& weight, float eps);
+// rms_norm then cast to out_dtype, as one op on the GPU (the kernel writes
+// out_dtype and its backward reads the gradient in it); elsewhere the two ops.
+Variable rms_norm(const Variable& x, const Variable& weight, float eps, DType out_dtype);
 // y = x W^T + b; bias may be an undefined Variable. compute: F32 or BF16 matrix products.
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias, DType compute);
 Variable swiglu(const Variable& a, const Variable& b);

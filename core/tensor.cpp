@@ -235,9 +235,11 @@ void cpu_copy_convert(Tensor& dst, const Tensor& src) {
   }
 }
 
-// The profiler's row for a copy into `to` from `from`.
-const char* copy_op_name(Device to, Device from) {
-  if (to == from) return "copy";
+// The profiler's row for a copy into `to` from `from`: on one device, a copy
+// that changes the dtype is a "convert" (the f32 <-> bf16 casts around bf16
+// work), one that keeps it a "copy" (contiguous(), clone(), strided writes).
+const char* copy_op_name(Device to, Device from, bool same_dtype) {
+  if (to == from) return same_dtype ? "copy" : "convert";
   return to == Device::CUDA ? "copy_to_device" : "copy_to_host";
 }
 }  // namespace
@@ -249,7 +251,7 @@ void Tensor::copy_from(const Tensor& src) {
   // A copy on one device reads src and writes this; a transfer moves src's bytes
   // across the bus (timed on the GPU stream it is queued on).
   const bool across = device() != src.device();
-  PROFILE_OP(copy_op_name(device(), src.device()), 0, across ? src.nbytes() : src.nbytes() + nbytes(),
+  PROFILE_OP(copy_op_name(device(), src.device(), dtype_ == src.dtype()), 0, across ? src.nbytes() : src.nbytes() + nbytes(),
              across ? Device::CUDA : device(), DType::F32);
   if (device() == src.device()) {
     if (device() == Device::CPU) {

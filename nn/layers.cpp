@@ -56,6 +56,7 @@ RMSNorm::RMSNorm(ParameterList& params, const std::string& name, int dim, float 
 }
 
 Variable RMSNorm::forward(const Variable& x) const { return ag::rms_norm(x, weight, eps); }
+Variable RMSNorm::forward(const Variable& x, DType out_dtype) const { return ag::rms_norm(x, weight, eps, out_dtype); }
 
 FeedForward::FeedForward(ParameterList& params, const std::string& prefix, int dim, int hidden,
                          Device device)
@@ -121,8 +122,8 @@ Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
   // The branches run in ctx.activations; the residual adds take a bf16 branch
   // output as it is (the add reads either dtype and writes the residual's).
   const DType act = ctx.activations;
-  Variable h = ag::add(x, attn.forward(ag::cast(norm1.forward(x), act), ctx));
-  Variable n2 = ag::cast(norm2.forward(h), act);
+  Variable h = ag::add(x, attn.forward(norm1.forward(x, act), ctx));
+  Variable n2 = norm2.forward(h, act);
   if (ctx.recompute == Recompute::Ffn) {  // keep n2 only; run the feed-forward again in backward
     const FeedForward& ff = feed_forward;
     return ag::add(h, ag::recomputed(n2, [&ff, ctx](const Variable& in) { return ff.forward(in, ctx); }));

@@ -64,6 +64,7 @@ struct RMSNorm {
   RMSNorm() = default;
   RMSNorm(ParameterList& params, const std::string& name, int dim, float eps, Device device);
   Variable forward(const Variable& x) const;
+  Variable forward(const Variable& x, DType out_dtype) const;  // the output cast to out_dtype (ag::rms_norm)
   Variable weight;
   float eps = 1e-5f;
 };

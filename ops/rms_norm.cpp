@@ -16,16 +16,24 @@ void check_weight_for(const Tensor& x, const Tensor& weight, const char* op, con
 }  // namespace
 
 Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms) {
+  IFLAME_CHECK(x.defined(), "rms_norm_forward: x: undefined tensor");
+  return rms_norm_forward(x, weight, eps, inv_rms, x.dtype());
+}
+
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms, DType out_dtype) {
   const char* op = "rms_norm_forward";
   IFLAME_CHECK(x.defined(), op, ": x: undefined tensor");
   detail::check_activation(x, op, "x", x.device());
   check_weight_for(x, weight, op, "weight");
   IFLAME_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
-  // Reads x and weight, writes y (x's dtype) and inv_rms (f32 per row).
-  PROFILE_OP("rms_norm_forward", 0, 2 * x.nbytes() + weight.nbytes() + 4 * (x.numel() / x.size(-1)), x.device(),
-             DType::F32);
+  IFLAME_CHECK(out_dtype == DType::F32 || (out_dtype == DType::BF16 && x.is_cuda()), op,
+               ": the output must be f32 (or bf16 on the GPU), got ", dtype_name(out_dtype), " for x ", x.describe());
+  // Reads x and weight, writes y (out_dtype) and inv_rms (f32 per row).
+  PROFILE_OP("rms_norm_forward", 0,
+             x.nbytes() + x.numel() * dtype_size(out_dtype) + weight.nbytes() + 4 * (x.numel() / x.size(-1)),
+             x.device(), DType::F32);
   if (x.device() == Device::CPU) return cpu::rms_norm_forward(x, weight, eps, inv_rms);
-  CUDA_ONLY(return cuda::rms_norm_forward(x, weight, eps, inv_rms));
+  CUDA_ONLY(return cuda::rms_norm_forward(x, weight, eps, inv_rms, out_dtype));
 }
 
 Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
@@ -34,7 +42,7 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
   IFLAME_CHECK(x.defined(), op, ": x: undefined tensor");
   const Device dev = x.device();
   detail::check_activation(x, op, "x", dev);
-  detail::check_activation(grad_y, op, "grad_y", dev);
+  detail::check_activation(grad_y, op, "grad_y", dev);  // its dtype may differ from x's on the GPU
   detail::check_shape(grad_y, x.shape(), op, "grad_y");
   check_weight_for(x, weight, op, "weight");
   check_weight_for(x, grad_weight, op, "grad_weight");

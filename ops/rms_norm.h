@@ -17,7 +17,13 @@ namespace iflame::ops {
 // x [..., d] (activation dtype), weight f32 [d]; inv_rms is set to a new f32 tensor
 // of shape [rows] (rows = numel / d). Returns y, shaped and typed like x.
 Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms);
-// Returns grad_x (like x); grad_weight f32 [d] is accumulated (+=).
+// The same with y in `out_dtype` (f32 or bf16; the CPU reference: f32 only).
+// y is rounded once, so on the GPU this equals rms_norm_forward(x, ...).to(out_dtype)
+// bit for bit, without writing and re-reading an f32 y: the f32 residual stream's
+// norms hand bf16 to the blocks this way (spec's norm1 / norm2).
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms, DType out_dtype);
+// Returns grad_x (like x); grad_weight f32 [d] is accumulated (+=). On the GPU
+// grad_y may be f32 or bf16 whatever x is (it is read as float either way).
 Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
                          Tensor& grad_weight);
 
@@ -28,7 +34,7 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
 }  // namespace cpu
 
 namespace cuda {
-Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms);
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms, DType out_dtype);
 // grad_weight is summed with float atomics (one per column per block): not bit-for-bit repeatable.
 Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
                          Tensor& grad_weight);

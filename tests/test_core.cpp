@@ -1,5 +1,7 @@
 // test_core.cpp: Tensor views and copies, bf16 rounding, the RNG, .npy files, the allocator.
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "core/allocator.h"
@@ -144,6 +146,41 @@ TEST_CASE("gpu: copies, conversions, fills and random numbers match the CPU") {
   CHECK(max_abs_diff(gn, cn) < 1e-5);
   Tensor z = Tensor::full({5}, 2.5f, DType::BF16, Device::CUDA);
   CHECK(z.to_floats() == std::vector<float>(5, 2.5f));
+}
+
+TEST_CASE("gpu: contiguous f32 <-> bf16 conversions equal the CPU's bit for bit") {
+  SKIP_WITHOUT_GPU();
+  // The vectorized kernels take 8 elements at a time: lengths around multiples
+  // of 8 exercise the tail; a view one element in is not 16-byte aligned and
+  // takes the general strided kernel. Values: random, rounding ties (the bf16
+  // midpoint of two neighbours, whose low bits are 0x8000), inf, NaN, -0.
+  auto bits_of = [](const Tensor& t) {
+    const Tensor c = t.to(Device::CPU).contiguous();
+    const size_t bytes = size_t(c.nbytes());
+    std::vector<unsigned char> out(bytes);
+    std::memcpy(out.data(), c.raw_data(), bytes);
+    return out;
+  };
+  for (const int64_t n : {int64_t(1), int64_t(7), int64_t(8), int64_t(9), int64_t(1003), int64_t(8 * 1001 + 5)}) {
+    CAPTURE(n);
+    std::vector<float> v = random_tensor({n + 1}, 40 + int(n), -3.0f, 3.0f).to_floats();
+    const float specials[] = {INFINITY, -INFINITY, NAN, -0.0f, 0x1.018p0f /* 1 + 2^-8 + 2^-9: odd tie */,
+                              0x1.008p0f /* 1 + 2^-9: even tie */};
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]) && i < v.size(); i++) v[i * 3 % v.size()] = specials[i];
+    const Tensor h = Tensor::from_floats(v, {n + 1});
+    const Tensor d = h.to(Device::CUDA);
+    for (const int64_t start : {int64_t(0), int64_t(1)}) {
+      CAPTURE(start);
+      const Tensor hv = h.slice(0, start, start + n), dv = d.slice(0, start, start + n);
+      const Tensor hb = hv.to(DType::BF16), db = dv.to(DType::BF16);
+      CHECK(bits_of(db) == bits_of(hb));
+      // Back to f32: exact, from the bf16 values just made.
+      CHECK(bits_of(db.to(DType::F32)) == bits_of(hb.to(DType::F32)));
+      // bf16 -> f32 from a view that starts `start` elements into its storage.
+      CHECK(bits_of(d.to(DType::BF16).slice(0, start, start + n).to(DType::F32)) ==
+            bits_of(h.to(DType::BF16).slice(0, start, start + n).to(DType::F32)));
+    }
+  }
 }
 
 TEST_CASE("gpu: the caching allocator reuses freed blocks") {

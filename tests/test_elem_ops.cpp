@@ -191,6 +191,52 @@ TEST_CASE("elem: rms_norm CUDA matches CPU") {
   }
 }
 
+TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm then the cast") {
+  SKIP_WITHOUT_GPU();
+  // The block's norms: f32 residual in, bf16 out; the gradient arrives in bf16
+  // (or f32) and grad_x leaves in f32. The fused kernels must give exactly what
+  // the separate norm and cast give, and be near the CPU reference.
+  for (Shape shape : {Shape{37, 136}, Shape{3, 117, 70}, Shape{9000, 8}, Shape{5, 512}, Shape{2, 7, 1100}}) {
+    INFO(shape_str(shape));
+    const int64_t d = shape.back();
+    const Tensor x = random_tensor(shape, 34, -2, 2), w = random_tensor({d}, 35, 0.5f, 1.5f);
+    const Tensor xg = x.to(Device::CUDA), wg = w.to(Device::CUDA);
+    Tensor inv_fused, inv_plain, inv_ref;
+    const Tensor y_fused = ops::rms_norm_forward(xg, wg, 1e-5f, inv_fused, DType::BF16);
+    const Tensor y_plain = ops::rms_norm_forward(xg, wg, 1e-5f, inv_plain).to(DType::BF16);
+    CHECK(y_fused.dtype() == DType::BF16);
+    CHECK(y_fused.shape() == shape);
+    CHECK(max_abs_diff(y_fused, y_plain) == 0.0);
+    CHECK(max_abs_diff(inv_fused, inv_plain) == 0.0);
+    const Tensor y_ref = ops::rms_norm_forward(x, w, 1e-5f, inv_ref);
+    check_close(y_fused, y_ref, tolerance(DType::BF16), "y");
+    // f32 out through the same entry: the plain kernel.
+    Tensor inv32;
+    CHECK(max_abs_diff(ops::rms_norm_forward(xg, wg, 1e-5f, inv32, DType::F32),
+                       ops::rms_norm_forward(xg, wg, 1e-5f, inv_plain)) == 0.0);
+    for (DType gdt : {DType::BF16, DType::F32}) {
+      INFO("grad_y " << dtype_name(gdt));
+      const Tensor g = random_tensor(shape, 36).to(Device::CUDA).to(gdt);
+      Tensor gw_fused = Tensor::zeros({d}, DType::F32, Device::CUDA), gw_plain = gw_fused.clone();
+      const Tensor gx_fused = ops::rms_norm_backward(g, xg, wg, inv_fused, gw_fused);
+      const Tensor gx_plain = ops::rms_norm_backward(g.to(DType::F32), xg, wg, inv_fused, gw_plain);
+      CHECK(gx_fused.dtype() == DType::F32);
+      CHECK(max_abs_diff(gx_fused, gx_plain) == 0.0);
+      // grad_weight is summed with float atomics: equal up to their order.
+      check_close(gw_fused, gw_plain, kF32Tol, "grad_weight");
+      Tensor gw_ref = Tensor::zeros({d});
+      const Tensor gx_ref = ops::rms_norm_backward(g.to(DType::F32).to(Device::CPU), x, w, inv_ref, gw_ref);
+      check_close(gx_fused, gx_ref, kF32Tol, "grad_x vs CPU");
+    }
+  }
+}
+
+TEST_CASE("elem: rms_norm refuses a bf16 output on the CPU") {
+  Tensor inv;
+  CHECK_THROWS_AS(ops::rms_norm_forward(random_tensor({2, 4}, 1), Tensor::full({4}, 1.0f), 1e-5f, inv, DType::BF16),
+                  Error);
+}
+
 // ---------------------------------------------------------------- swiglu
 
 TEST_CASE("elem: swiglu of hand-computed values") {

@@ -21,9 +21,9 @@ constexpr size_t kSharedBudget = 48 * 1024;
 // issued before the first is used (one memory round trip, which is what a
 // decoding step's one-row norms wait on); kPerLane == 0: any d, read twice.
 // The same sums in the same order either way.
-template <typename T, int kPerLane>
+template <typename T, typename TY, int kPerLane>
 __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __restrict__ weight,
-                                        T* __restrict__ y, float* __restrict__ inv_rms, long long rows, int d,
+                                        TY* __restrict__ y, float* __restrict__ inv_rms, long long rows, int d,
                                         float eps) {
   pdl_wait();  // launched with launch_pdl (pdl.cuh): decoding's one-row norms gain its overlap
   pdl_trigger();
@@ -62,8 +62,10 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __
   }
 }
 
-template <typename T>
-__global__ void rms_norm_backward_kernel(const T* __restrict__ grad_y, const T* __restrict__ x,
+// grad_y in TG, x and grad_x in T (the norms of the f32 residual stream get
+// their gradient in the blocks' bf16).
+template <typename TG, typename T>
+__global__ void rms_norm_backward_kernel(const TG* __restrict__ grad_y, const T* __restrict__ x,
                                          const float* __restrict__ weight, const float* __restrict__ inv_rms,
                                          T* __restrict__ grad_x, float* __restrict__ grad_weight, long long rows,
                                          int d) {
@@ -92,26 +94,30 @@ __global__ void rms_norm_backward_kernel(const T* __restrict__ grad_y, const T* 
 
 }  // namespace
 
-Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms) {
+Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms, DType out_dtype) {
   const int d = (int)x.size(-1);
   const long long rows = x.numel() / d;
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  Tensor y = Tensor::empty(x.shape(), out_dtype, Device::CUDA);
   inv_rms = Tensor::empty({rows}, DType::F32, Device::CUDA);
   if (rows == 0) return y;
   const unsigned blocks = grid_stride_blocks(rows, kWarps, 8192);
   IFLAME_DISPATCH_ACT(x.dtype(), "rms_norm_forward", {
-    auto launch = [&](auto kernel) {
-      launch_pdl(kernel, blocks, kThreads, 0, x.data<T>(), weight.data<float>(), y.data<T>(),
-                 inv_rms.data<float>(), rows, d, eps);
-    };
-    if (d <= 4 * 32)
-      launch(rms_norm_forward_kernel<T, 4>);
-    else if (d <= 16 * 32)
-      launch(rms_norm_forward_kernel<T, 16>);
-    else if (d <= 32 * 32)
-      launch(rms_norm_forward_kernel<T, 32>);
-    else
-      launch(rms_norm_forward_kernel<T, 0>);
+    using TX = T;
+    IFLAME_DISPATCH_ACT(out_dtype, "rms_norm_forward", {
+      using TY = T;
+      auto launch = [&](auto kernel) {
+        launch_pdl(kernel, blocks, kThreads, 0, x.data<TX>(), weight.data<float>(), y.data<TY>(),
+                   inv_rms.data<float>(), rows, d, eps);
+      };
+      if (d <= 4 * 32)
+        launch(rms_norm_forward_kernel<TX, TY, 4>);
+      else if (d <= 16 * 32)
+        launch(rms_norm_forward_kernel<TX, TY, 16>);
+      else if (d <= 32 * 32)
+        launch(rms_norm_forward_kernel<TX, TY, 32>);
+      else
+        launch(rms_norm_forward_kernel<TX, TY, 0>);
+    });
   });
   CUDA_CHECK_LAUNCH();
   return y;
@@ -128,11 +134,12 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
   if (rows == 0) return grad_x;
   const unsigned blocks = grid_stride_blocks(rows, kWarps, 1024);
   IFLAME_DISPATCH_ACT(x.dtype(), "rms_norm_backward", {
-    IFLAME_CHECK(grad_y.dtype() == x.dtype(), "rms_norm_backward: grad_y ", grad_y.describe(),
-                 " must have x's dtype ", dtype_name(x.dtype()));
-    rms_norm_backward_kernel<T><<<blocks, kThreads, shared_bytes, cuda_stream()>>>(
-        grad_y.data<T>(), x.data<T>(), weight.data<float>(), inv_rms.data<float>(), grad_x.data<T>(),
-        grad_weight.data<float>(), rows, d);
+    using TX = T;
+    IFLAME_DISPATCH_ACT(grad_y.dtype(), "rms_norm_backward", {
+      rms_norm_backward_kernel<T, TX><<<blocks, kThreads, shared_bytes, cuda_stream()>>>(
+          grad_y.data<T>(), x.data<TX>(), weight.data<float>(), inv_rms.data<float>(), grad_x.data<TX>(),
+          grad_weight.data<float>(), rows, d);
+    });
   });
   CUDA_CHECK_LAUNCH();
   return grad_x;
