@@ -79,12 +79,28 @@ Tensor next_token_targets(const Tensor& tokens, int64_t T_out) {
   return targets;
 }
 
+int IFlame::ffn_recompute_rank(int s, int index, int blocks_per_stage) {
+  static const int order[kStages] = {0, 2, 4, 5, 3, 1};  // stage -> its place, longest first
+  return order[s] * blocks_per_stage + index;
+}
+
+bool IFlame::recomputes_ffn(const ForwardContext& ctx, int s, int index, int blocks_per_stage) {
+  return ctx.recompute == Recompute::Ffn &&
+         (ctx.ffn_recompute_blocks < 0 || ffn_recompute_rank(s, index, blocks_per_stage) < ctx.ffn_recompute_blocks);
+}
+
 Variable IFlame::run_stage(int s, Variable x, const ForwardContext& ctx) const {
-  for (const Block& block : stages_[s]) {
-    if (ctx.recompute == Recompute::Blocks)  // keep x only; run the block again in backward
+  for (size_t i = 0; i < stages_[s].size(); i++) {
+    const Block& block = stages_[s][i];
+    if (ctx.recompute == Recompute::Blocks) {  // keep x only; run the block again in backward
       x = ag::recomputed(x, [&block, ctx](const Variable& in) { return block.forward(in, ctx); });
-    else
+    } else if (ctx.recompute == Recompute::Ffn && !recomputes_ffn(ctx, s, int(i), config_.blocks_per_stage)) {
+      ForwardContext plain = ctx;  // past ffn:K's limit: this block keeps everything
+      plain.recompute = Recompute::None;
+      x = block.forward(x, plain);
+    } else {
       x = block.forward(x, ctx);
+    }
   }
   return x;
 }

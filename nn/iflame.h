@@ -50,6 +50,13 @@ class IFlame {
 
   // The six stages in the order the input flows through them.
   static constexpr int kStages = 6;
+  // Where block `index` of stage s comes when blocks are ordered longest
+  // first: the two full-length stages (encoder_blocks.0, decoder_blocks.1),
+  // then the T/3 ones, then the bottleneck's; in stage order within a length.
+  // `--recompute ffn:K` rebuilds the feed-forward of ranks 0 .. K-1.
+  static int ffn_recompute_rank(int s, int index, int blocks_per_stage);
+  // Whether a block recomputes its feed-forward under ctx (Recompute::Ffn and its limit).
+  static bool recomputes_ffn(const ForwardContext& ctx, int s, int index, int blocks_per_stage);
   static const char* stage_name(int stage);  // "encoder_blocks.0", ..., "decoder_blocks.1"
   const std::vector<Block>& stage(int s) const { return stages_[s]; }
   const Variable& embedding() const { return embedding_; }

@@ -31,10 +31,16 @@ class ParameterList {
 // more compute for a fraction of the memory (training/memory_model.h). Ffn:
 // only the feed-forward's input, not its three hidden-width tensors (the
 // largest part of a block's); the feed-forward runs again during backward, its
-// products about a fifth more compute, attention never twice.
+// products about a fifth more compute, attention never twice. Ffn may be
+// limited to the K longest blocks (ForwardContext::ffn_recompute_blocks,
+// `--recompute ffn:K`): a step between none and ffn in memory and in time.
 enum class Recompute { None, Blocks, Ffn };
 const char* recompute_name(Recompute r);      // "none", "blocks", "ffn"
-Recompute parse_recompute(const std::string& name);  // throws on anything else
+// "none", "blocks", "ffn" or "ffn:K" (K >= 0 blocks); throws on anything else.
+// ffn_blocks, when given, is set to K, or -1 (every block) for the others.
+Recompute parse_recompute(const std::string& name, int* ffn_blocks = nullptr);
+// What parse_recompute reads back: "ffn:K" for a limited ffn, else recompute_name.
+std::string recompute_label(Recompute r, int ffn_blocks);
 
 // What every forward needs to know besides its input.
 struct ForwardContext {
@@ -50,6 +56,9 @@ struct ForwardContext {
   // fraction of the aligned rate (spec §6), so training pads to 8 there.
   int ffn_align = 1;
   Recompute recompute = Recompute::None;  // only matters while the tape records
+  // With Recompute::Ffn: how many blocks rebuild their feed-forward, the
+  // longest first (IFlame::ffn_recompute_rank); -1: all of them.
+  int ffn_recompute_blocks = -1;
 };
 
 struct Linear {

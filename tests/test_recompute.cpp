@@ -22,10 +22,11 @@ using namespace iflame::test;
 
 namespace {
 
-ForwardContext context_with(DType matmul, Recompute recompute) {
+ForwardContext context_with(DType matmul, Recompute recompute, int ffn_blocks = -1) {
   ForwardContext ctx;
   ctx.matmul = matmul;
   ctx.recompute = recompute;
+  ctx.ffn_recompute_blocks = ffn_blocks;
   return ctx;
 }
 
@@ -63,14 +64,14 @@ struct Parity {
 };
 
 Parity parity(const std::string& preset, Device device, DType matmul, int64_t B, int64_t T,
-              Recompute mode = Recompute::Blocks) {
+              Recompute mode = Recompute::Blocks, int ffn_blocks = -1) {
   const Tensor tokens = random_tokens(B, T, 7);
   auto none = make_model(preset, device, 5), blocks = make_model(preset, device, 5);
   MuonAdamW opt_none(none->parameters(), OptimizerConfig{}), opt_blocks(blocks->parameters(), OptimizerConfig{});
   Parity p;
   IFlame::LossOutput a = none->loss(tokens, context_with(matmul, Recompute::None));
   tape().backward(a.loss);
-  IFlame::LossOutput b = blocks->loss(tokens, context_with(matmul, mode));
+  IFlame::LossOutput b = blocks->loss(tokens, context_with(matmul, mode, ffn_blocks));
   tape().backward(b.loss);
   p.loss_none = a.loss.value().item();
   p.loss_blocks = b.loss.value().item();
@@ -93,10 +94,11 @@ Parity parity(const std::string& preset, Device device, DType matmul, int64_t B,
 
 // Host bytes that stay allocated across a training forward: what the tape
 // saved (plus the loss outputs, which the tape saves too).
-size_t bytes_held_after_forward(const IFlame& model, const Tensor& tokens, Recompute recompute, size_t* tape_steps) {
+size_t bytes_held_after_forward(const IFlame& model, const Tensor& tokens, Recompute recompute, size_t* tape_steps,
+                                int ffn_blocks = -1) {
   tape().clear();
   const size_t before = host_memory_stats().in_use;
-  IFlame::LossOutput out = model.loss(tokens, context_with(DType::F32, recompute));
+  IFlame::LossOutput out = model.loss(tokens, context_with(DType::F32, recompute, ffn_blocks));
   const size_t held = host_memory_stats().in_use - before;
   if (tape_steps) *tape_steps = tape().size();
   tape().clear();
@@ -174,6 +176,65 @@ TEST_CASE("train: --recompute ffn gives the same loss, gradients and optimizer s
     CHECK(p.grads_bitwise);
     CHECK(p.params_bitwise);
   }
+}
+
+TEST_CASE("train: --recompute ffn:K rebuilds the K longest blocks' feed-forwards and changes no number (tiny, CPU)") {
+  // The order: encoder_blocks.0, decoder_blocks.1 (full length), then the T/3
+  // stages, then the bottleneck's two.
+  const int per = 4;
+  CHECK(IFlame::ffn_recompute_rank(0, 0, per) == 0);
+  CHECK(IFlame::ffn_recompute_rank(0, 3, per) == 3);
+  CHECK(IFlame::ffn_recompute_rank(5, 0, per) == 4);
+  CHECK(IFlame::ffn_recompute_rank(1, 0, per) == 8);
+  CHECK(IFlame::ffn_recompute_rank(4, 3, per) == 15);
+  CHECK(IFlame::ffn_recompute_rank(2, 0, per) == 16);
+  CHECK(IFlame::ffn_recompute_rank(3, 3, per) == 23);
+  std::vector<int> ranks;
+  for (int s = 0; s < IFlame::kStages; s++)
+    for (int i = 0; i < per; i++) ranks.push_back(IFlame::ffn_recompute_rank(s, i, per));
+  std::sort(ranks.begin(), ranks.end());
+  for (int r = 0; r < 24; r++) CHECK(ranks[r] == r);  // a permutation of the 24 blocks
+
+  int k = 7;
+  CHECK(parse_recompute("ffn:3", &k) == Recompute::Ffn);
+  CHECK(k == 3);
+  CHECK(parse_recompute("ffn", &k) == Recompute::Ffn);
+  CHECK(k == -1);
+  CHECK(recompute_label(Recompute::Ffn, 5) == "ffn:5");
+  CHECK(recompute_label(Recompute::Ffn, -1) == "ffn");
+  for (const char* bad : {"ffn:", "ffn:-1", "ffn:2x", "ffn:x"})
+    CHECK(contains(error_of([&] { parse_recompute(bad); }), "ffn:K"));
+
+  // Bit-identical to none, as ffn is.
+  Parity p = parity("tiny", Device::CPU, DType::F32, 1, 97, Recompute::Ffn, 3);
+  CHECK(p.loss_none == p.loss_blocks);
+  CHECK(p.grads_bitwise);
+  CHECK(p.params_bitwise);
+
+  // The tape holds what the memory model says, and K moves it from ffn to none.
+  const int64_t B = 2, T = 178;
+  const Tensor tokens = random_tokens(B, T, 3);
+  const IFlameConfig tiny = IFlameConfig::preset("tiny");
+  auto model = make_model("tiny", Device::CPU, 5);
+  double previous = 0;
+  for (int blocks : {0, 1, 5, 12, 24}) {
+    CAPTURE(blocks);
+    ForwardContext ctx = context_with(DType::F32, Recompute::Ffn, blocks);
+    const MemoryEstimate e = estimate_training_memory(tiny, B, T, ctx);
+    const double held = double(bytes_held_after_forward(*model, tokens, Recompute::Ffn, nullptr, blocks));
+    CHECK(std::fabs(held - e.saved_bytes) <= 1e-3 * e.saved_bytes);
+    if (blocks > 0) CHECK(held < previous);  // every further block keeps less
+    previous = held;
+  }
+  CHECK(estimate_training_memory(tiny, B, T, context_with(DType::F32, Recompute::Ffn, 0)).total() ==
+        estimate_training_memory(tiny, B, T, context_with(DType::F32, Recompute::None)).total());
+  CHECK(estimate_training_memory(tiny, B, T, context_with(DType::F32, Recompute::Ffn, 24)).total() ==
+        estimate_training_memory(tiny, B, T, context_with(DType::F32, Recompute::Ffn)).total());
+  // From the command line: the count reaches the forward context.
+  TrainConfig c;
+  c.recompute = "ffn:2";
+  CHECK(c.resolved_recompute(Device::CUDA, IFlameConfig::preset("shapenet")) == Recompute::Ffn);
+  CHECK(c.forward_context(Device::CUDA).ffn_recompute_blocks == 2);
 }
 
 TEST_CASE("train: --recompute blocks matches none on the GPU (tiny model, f32)") {

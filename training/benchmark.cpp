@@ -98,7 +98,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
                 "recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
                 ctx.activations == DType::BF16 ? "bf16" : "f32", oc.ns_dtype == DType::BF16 ? "bf16" : "f32",
-                recompute_name(recompute));
+                recompute_label(recompute, ctx.ffn_recompute_blocks).c_str());
     std::printf("batch       %lld x %lld tokens, %d timed steps after 2 warm-up steps\n",
                 static_cast<long long>(B), static_cast<long long>(T), config.bench_steps);
     std::printf("step        %.4f s mean, %.4f s best\n", r.mean_step_s, r.min_step_s);
@@ -108,7 +108,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
     std::printf("peak memory %.2f GiB held by tensors (%s, measured over the timed steps)\n", r.peak_gib,
                 device == Device::CUDA ? "GPU" : "host");
     std::printf("memory model (an estimate, training/memory_model.h):\n%s",
-                describe_memory({{str("recompute ", recompute_name(recompute)), estimate}}, "            ").c_str());
+                describe_memory({{str("recompute ", recompute_label(recompute, ctx.ffn_recompute_blocks)), estimate}}, "            ").c_str());
     if (config.profile) {
       double op_ms = 0, step_ms = 0;
       for (const profiler::OpStats& row : r.profile) op_ms += row.ms;
@@ -207,7 +207,7 @@ void print_memory_estimate(const TrainConfig& config) {
   std::vector<std::pair<std::string, MemoryEstimate>> columns;
   for (Recompute r : {Recompute::None, Recompute::Ffn, Recompute::Blocks}) {
     ctx.recompute = r;
-    columns.push_back({recompute_name(r), estimate_training_memory(model, B, T, ctx)});
+    columns.push_back({recompute_label(r, ctx.ffn_recompute_blocks), estimate_training_memory(model, B, T, ctx)});
   }
   std::printf("%s", describe_memory(columns).c_str());
 }

@@ -51,6 +51,8 @@ ForwardContext TrainConfig::forward_context(Device d) const {
   const bool bf16_inside = d == Device::CUDA && (precision.empty() || precision == "bf16");
   ctx.activations = bf16_inside ? DType::BF16 : DType::F32;
   ctx.ffn_align = d == Device::CUDA ? 8 : 1;  // aligned cuBLAS kernels for the 1365-wide FFN (spec §6)
+  // The block count of --recompute ffn:K (the mode itself: resolved_recompute).
+  if (!recompute.empty()) parse_recompute(recompute, &ctx.ffn_recompute_blocks);
   return ctx;
 }
 
@@ -109,7 +111,9 @@ precision and device
                         more compute, under a tenth of the activation memory
                         at d=512; see --estimate-memory); ffn: keep each
                         feed-forward's input only and run it again (its
-                        hidden tensors are most of a block's memory)
+                        hidden tensors are most of a block's memory);
+                        ffn:K: the same in the K longest blocks only, the
+                        others keeping everything (between none and ffn)
                                   [ffn for d=512 on the GPU, none otherwise]
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints

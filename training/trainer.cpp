@@ -158,7 +158,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
     std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
     std::printf("model     %s (%s), %.2fM parameters, %s matrix products, recompute %s\n", model_label_.c_str(),
                 model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str(),
-                recompute_name(recompute_));
+                recompute_label(recompute_, config_.forward_context(device_).ffn_recompute_blocks).c_str());
     std::printf("data      %s: %zu training meshes, %zu validation meshes, %lld batches of %d per epoch\n",
                 config_.dataset.c_str(), train_indices_.size(), val_indices_.size(),
                 static_cast<long long>(batches_per_epoch_), config_.batch_size * world);
