@@ -1,6 +1,7 @@
 // cached_attention.cu: the cached attention step on the GPU (head dim 32).
 //
 // One block of 128 threads per (b, h). Thread t takes cache rows t, t+128, ...
+// (each row's K and V read as 16-byte words)
 // and keeps its own online softmax (running max m, sum l, accumulator acc[32] in
 // registers); the block then merges the 128 partial results: M = max m,
 // o = sum(exp(m - M) acc) / sum(exp(m - M) l). f32 arithmetic, storage f32 or bf16.
@@ -32,7 +33,43 @@ namespace {
 constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <typename T>
+// One cache row of 32 values as floats. kVector: 16-byte loads (8 for an f32
+// row, 4 for a bf16 row) where the caller checked the alignment; otherwise
+// element by element. The same values either way.
+template <bool kVector>
+__device__ __forceinline__ void load_row(const float* __restrict__ p, float* out) {
+  if constexpr (kVector) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 4; i++) {
+      const float4 w = reinterpret_cast<const float4*>(p)[i];
+      out[4 * i] = w.x, out[4 * i + 1] = w.y, out[4 * i + 2] = w.z, out[4 * i + 3] = w.w;
+    }
+  } else {
+#pragma unroll
+    for (int d = 0; d < kHeadDim; d++) out[d] = p[d];
+  }
+}
+
+template <bool kVector>
+__device__ __forceinline__ void load_row(const bf16* __restrict__ p, float* out) {
+  if constexpr (kVector) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 8; i++) {
+      const uint4 w = reinterpret_cast<const uint4*>(p)[i];
+      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        out[8 * i + 2 * j] = __uint_as_float(words[j] << 16);  // the lower bf16 of the word comes first
+        out[8 * i + 2 * j + 1] = __uint_as_float(words[j] & 0xffff0000u);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int d = 0; d < kHeadDim; d++) out[d] = load_float(p + d);
+  }
+}
+
+template <typename T, bool kVector>
 __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                             T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
@@ -60,15 +97,16 @@ __global__ void __launch_bounds__(kThreads)
   const int splits = gridDim.y, chunk = (length + splits - 1) / splits;
   const int first = blockIdx.y * chunk, end = min(length, first + chunk);
   for (int j = first + t; j < end; j += kThreads) {
-    const T* kj = k_head + j * row_stride;
-    const T* vj = v_head + j * row_stride;
+    float kr[kHeadDim], vr[kHeadDim];
+    load_row<kVector>(k_head + j * row_stride, kr);
+    load_row<kVector>(v_head + j * row_stride, vr);  // issued with K's loads: one round trip per row
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
 #pragma unroll
     for (int d = 0; d < kHeadDim; d += 4) {
-      s0 = fmaf(qr[d + 0], load_float(kj + d + 0), s0);
-      s1 = fmaf(qr[d + 1], load_float(kj + d + 1), s1);
-      s2 = fmaf(qr[d + 2], load_float(kj + d + 2), s2);
-      s3 = fmaf(qr[d + 3], load_float(kj + d + 3), s3);
+      s0 = fmaf(qr[d + 0], kr[d + 0], s0);
+      s1 = fmaf(qr[d + 1], kr[d + 1], s1);
+      s2 = fmaf(qr[d + 2], kr[d + 2], s2);
+      s3 = fmaf(qr[d + 3], kr[d + 3], s3);
     }
     const float s = (s0 + s1) + (s2 + s3);  // log2 units
     const float new_m = fmaxf(m, s);
@@ -76,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
     const float p = exp2f(s - new_m);
     l = l * correction + p;
 #pragma unroll
-    for (int d = 0; d < kHeadDim; d++) acc[d] = fmaf(p, load_float(vj + d), acc[d] * correction);
+    for (int d = 0; d < kHeadDim; d++) acc[d] = fmaf(p, vr[d], acc[d] * correction);
     m = new_m;
   }
   part_m[t] = m;
@@ -160,7 +198,11 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
   with_storage_type(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const dim3 grid(static_cast<unsigned>(bh), static_cast<unsigned>(splits));
-    launch_pdl(cached_attention_kernel<T>, grid, kThreads, 0, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(),
+    // Rows are 32 values apart from any (b, h) start, so 16-byte aligned bases
+    // make every row's loads 16-byte aligned.
+    auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; };
+    const bool vector = aligned(k_cache) && aligned(v_cache);
+    launch_pdl(vector ? cached_attention_kernel<T, true> : cached_attention_kernel<T, false>, grid, kThreads, 0, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(),
                o.data<T>(), static_cast<int>(q.size(1)), static_cast<int>(k_cache.size(1)),
                static_cast<int>(length), position, div, scale * kLog2e,
                splits > 1 ? partial.data<float>() : nullptr);
