@@ -99,6 +99,7 @@ stage_bench_sample() {
   done
   run bench-sample.log ./sample --bench --model shapenet --batch 1 --tokens 7209 --precision bf16
   run bench-sample.log ./sample --bench --model shapenet --batch 1 --tokens 900 --precision bf16 --profile
+  run bench-sample.log ./sample --bench --model shapenet --batch 64 --tokens 900 --precision bf16 --profile
   grep -E "^\\$|^bench:|tokens/s|cache:" "$out/bench-sample.log" | tee -a "$summary"
 }
 
@@ -111,6 +112,7 @@ stage_bench_train() {
   run bench-train.log ./train --bench --model shapenet --batch 16 --precision bf16-matmul
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute none
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute blocks
+  run bench-train.log ./train --bench --model shapenet --batch 16 --recompute ffn:2
   run bench-train.log ./train --bench --model shapenet --batch 16 --muon-ns bf16
   run bench-train.log ./train --bench --model shapenet --batch 48
   run bench-train.log ./train --bench --model shapenet --batch 16 --profile --bench-steps 2
