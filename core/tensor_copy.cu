@@ -53,11 +53,7 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ src, bf16* __restri
     const float4 a = reinterpret_cast<const float4*>(src)[2 * g];
     const float4 b = reinterpret_cast<const float4*>(src)[2 * g + 1];
     const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-    uint32_t packed[4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-      packed[i] = uint32_t(float_to_bf16(v[2 * i]).bits) | (uint32_t(float_to_bf16(v[2 * i + 1]).bits) << 16);
-    reinterpret_cast<uint4*>(dst)[g] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    reinterpret_cast<uint4*>(dst)[g] = pack_bf16x8(v);
   }
   for (long long i = 8 * n8 + first; i < n; i += stride) dst[i] = float_to_bf16(src[i]);
 }
@@ -67,14 +63,8 @@ __global__ void bf16_to_f32_kernel(const bf16* __restrict__ src, float* __restri
   const long long stride = (long long)gridDim.x * blockDim.x;
   const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   for (long long g = first; g < n8; g += stride) {
-    const uint4 w = reinterpret_cast<const uint4*>(src)[g];
-    const uint32_t packed[4] = {w.x, w.y, w.z, w.w};
     float v[8];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      v[2 * i] = __uint_as_float(packed[i] << 16);
-      v[2 * i + 1] = __uint_as_float(packed[i] & 0xffff0000u);
-    }
+    unpack_bf16x8(reinterpret_cast<const uint4*>(src)[g], v);
     reinterpret_cast<float4*>(dst)[2 * g] = make_float4(v[0], v[1], v[2], v[3]);
     reinterpret_cast<float4*>(dst)[2 * g + 1] = make_float4(v[4], v[5], v[6], v[7]);
   }
@@ -101,17 +91,15 @@ void cuda_copy_convert(Tensor& dst, const Tensor& src) {
   }
   const bool contiguous = dst.is_contiguous() && src.is_contiguous() && aligned16(dst.raw_data()) &&
                           aligned16(src.raw_data());
+  const long long n = src.numel(), n8 = n / 8;
+  const unsigned blocks = blocks_for(n8 > 0 ? n8 : n, 256);
   if (contiguous && src.dtype() == DType::F32 && dst.dtype() == DType::BF16) {
-    const long long n = src.numel(), n8 = n / 8;
-    f32_to_bf16_kernel<<<blocks_for(n8 > 0 ? n8 : n, 256), 256, 0, cuda_stream()>>>(src.data<float>(),
-                                                                                    dst.data<bf16>(), n8, n);
+    f32_to_bf16_kernel<<<blocks, 256, 0, cuda_stream()>>>(src.data<float>(), dst.data<bf16>(), n8, n);
     CUDA_CHECK_LAUNCH();
     return;
   }
   if (contiguous && src.dtype() == DType::BF16 && dst.dtype() == DType::F32) {
-    const long long n = src.numel(), n8 = n / 8;
-    bf16_to_f32_kernel<<<blocks_for(n8 > 0 ? n8 : n, 256), 256, 0, cuda_stream()>>>(src.data<bf16>(),
-                                                                                    dst.data<float>(), n8, n);
+    bf16_to_f32_kernel<<<blocks, 256, 0, cuda_stream()>>>(src.data<bf16>(), dst.data<float>(), n8, n);
     CUDA_CHECK_LAUNCH();
     return;
   }
@@ -123,7 +111,6 @@ void cuda_copy_convert(Tensor& dst, const Tensor& src) {
     layout.src_stride[d] = src.strides()[d];
     layout.dst_stride[d] = dst.strides()[d];
   }
-  long long n = src.numel();
   copy_convert_kernel<<<blocks_for(n, 256), 256, 0, cuda_stream()>>>(
       dst.raw_data(), dtype_code(dst.dtype()), src.raw_data(), dtype_code(src.dtype()), layout, n);
   CUDA_CHECK_LAUNCH();

@@ -54,15 +54,7 @@ template <bool kVector>
 __device__ __forceinline__ void load_row(const bf16* __restrict__ p, float* out) {
   if constexpr (kVector) {
 #pragma unroll
-    for (int i = 0; i < kHeadDim / 8; i++) {
-      const uint4 w = reinterpret_cast<const uint4*>(p)[i];
-      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        out[8 * i + 2 * j] = __uint_as_float(words[j] << 16);  // the lower bf16 of the word comes first
-        out[8 * i + 2 * j + 1] = __uint_as_float(words[j] & 0xffff0000u);
-      }
-    }
+    for (int i = 0; i < kHeadDim / 8; i++) unpack_bf16x8(reinterpret_cast<const uint4*>(p)[i], out + 8 * i);
   } else {
 #pragma unroll
     for (int d = 0; d < kHeadDim; d++) out[d] = load_float(p + d);

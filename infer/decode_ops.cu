@@ -149,13 +149,10 @@ __global__ void advance_position_kernel(int* position) {
 constexpr int kProductWarps = 8;  // output rows (or gate pairs) per block
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const uint4 w, const float* x) {
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  float wf[8];
+  unpack_bf16x8(w, wf);
 #pragma unroll
-  for (int h = 0; h < 4; h++) {
-    const float lo = __uint_as_float(words[h] << 16), hi = __uint_as_float(words[h] & 0xffff0000u);
-    *acc = fmaf(lo, x[2 * h], *acc);
-    *acc = fmaf(hi, x[2 * h + 1], *acc);
-  }
+  for (int i = 0; i < 8; i++) *acc = fmaf(wf[i], x[i], *acc);  // the order of the pairs as before
 }
 
 // y[b, n] = sum_k bf16(x[b, k]) W[n, k] + bias[n], or with `gate` (N = 2F):
