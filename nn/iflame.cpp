@@ -84,23 +84,21 @@ int IFlame::ffn_recompute_rank(int s, int index, int blocks_per_stage) {
   return order[s] * blocks_per_stage + index;
 }
 
-bool IFlame::recomputes_ffn(const ForwardContext& ctx, int s, int index, int blocks_per_stage) {
-  return ctx.recompute == Recompute::Ffn &&
-         (ctx.ffn_recompute_blocks < 0 || ffn_recompute_rank(s, index, blocks_per_stage) < ctx.ffn_recompute_blocks);
+Recompute IFlame::block_recompute(const ForwardContext& ctx, int s, int index, int blocks_per_stage) {
+  const bool past_limit = ctx.ffn_recompute_blocks >= 0 &&
+                          ffn_recompute_rank(s, index, blocks_per_stage) >= ctx.ffn_recompute_blocks;
+  return ctx.recompute == Recompute::Ffn && past_limit ? Recompute::None : ctx.recompute;
 }
 
 Variable IFlame::run_stage(int s, Variable x, const ForwardContext& ctx) const {
   for (size_t i = 0; i < stages_[s].size(); i++) {
     const Block& block = stages_[s][i];
-    if (ctx.recompute == Recompute::Blocks) {  // keep x only; run the block again in backward
-      x = ag::recomputed(x, [&block, ctx](const Variable& in) { return block.forward(in, ctx); });
-    } else if (ctx.recompute == Recompute::Ffn && !recomputes_ffn(ctx, s, int(i), config_.blocks_per_stage)) {
-      ForwardContext plain = ctx;  // past ffn:K's limit: this block keeps everything
-      plain.recompute = Recompute::None;
-      x = block.forward(x, plain);
-    } else {
-      x = block.forward(x, ctx);
-    }
+    ForwardContext here = ctx;
+    here.recompute = block_recompute(ctx, s, int(i), config_.blocks_per_stage);
+    if (here.recompute == Recompute::Blocks)  // keep x only; run the block again in backward
+      x = ag::recomputed(x, [&block, here](const Variable& in) { return block.forward(in, here); });
+    else  // None, or Ffn: Block::forward rebuilds its feed-forward
+      x = block.forward(x, here);
   }
   return x;
 }

@@ -55,8 +55,10 @@ class IFlame {
   // then the T/3 ones, then the bottleneck's; in stage order within a length.
   // `--recompute ffn:K` rebuilds the feed-forward of ranks 0 .. K-1.
   static int ffn_recompute_rank(int s, int index, int blocks_per_stage);
-  // Whether a block recomputes its feed-forward under ctx (Recompute::Ffn and its limit).
-  static bool recomputes_ffn(const ForwardContext& ctx, int s, int index, int blocks_per_stage);
+  // What block `index` of stage s keeps under ctx: ctx.recompute, except that
+  // Ffn past ffn:K's limit keeps everything (None). The model and the memory
+  // model (training/memory_model.h) both ask this.
+  static Recompute block_recompute(const ForwardContext& ctx, int s, int index, int blocks_per_stage);
   static const char* stage_name(int stage);  // "encoder_blocks.0", ..., "decoder_blocks.1"
   const std::vector<Block>& stage(int s) const { return stages_[s]; }
   const Variable& embedding() const { return embedding_; }

@@ -1,9 +1,8 @@
 // layers.cpp: forward passes of the iFlame layers.
 #include "nn/layers.h"
 
-#include <cstdlib>
-
 #include <cmath>
+#include <cstdlib>
 
 #include "autograd/recompute.h"
 #include "core/error.h"

@@ -64,10 +64,7 @@ MemoryEstimate estimate_training_memory(const IFlameConfig& c, int64_t batch, in
     for (int i = 0; i < c.blocks_per_stage; i++) {
       const bool full = ++block_number % c.full_attention_every == 0;
       const double rows = B * level_length[s];
-      const Recompute here = recompute == Recompute::Ffn && !IFlame::recomputes_ffn(ctx, s, i, c.blocks_per_stage)
-                                 ? Recompute::None
-                                 : recompute;
-      saved += block_saved_bytes(c, full, rows, a, ffn, here);
+      saved += block_saved_bytes(c, full, rows, a, ffn, IFlame::block_recompute(ctx, s, i, c.blocks_per_stage));
       largest_block =
           std::max(largest_block, block_saved_bytes(c, full, rows, a, ffn, Recompute::None) - 4 * rows * d);
     }
@@ -79,10 +76,10 @@ MemoryEstimate estimate_training_memory(const IFlameConfig& c, int64_t batch, in
   saved += 4 * R0 * d;            // decoder_blocks.1 output (output_proj)
   saved += 4 * R0 * V + 4 * R0 + 4 * R0 + 3 * 4;  // logits, targets, log-sum-exp, loss/accuracy/count
   e.saved_bytes = saved;
-  e.recompute_bytes = recompute == Recompute::Blocks ? largest_block
-                     : recompute == Recompute::Ffn && ctx.ffn_recompute_blocks != 0
-                         ? a * R0 * 3 * ffn  // a level-0 feed-forward rebuilt (rank 0 is full length)
-                                                    : 0;
+  // The largest thing rebuilt at once: a block, or a full-length block's
+  // feed-forward (ffn:K with K >= 1 includes one: rank 0 is full length).
+  const bool rebuilds_ffn = recompute == Recompute::Ffn && ctx.ffn_recompute_blocks != 0;
+  e.recompute_bytes = recompute == Recompute::Blocks ? largest_block : rebuilds_ffn ? a * R0 * 3 * ffn : 0;
   e.transient_bytes = 4 * R0 * d + a * R0 * 2 * ffn;  // the block output's gradient (f32), SwiGLU's two
   return e;
 }
