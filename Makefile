@@ -52,7 +52,7 @@ ifeq ($(CUDA),1)
   endif
   CXXFLAGS  += -DIFLAME_CUDA -I$(CUDA_HOME)/include
   NVFLAGS   += -DIFLAME_CUDA
-  LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt
+  LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt
   LIB_OBJ   := $(LIB_CPP:%.cpp=$(BUILD)/%.o) $(LIB_CU:%.cu=$(BUILD)/%.cu.o)
   # NCCL (multi-GPU data parallel) when its header is there; NCCL=0 leaves it out.
   NCCL ?= $(shell test -f $(CUDA_HOME)/include/nccl.h -o -f /usr/include/nccl.h && echo 1 || echo 0)

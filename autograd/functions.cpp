@@ -47,23 +47,28 @@ Variable rms_norm(const Variable& x, const Variable& weight, float eps) {
   return rms_norm(x, weight, eps, x.value().dtype());
 }
 
+// The backward step of y = rms_norm(x): grad_x is added into the gradient x
+// already has when that one is x's alone (accumulation_target), else handed over.
+static void record_rms_norm(const Variable& x, const Variable& weight, const Variable& out, const Tensor& inv_rms) {
+  Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
+  Tensor xv = x.value(), wv = weight.value();
+  tape().record([xs, ws, o, xv, wv, inv_rms]() {
+    Tensor g = o->take();
+    if (!g.defined()) return;
+    Tensor gw = param_grad_target(ws, wv);
+    Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
+    Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw, into);  // gx in x's dtype, whatever g's is
+    if (xs->requires_grad() && !into) xs->accumulate(gx);
+  });
+}
+
 Variable rms_norm(const Variable& x, const Variable& weight, float eps, DType out_dtype) {
   // The CPU reference has f32 tensors only: there the cast stays its own op.
   if (out_dtype != x.value().dtype() && !x.value().is_cuda()) return cast(rms_norm(x, weight, eps), out_dtype);
   Tensor inv_rms;
   Variable out(ops::rms_norm_forward(x.value(), weight.value(), eps, inv_rms, out_dtype),
                x.requires_grad() || weight.requires_grad());
-  if (needs_grad(x, weight)) {
-    Slot xs = x.slot(), ws = weight.slot(), o = out.slot();
-    Tensor xv = x.value(), wv = weight.value();
-    tape().record([xs, ws, o, xv, wv, inv_rms]() {
-      Tensor g = o->take();
-      if (!g.defined()) return;
-      Tensor gw = param_grad_target(ws, wv);
-      Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw);  // gx in x's dtype, whatever g's is
-      if (xs->requires_grad()) xs->accumulate(gx);
-    });
-  }
+  if (needs_grad(x, weight)) record_rms_norm(x, weight, out, inv_rms);
   return out;
 }
 
@@ -85,9 +90,11 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias,
       Tensor gw = param_grad_target(ws, wv);
       Tensor gb;
       if (bs && bs->requires_grad()) gb = bs->buffer();
-      ops::linear_backward(g, xv, wv, compute, xs->requires_grad() ? &gx : nullptr, gw,
-                           gb.defined() ? &gb : nullptr);
-      if (xs->requires_grad()) xs->accumulate(gx);
+      // grad_x straight into the gradient x already has, when that one is x's alone.
+      Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
+      Tensor* grad_x = into ? into : xs->requires_grad() ? &gx : nullptr;
+      ops::linear_backward(g, xv, wv, compute, grad_x, gw, gb.defined() ? &gb : nullptr, into != nullptr);
+      if (xs->requires_grad() && !into) xs->accumulate(gx);
     });
   }
   return out;
@@ -192,18 +199,39 @@ Variable repeat3_shift2(const Variable& x, int64_t out_length) {
   return out;
 }
 
+// The backward step of out = a + b: out's gradient to both.
+static void record_add(const Variable& a, const Variable& b, const Variable& out) {
+  Slot as = a.slot(), bs = b.slot(), o = out.slot();
+  tape().record([as, bs, o]() {
+    Tensor g = o->take();
+    if (!g.defined()) return;
+    if (as->requires_grad()) as->accumulate(g);
+    if (bs->requires_grad()) bs->accumulate(g);
+  });
+}
+
 Variable add(const Variable& a, const Variable& b) {
   Variable out(ops::add(a.value(), b.value()), a.requires_grad() || b.requires_grad());
-  if (needs_grad(a, b)) {
-    Slot as = a.slot(), bs = b.slot(), o = out.slot();
-    tape().record([as, bs, o]() {
-      Tensor g = o->take();
-      if (!g.defined()) return;
-      if (as->requires_grad()) as->accumulate(g);
-      if (bs->requires_grad()) bs->accumulate(g);
-    });
-  }
+  if (needs_grad(a, b)) record_add(a, b, out);
   return out;
+}
+
+AddNorm add_rms_norm(const Variable& a, const Variable& b, const Variable& weight, float eps, DType out_dtype) {
+  // The CPU reference has f32 tensors only, and its cast is its own op.
+  if (!a.value().is_cuda()) {
+    Variable sum = add(a, b);
+    return {sum, rms_norm(sum, weight, eps, out_dtype)};
+  }
+  Tensor sum_value, inv_rms;
+  Tensor normed_value =
+      ops::add_rms_norm_forward(a.value(), b.value(), weight.value(), eps, sum_value, inv_rms, out_dtype);
+  AddNorm r;
+  r.sum = Variable(sum_value, a.requires_grad() || b.requires_grad());
+  r.normed = Variable(normed_value, r.sum.requires_grad() || weight.requires_grad());
+  // In the order the two functions would record: backward runs the norm's step first.
+  if (needs_grad(a, b)) record_add(a, b, r.sum);
+  if (needs_grad(r.sum, weight)) record_rms_norm(r.sum, weight, r.normed, inv_rms);
+  return r;
 }
 
 Variable cast(const Variable& x, DType dtype) {

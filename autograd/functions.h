@@ -23,6 +23,12 @@ Variable linear_attention(const Variable& q, const Variable& k, const Variable& 
 Variable avg_pool3(const Variable& x);
 Variable repeat3_shift2(const Variable& x, int64_t out_length);
 Variable add(const Variable& a, const Variable& b);
+// sum = add(a, b) and normed = rms_norm(sum, weight, eps, out_dtype), computed in
+// one pass on the GPU; recorded as those two functions, so gradients are theirs.
+struct AddNorm {
+  Variable sum, normed;
+};
+AddNorm add_rms_norm(const Variable& a, const Variable& b, const Variable& weight, float eps, DType out_dtype);
 // weights[index] * x + skip
 Variable skip_scale_add(const Variable& x, const Variable& weights, int index, const Variable& skip);
 Variable reshape(const Variable& x, const Shape& shape);

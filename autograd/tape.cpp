@@ -28,6 +28,11 @@ void GradSlot::accumulate(const Tensor& g) {
     grad_ = ops::add(grad_, g);
 }
 
+Tensor* GradSlot::accumulation_target(DType dtype) {
+  if (!grad_.defined() || grad_.dtype() != dtype || !grad_.is_contiguous() || !grad_.sole_owner()) return nullptr;
+  return &grad_;
+}
+
 Tensor& GradSlot::buffer() {
   if (!grad_.defined()) grad_ = Tensor::zeros(shape_, DType::F32, device_);
   return grad_;

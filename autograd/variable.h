@@ -24,6 +24,12 @@ class GradSlot {
   // Adds g (the first call keeps g itself; later calls make a new sum, so a
   // tensor handed in is never modified).
   void accumulate(const Tensor& g);
+  // The gradient held so far, when a backward op may add its own into it in
+  // place instead of handing over a new tensor (which accumulate() would then
+  // add, one more pass over both): defined, contiguous, of `dtype`, and shared
+  // with no other tensor, so the change is seen by this slot alone. Else null
+  // (no gradient yet, or one that someone else also holds): use accumulate().
+  Tensor* accumulation_target(DType dtype);
   // The gradient as an f32 buffer of the value's shape, zero on first use.
   Tensor& buffer();
   // Hands the gradient over and forgets it.

@@ -88,6 +88,10 @@ class Tensor {
 
   std::string describe() const;  // "f32[2, 360, 132] cuda"
 
+  // True when no other Tensor (view or copy of the handle) shares this one's
+  // storage: writing into it in place can then be seen through this handle only.
+  bool sole_owner() const { return storage_ != nullptr && storage_.use_count() == 1; }
+
  private:
   std::shared_ptr<Storage> storage_;
   Shape shape_, strides_;

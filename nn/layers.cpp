@@ -138,8 +138,10 @@ Variable Block::forward(const Variable& x, const ForwardContext& ctx) const {
   // The branches run in ctx.activations; the residual adds take a bf16 branch
   // output as it is (the add reads either dtype and writes the residual's).
   const DType act = ctx.activations;
-  Variable h = ag::add(x, attn.forward(norm1.forward(x, act), ctx));
-  Variable n2 = norm2.forward(h, act);
+  // h = x + attn(norm1(x)) and norm2(h) in one pass over the row.
+  const ag::AddNorm hn = ag::add_rms_norm(x, attn.forward(norm1.forward(x, act), ctx), norm2.weight, norm2.eps, act);
+  const Variable& h = hn.sum;
+  const Variable& n2 = hn.normed;
   if (ctx.recompute == Recompute::Ffn) {  // keep n2 only; run the feed-forward again in backward
     const FeedForward& ff = feed_forward;
     return ag::add(h, ag::recomputed(n2, [&ff, ctx](const Variable& in) { return ff.forward(in, ctx); }));

@@ -59,7 +59,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
 }
 
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias) {
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x) {
   const char* op = "linear_backward";
   check_compute(compute, op);
   check_activation(x, op, "x");
@@ -74,6 +74,13 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
                grad_y.describe());
   check_param(grad_weight, op, "grad_weight", x.device(), weight.shape());
   if (grad_bias) check_param(*grad_bias, op, "grad_bias", x.device(), {weight.size(0)});
+  if (accumulate_grad_x) {
+    IFLAME_CHECK(grad_x && grad_x->defined(), op, ": accumulate_grad_x needs the gradient to add into");
+    IFLAME_CHECK(grad_x->shape() == x.shape() && grad_x->dtype() == x.dtype() && grad_x->is_contiguous() &&
+                     grad_x->device() == x.device(),
+                 op, ": the gradient to add into must be contiguous and like x (", x.describe(), "), got ",
+                 grad_x->describe());
+  }
   // FLOPs: grad_weight += grad_y^T x (2*rows*in*out), and grad_x = grad_y W (as many) when asked.
   // Bytes: reads grad_y, x; reads and writes grad_weight (and grad_bias); for grad_x also reads W, writes grad_x.
   PROFILE_OP("linear_backward", (grad_x ? 4.0 : 2.0) * x.numel() * weight.size(0),
@@ -81,8 +88,9 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
                  (grad_x ? weight.nbytes() + x.nbytes() : 0),
              x.device(), compute);
   if (x.is_cuda())
-    CUDA_ONLY(return cuda::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias));
-  cpu::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias);
+    CUDA_ONLY(return cuda::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias,
+                                           accumulate_grad_x));
+  cpu::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias, accumulate_grad_x);
 }
 
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,

@@ -20,10 +20,13 @@ namespace iflame::ops {
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
 
 // grad_y [..., out] (f32 or bf16; same leading dims as x).
-// grad_x: if non-null, set to a new tensor shaped and typed like x.
+// grad_x: if non-null, set to a new tensor shaped and typed like x; with
+// accumulate_grad_x, *grad_x is instead a contiguous tensor shaped and typed like
+// x that grad_y W is added into (on the GPU in the product itself, beta = 1: the
+// gradient x already has, without a separate add over both).
 // grad_weight: f32 [out, in], += grad_y^T x.   grad_bias: f32 [out] or nullptr, += sum of grad_y rows.
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x = false);
 
 // c = alpha op(a) op(b) + beta c on contiguous 2-D f32 tensors; op(t) = t^T when
 // the flag is set. With beta == 0, c's old contents are ignored (may be garbage).
@@ -33,7 +36,7 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 namespace cpu {
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x);
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
           float alpha, float beta, DType compute);
 }  // namespace cpu
@@ -41,7 +44,7 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 namespace cuda {
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute);
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias);
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x);
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
           float alpha, float beta, DType compute);
 // The general form behind the three above (also used by Newton-Schulz): a, b, c
@@ -50,6 +53,14 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 // result rounded once into c's dtype.
 void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
                 float alpha, float beta, DType compute);
+#ifdef IFLAME_CUDA
+// Turns on or off linear_forward's cuBLASLt path (a bias added in the product's
+// epilogue, bf16 compute; IFLAME_LT_BIAS=0 starts it off) and returns the old
+// setting: for tests comparing it with the fill + cublasGemmEx path.
+bool set_lt_bias_enabled(bool on);
+// How many products that path has done so far (tests: it did not fall back).
+int64_t lt_bias_matmuls();
+#endif
 }  // namespace cuda
 
 }  // namespace iflame::ops

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/rms_norm.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -126,4 +129,64 @@ TEST_CASE("autograd: cast rounds the value and hands the gradient back in the in
   REQUIRE(x.grad().defined());
   CHECK(x.grad().dtype() == DType::F32);
   CHECK(x.grad().item() == 1.0f);
+}
+
+TEST_CASE("autograd: a backward op adds into a gradient in place only when no one else holds it") {
+  const Tensor xv = random_tensor({6, 8}, 60, -2, 2), yv = random_tensor({6, 8}, 61), wv = random_tensor({8}, 62);
+  const Tensor G = random_tensor({6, 8}, 63);
+  Tensor inv;
+  ops::rms_norm_forward(xv, wv, 1e-5f, inv);
+  Tensor gw_unused = Tensor::zeros({8});
+  const Tensor gx_norm = ops::rms_norm_backward(G, xv, wv, inv, gw_unused);
+
+  SUBCASE("shared: x's gradient is also y's (add hands both the same tensor)") {
+    // b = norm(x) recorded first, so its backward runs last, when x already holds G, which y holds too.
+    Variable x(xv, true), y(yv, true), w(wv, true);
+    Variable b = ag::rms_norm(x, w, 1e-5f);
+    Variable a = ag::add(x, y);
+    Variable out = ag::add(a, b);
+    tape().backward(out, G);
+    CHECK(max_abs_diff(y.grad(), G) == 0.0);  // untouched by the norm's accumulation
+    CHECK(max_abs_diff(x.grad(), ops::add(G, gx_norm)) == 0.0);
+    CHECK(max_abs_diff(G, random_tensor({6, 8}, 63)) == 0.0);  // the caller's seed, untouched
+  }
+  SUBCASE("own: x's gradient is its alone, and the norm adds into it in place") {
+    // x's first gradient comes from a cast-free linear; then the norm adds into it.
+    Variable x(xv, true), w(wv, true), m(random_tensor({8, 8}, 64), true);
+    Variable b = ag::rms_norm(x, w, 1e-5f);
+    Variable a = ag::linear(x, m, Variable(), DType::F32);
+    Variable out = ag::add(a, b);
+    tape().backward(out, G);
+    Tensor gx_linear = Tensor::zeros({6, 8}), gm = Tensor::zeros({8, 8});
+    ops::linear_backward(G, xv, m.value(), DType::F32, &gx_linear, gm, nullptr);
+    CHECK(max_abs_diff(x.grad(), ops::add(gx_linear, gx_norm)) == 0.0);
+  }
+}
+
+TEST_CASE("autograd: add_rms_norm gives add then rms_norm's values and gradients") {
+  const Tensor av = random_tensor({3, 5, 8}, 65, -2, 2), bv = random_tensor({3, 5, 8}, 66), wv = random_tensor({8}, 67);
+  const Tensor G1 = random_tensor({3, 5, 8}, 68);
+  auto run = [&](bool fused, Tensor grads[3]) {
+    Variable a(av, true), b(bv, true), w(wv.clone(), true);
+    Variable sum, normed;
+    if (fused) {
+      ag::AddNorm r = ag::add_rms_norm(a, b, w, 1e-5f, DType::F32);
+      sum = r.sum;
+      normed = r.normed;
+    } else {
+      sum = ag::add(a, b);
+      normed = ag::rms_norm(sum, w, 1e-5f);
+    }
+    // Both outputs used: sum's gradient comes from out directly and through the norm.
+    Variable out = ag::add(sum, normed);
+    tape().backward(out, G1);
+    grads[0] = a.grad();
+    grads[1] = b.grad();
+    grads[2] = w.grad().clone();
+    return normed.value();
+  };
+  Tensor plain[3], fused[3];
+  const Tensor y_plain = run(false, plain), y_fused = run(true, fused);
+  CHECK(max_abs_diff(y_plain, y_fused) == 0.0);
+  for (int i = 0; i < 3; i++) CHECK(max_abs_diff(plain[i], fused[i]) == 0.0);
 }

@@ -231,6 +231,105 @@ TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm
   }
 }
 
+TEST_CASE("elem: rms_norm backward adds into a gradient already there (CPU: bit for bit add's sum)") {
+  const Tensor x = random_tensor({9, 13}, 40, -2, 2), w = random_tensor({13}, 41, 0.5f, 1.5f);
+  const Tensor g = random_tensor({9, 13}, 42), before = random_tensor({9, 13}, 43);
+  Tensor inv;
+  ops::rms_norm_forward(x, w, 1e-5f, inv);
+  Tensor gw_plain = Tensor::zeros({13}), gw_acc = Tensor::zeros({13});
+  const Tensor gx = ops::rms_norm_backward(g, x, w, inv, gw_plain);
+  Tensor into = before.clone();
+  const Tensor out = ops::rms_norm_backward(g, x, w, inv, gw_acc, &into);
+  CHECK(out.raw_data() == into.raw_data());  // in place
+  CHECK(max_abs_diff(into, ops::add(before, gx)) == 0.0);
+  CHECK(max_abs_diff(gw_acc, gw_plain) == 0.0);
+  Tensor wrong_shape = Tensor::zeros({9, 12});
+  CHECK_THROWS_AS(ops::rms_norm_backward(g, x, w, inv, gw_acc, &wrong_shape), Error);
+}
+
+TEST_CASE("elem: add_rms_norm (CPU) is add then rms_norm") {
+  const Tensor a = random_tensor({4, 6, 10}, 44, -2, 2), b = random_tensor({4, 6, 10}, 45, -1, 1);
+  const Tensor w = random_tensor({10}, 46, 0.5f, 1.5f);
+  Tensor sum, inv, inv_ref;
+  const Tensor y = ops::add_rms_norm_forward(a, b, w, 1e-5f, sum, inv, DType::F32);
+  const Tensor sum_ref = ops::add(a, b);
+  CHECK(max_abs_diff(sum, sum_ref) == 0.0);
+  CHECK(max_abs_diff(y, ops::rms_norm_forward(sum_ref, w, 1e-5f, inv_ref)) == 0.0);
+  CHECK(max_abs_diff(inv, inv_ref) == 0.0);
+  Tensor s2, i2;
+  CHECK_THROWS_AS(ops::add_rms_norm_forward(a, random_tensor({4, 6, 9}, 47), w, 1e-5f, s2, i2, DType::F32), Error);
+}
+
+TEST_CASE("elem: add_rms_norm and the accumulating rms_norm backward (CUDA) equal the separate ops") {
+  SKIP_WITHOUT_GPU();
+  // The residual stream's shapes (f32 residual + bf16 or f32 branch, bf16 or f32
+  // norm), odd row counts and every register width (d <= 128, <= 512, <= 1024).
+  for (Shape shape : {Shape{37, 136}, Shape{3, 117, 70}, Shape{9000, 8}, Shape{5, 512}, Shape{2, 7, 1000}}) {
+    const int64_t d = shape.back();
+    for (DType branch : {DType::BF16, DType::F32}) {
+      for (DType out : {DType::BF16, DType::F32}) {
+        INFO(shape_str(shape) << ", branch " << dtype_name(branch) << ", out " << dtype_name(out));
+        const Tensor a = random_tensor(shape, 50, -2, 2).to(Device::CUDA);
+        const Tensor b = random_tensor(shape, 51, -1, 1).to(Device::CUDA).to(branch);
+        const Tensor w = random_tensor({d}, 52, 0.5f, 1.5f).to(Device::CUDA);
+        Tensor sum, inv, inv_ref;
+        const Tensor y = ops::add_rms_norm_forward(a, b, w, 1e-5f, sum, inv, out);
+        const Tensor sum_ref = ops::add(a, b);
+        const Tensor y_ref = ops::rms_norm_forward(sum_ref, w, 1e-5f, inv_ref, out);
+        CHECK(y.dtype() == out);
+        CHECK(sum.dtype() == DType::F32);
+        CHECK(max_abs_diff(sum, sum_ref) == 0.0);
+        CHECK(max_abs_diff(y, y_ref) == 0.0);
+        CHECK(max_abs_diff(inv, inv_ref) == 0.0);
+      }
+    }
+    // A bf16 residual (the linear attention's inner norm has bf16 x): the sum is rounded before the norm.
+    {
+      INFO(shape_str(shape) << ", bf16 residual");
+      const Tensor a = random_tensor(shape, 53, -2, 2).to(Device::CUDA).to(DType::BF16);
+      const Tensor b = random_tensor(shape, 54, -1, 1).to(Device::CUDA).to(DType::BF16);
+      const Tensor w = random_tensor({d}, 55, 0.5f, 1.5f).to(Device::CUDA);
+      Tensor sum, inv, inv_ref;
+      const Tensor y = ops::add_rms_norm_forward(a, b, w, 1e-5f, sum, inv, DType::BF16);
+      const Tensor sum_ref = ops::add(a, b);
+      CHECK(sum.dtype() == DType::BF16);
+      CHECK(max_abs_diff(sum, sum_ref) == 0.0);
+      CHECK(max_abs_diff(y, ops::rms_norm_forward(sum_ref, w, 1e-5f, inv_ref, DType::BF16)) == 0.0);
+    }
+    // Backward into a gradient already there: f32 x bit for bit add()'s sum; bf16 x
+    // skips one rounding of grad_x, so within a bf16 rounding of the sum.
+    for (DType xdt : {DType::F32, DType::BF16}) {
+      for (DType gdt : {DType::BF16, DType::F32}) {
+        INFO(shape_str(shape) << ", x " << dtype_name(xdt) << ", grad_y " << dtype_name(gdt));
+        const Tensor x = random_tensor(shape, 56, -2, 2).to(Device::CUDA).to(xdt);
+        const Tensor w = random_tensor({d}, 57, 0.5f, 1.5f).to(Device::CUDA);
+        const Tensor g = random_tensor(shape, 58).to(Device::CUDA).to(gdt);
+        const Tensor before = random_tensor(shape, 59).to(Device::CUDA).to(xdt);
+        Tensor inv;
+        ops::rms_norm_forward(x, w, 1e-5f, inv);
+        Tensor gw_plain = Tensor::zeros({d}, DType::F32, Device::CUDA), gw_acc = gw_plain.clone();
+        const Tensor gx = ops::rms_norm_backward(g, x, w, inv, gw_plain);
+        Tensor into = before.clone();
+        const Tensor got = ops::rms_norm_backward(g, x, w, inv, gw_acc, &into);
+        CHECK(got.raw_data() == into.raw_data());
+        const Tensor want = ops::add(before, gx);
+        if (xdt == DType::F32)
+          CHECK(max_abs_diff(into, want) == 0.0);
+        else
+          check_close(into, want, kBf16Tol, "accumulated grad_x (bf16)");
+        check_close(gw_acc, gw_plain, kF32Tol, "grad_weight");
+        // and the CPU reference of the sum
+        Tensor inv_cpu, gw_cpu = Tensor::zeros({d});
+        const Tensor x_cpu = x.to(DType::F32).to(Device::CPU);
+        ops::rms_norm_forward(x_cpu, w.to(Device::CPU), 1e-5f, inv_cpu);
+        Tensor into_cpu = before.to(DType::F32).to(Device::CPU);
+        ops::rms_norm_backward(g.to(DType::F32).to(Device::CPU), x_cpu, w.to(Device::CPU), inv_cpu, gw_cpu, &into_cpu);
+        check_close(into, into_cpu, tolerance(xdt), "accumulated grad_x vs CPU");
+      }
+    }
+  }
+}
+
 TEST_CASE("elem: rms_norm refuses a bf16 output on the CPU") {
   Tensor inv;
   CHECK_THROWS_AS(ops::rms_norm_forward(random_tensor({2, 4}, 1), Tensor::full({4}, 1.0f), 1e-5f, inv, DType::BF16),

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/optimizer_ops.h"
 #include "tests/test_util.h"
@@ -303,6 +304,22 @@ TEST_CASE("linalg: Muon one step matches a direct recomputation") {
   CHECK(max_abs_diff(p.to_floats(), p0) > 1e-3);
 }
 
+TEST_CASE("linalg: linear_backward adds grad_x into a gradient already there (CPU: add's sum exactly)") {
+  const Tensor x = random_tensor({7, 5}, 90), w = random_tensor({3, 5}, 91), gy = random_tensor({7, 3}, 92);
+  const Tensor before = random_tensor({7, 5}, 93);
+  for (DType compute : {DType::F32, DType::BF16}) {
+    Tensor gx, gw = Tensor::zeros({3, 5}), gw_acc = Tensor::zeros({3, 5});
+    ops::linear_backward(gy, x, w, compute, &gx, gw, nullptr);
+    Tensor into = before.clone();
+    ops::linear_backward(gy, x, w, compute, &into, gw_acc, nullptr, true);
+    CHECK(max_abs_diff(into, ops::add(before, gx)) == 0.0);
+    CHECK(max_abs_diff(gw_acc, gw) == 0.0);
+  }
+  Tensor gw = Tensor::zeros({3, 5}), wrong = Tensor::zeros({7, 4});
+  CHECK_THROWS_AS(ops::linear_backward(gy, x, w, DType::F32, &wrong, gw, nullptr, true), Error);
+  CHECK_THROWS_AS(ops::linear_backward(gy, x, w, DType::F32, nullptr, gw, nullptr, true), Error);
+}
+
 // ---- CUDA against the CPU reference ---------------------------------------------
 
 TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)") {
@@ -352,7 +369,69 @@ TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)"
     ops::linear_backward(gyd, xd, wd, cs.compute, nullptr, gw2, nullptr);
     ops::linear_backward(gyr, xr, wr, DType::F32, nullptr, gw2_ref, nullptr);
     CHECK(rel_l2(gw2, gw2_ref) < cs.tol);
+    // grad_x added into a gradient already there (beta = 1): the sum of the two.
+    const Tensor before = random_tensor(xs, 86);
+    Tensor into = before.to(Device::CUDA).to(cs.act), gw3 = Tensor::zeros({out, in}, DType::F32, Device::CUDA);
+    const void* where = into.raw_data();
+    ops::linear_backward(gyd, xd, wd, cs.compute, &into, gw3, nullptr, true);
+    CHECK(into.raw_data() == where);
+    CHECK(rel_l2(into, ops::add(act16 ? rounded_bf16(before) : before, gx_ref)) < cs.tol);
   }
+}
+
+TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill") {
+  SKIP_WITHOUT_GPU();
+#ifdef IFLAME_CUDA  // set_lt_bias_enabled() exists in CUDA builds only
+  // With bf16 compute the bias is added in the product's epilogue (cuBLASLt); the
+  // fill + cublasGemmEx path (set_lt_bias_enabled(false), IFLAME_LT_BIAS=0) is
+  // what it replaces. The model's FFN (512 -> 1368 and back), a 132-wide layer,
+  // odd sizes (ld of 48 and 37 elements), rows that are no multiple of a tile.
+  struct Size {
+    int64_t rows, in, out;
+  };
+  for (Size sz : {Size{1001, 512, 1368}, Size{77, 1368, 512}, Size{333, 512, 132}, Size{257, 48, 37},
+                  Size{3, 37, 5}}) {
+    for (DType act : {DType::BF16, DType::F32}) {
+      CAPTURE(sz.rows);
+      CAPTURE(sz.in);
+      CAPTURE(sz.out);
+      CAPTURE(dtype_name(act));
+      const Tensor x = random_tensor({sz.rows, sz.in}, 110), w = random_tensor({sz.out, sz.in}, 111, -0.2f, 0.2f);
+      const Tensor b = random_tensor({sz.out}, 112);
+      const Tensor y_ref = ops::linear_forward(rounded_bf16(x), rounded_bf16(w), &b, DType::F32);
+      const Tensor xd = x.to(Device::CUDA).to(act), wd = w.to(Device::CUDA), bd = b.to(Device::CUDA);
+      const bool was_on = ops::cuda::set_lt_bias_enabled(true);
+      const int64_t lt_before = ops::cuda::lt_bias_matmuls();
+      const Tensor y_lt = ops::linear_forward(xd, wd, &bd, DType::BF16);
+      // The model's bf16 shapes must not fall back (odd sizes and an f32 y may).
+      if (act == DType::BF16 && sz.in % 8 == 0 && sz.out % 8 == 0)
+        CHECK(ops::cuda::lt_bias_matmuls() == lt_before + 1);
+      const Tensor y_lt_w16 = ops::linear_forward(xd, wd.to(DType::BF16), &bd, DType::BF16);  // decoding's weights
+      ops::cuda::set_lt_bias_enabled(false);
+      const Tensor y_fill = ops::linear_forward(xd, wd, &bd, DType::BF16);
+      ops::cuda::set_lt_bias_enabled(was_on);
+      CHECK(y_lt.dtype() == act);
+      CHECK(y_lt.shape() == Shape{sz.rows, sz.out});
+      // As in the test above: bf16 operands on both sides, the GPU's bf16 output rounding and f32 sum order.
+      CHECK(rel_l2(y_lt, y_ref) < 1e-2);
+      CHECK(rel_l2(y_fill, y_ref) < 1e-2);
+      CHECK(rel_l2(y_lt_w16, y_lt) < 1e-2);
+      // Both add the same bias (rounded to y's dtype) to f32 products of the same
+      // operands: only the order of the f32 sums may differ, so a bf16 y is within
+      // one bf16 step (2^-7 relative at most) of the other, an f32 y within the sums' error.
+      const std::vector<float> a = y_lt.to_floats(), f = y_fill.to_floats();
+      const double step = act == DType::BF16 ? 0x1p-7 : 0x1p-20;
+      int64_t apart = 0;
+      for (size_t i = 0; i < a.size(); i++)
+        apart += std::fabs(double(a[i]) - f[i]) > step * std::fmax(std::fabs(a[i]), std::fabs(f[i])) + 1e-4;
+      CHECK(apart == 0);
+    }
+  }
+  // No rows: an empty y, with either path.
+  const Tensor w = random_tensor({37, 48}, 113).to(Device::CUDA), b = random_tensor({37}, 114).to(Device::CUDA);
+  const Tensor x0 = Tensor::zeros({0, 48}, DType::BF16, Device::CUDA);
+  CHECK(ops::linear_forward(x0, w, &b, DType::BF16).shape() == Shape{0, 37});
+#endif
 }
 
 TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes") {

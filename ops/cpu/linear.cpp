@@ -77,13 +77,20 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
 }
 
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias) {
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   const Tensor gy = grad_y.view({rows, out});
   if (grad_x) {  // grad_x = grad_y W
-    *grad_x = Tensor::empty(x.shape(), DType::F32);
-    Tensor gx = grad_x->view({rows, in});
+    Tensor product = Tensor::empty(x.shape(), DType::F32);
+    Tensor gx = product.view({rows, in});
     gemm(gy, false, weight, false, gx, 1.0f, 0.0f, compute);
+    if (accumulate_grad_x) {  // then added, as add(grad_x, product) would: the same sums
+      float* acc = grad_x->data<float>();
+      const float* p = product.data<float>();
+      for (int64_t i = 0; i < product.numel(); i++) acc[i] = acc[i] + p[i];
+    } else {
+      *grad_x = product;
+    }
   }
   // grad_weight += grad_y^T x
   gemm(gy, true, x.view({rows, in}), false, grad_weight, 1.0f, 1.0f, compute);

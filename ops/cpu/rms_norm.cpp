@@ -27,9 +27,9 @@ Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor
 }
 
 Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& inv_rms,
-                         Tensor& grad_weight) {
+                         Tensor& grad_weight, Tensor* accumulate) {
   const int64_t d = x.size(-1), rows = x.numel() / d;
-  Tensor grad_x = Tensor::empty(x.shape(), DType::F32);
+  Tensor grad_x = accumulate ? *accumulate : Tensor::empty(x.shape(), DType::F32);
   const float* g = grad_y.data<float>();
   const float* xp = x.data<float>();
   const float* w = weight.data<float>();
@@ -46,7 +46,8 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
     const float mean_dot = float(dot / double(d));
     for (int64_t j = 0; j < d; j++) {
       const float normalized = xr[j] * inv[r];
-      gx[r * d + j] = inv[r] * (gr[j] * w[j] - normalized * mean_dot);
+      const float value = inv[r] * (gr[j] * w[j] - normalized * mean_dot);
+      gx[r * d + j] = accumulate ? gx[r * d + j] + value : value;  // add()'s sum, in its order
       weight_sum[j] += double(gr[j]) * normalized;
     }
   }

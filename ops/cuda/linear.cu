@@ -1,15 +1,36 @@
-// cuda/linear.cu: the dense layer and gemm on cuBLAS (cublasGemmEx, f32 accumulation).
+// cuda/linear.cu: the dense layer and gemm on cuBLAS (cublasGemmEx, f32 accumulation),
+// and a cuBLASLt path for the biased bf16-compute dense layer.
 //
 // cuBLAS is column-major; a row-major [r, c] matrix is the column-major [c, r]
 // matrix of its transpose. So row-major C = op(A) op(B) is computed as the
 // column-major C^T = op(B)^T op(A)^T: swap the operands, keep the flags.
 // F32 compute uses CUBLAS_COMPUTE_32F under the handle's default math mode,
 // which never uses TF32 (the golden tests need exact f32 products).
-// Bias: y is first filled with the bias (rounded to y's dtype), then the product
-// is added (beta = 1).
+// Bias, f32 compute (and the fallback below): y is first filled with the bias
+// (rounded to y's dtype), then the product is added (beta = 1).
+// Bias, bf16 compute: one cublasLtMatmul with the epilogue CUBLASLT_EPILOGUE_BIAS
+// adds the bias as it writes the product, so y is written once and never re-read
+// (the fill + beta = 1 pair cost a write and a read of y: ~10 ms a training step).
+// Column-major, y^T [out, rows] = W x^T: A = W (col-major [in, out], op T, ld in),
+// B = x (col-major [in, rows], op N, ld in), D = y (m = out, n = rows, ld out); the
+// bias has one value per row of D. Same numbers as the fill: the bias in y's dtype
+// plus the f32 product, rounded once into y's dtype. The algorithm the heuristic
+// picks is cached per shape, dtypes and alignments. Where it finds none, or the
+// matmul answers NOT_SUPPORTED, the fill + cublasGemmEx path runs instead.
+// IFLAME_LT_BIAS=0 in the environment (read once) turns the cuBLASLt path off,
+// for comparing the two (set_lt_bias_enabled() is the tests' switch).
 // Bias gradient: ones^T grad_y as a GEMV-shaped product, deterministic.
+#include <cublasLt.h>
+
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "core/cuda_check.h"
 #include "ops/linear.h"
@@ -55,6 +76,184 @@ void fill_rows(Tensor& y, const Tensor& bias) {
   CUDA_CHECK_LAUNCH();
 }
 
+// ---- cuBLASLt: the product with the bias in its epilogue ----------------------------
+
+// Built once, never destroyed (like cublas_handle()).
+cublasLtHandle_t lt_handle() {
+  static cublasLtHandle_t h = [] {
+    cublasLtHandle_t hh;
+    CUBLAS_CHECK(cublasLtCreate(&hh));
+    return hh;
+  }();
+  return h;
+}
+
+// cuBLASLt takes its workspace per call: one of its own, allocated once (32 MiB,
+// as cublas_handle() gives cuBLAS), so a matmul allocates nothing and can be
+// captured in a CUDA graph. Allocated in relaxed capture mode, like the caching
+// allocator's blocks, in case the first call comes inside a capture.
+constexpr size_t kLtWorkspace = size_t(32) << 20;
+void* lt_workspace() {
+  static void* w = [] {
+    void* p = nullptr;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    const cudaError_t err = cudaMalloc(&p, kLtWorkspace);
+    CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    CUDA_CHECK(err);
+    return p;
+  }();
+  return w;
+}
+
+// On unless IFLAME_LT_BIAS=0 (read once); set_lt_bias_enabled() changes it.
+std::atomic<bool>& lt_enabled() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("IFLAME_LT_BIAS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
+  return on;
+}
+
+// linear_forward calls the cuBLASLt path has done (lt_bias_matmuls(), for tests).
+std::atomic<int64_t> lt_matmuls{0};
+
+// The largest power of two up to 256 that divides the address: what the
+// heuristic may assume of a buffer (it assumes 256 bytes unless told).
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
+// What the heuristic's choice depends on: the shape (m = out, n = rows, k = in),
+// D's dtype (A and B are bf16) and the alignment of A, B, D and the bias.
+using LtKey = std::tuple<int64_t, int64_t, int64_t, int, uint32_t, uint32_t, uint32_t, uint32_t>;
+
+// The descriptors and algorithm for one key; `usable` false when cuBLASLt has
+// no algorithm for it (the fallback runs then, without asking again).
+struct LtPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool usable = false;
+};
+
+void destroy(LtPlan& p) {
+  if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+  if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+  if (p.d) cublasLtMatrixLayoutDestroy(p.d);
+  if (p.desc) cublasLtMatmulDescDestroy(p.desc);
+  p = LtPlan{};
+}
+
+// The plans made so far. Training and sampling call ops from one thread at a
+// time; the mutex makes concurrent calls safe anyway (it is held across the
+// matmul, since a plan's descriptor is given each call's bias pointer). Never
+// destroyed (plans may be used until exit); emptied when it grows past
+// kMaxLtPlans (row counts that change every step would otherwise pile up).
+constexpr size_t kMaxLtPlans = 256;
+std::mutex lt_mutex;
+std::map<LtKey, LtPlan>& lt_plans() {
+  static auto* plans = new std::map<LtKey, LtPlan>();
+  return *plans;
+}
+
+template <typename T>
+void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value) {
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof value));
+}
+template <typename T>
+void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, const T& value) {
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof value));
+}
+
+LtPlan make_plan(int64_t m, int64_t n, int64_t k, cudaDataType d_type, const uint32_t align[4],
+                 const void* bias) {
+  LtPlan p;
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+  try {
+    // f32 accumulation and f32 alpha / beta, as cublasGemmEx with CUBLAS_COMPUTE_32F.
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(CUBLAS_OP_T));
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(CUBLAS_OP_N));
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS));
+    // The bias's dtype is left unset, so it is D's (cublasLt.h: "Bias vector elements
+    // are the same type as the elements of output matrix (Dtype)", the exceptions being
+    // integer and fp8 kernels; a f32 bias with a bf16 D is not documented). That is
+    // also the fill's rounding: a bf16 y got the bias rounded to bf16 before the f32
+    // product was added to it. The heuristic reads the pointer's value for its
+    // alignment, so the plan's first pointer is set here.
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, uint64_t(k), uint64_t(m), k));  // W
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, uint64_t(k), uint64_t(n), k));  // x
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d_type, uint64_t(m), uint64_t(n), m));       // y (C = D)
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(kLtWorkspace));
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align[0]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align[1]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align[2]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align[2]);
+    st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &found);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);  // NOT_SUPPORTED: no algorithm
+  } catch (...) {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    destroy(p);
+    throw;
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  p.usable = st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS &&
+             result.workspaceSize <= kLtWorkspace;
+  if (p.usable) p.algo = result.algo;
+  return p;
+}
+
+// y2 [rows, out] = x2 [rows, in] W^T + bias in one cublasLtMatmul (bf16 operands,
+// f32 accumulation, y2 f32 or bf16). False when cuBLASLt cannot do it: the caller
+// then takes the fill + cublasGemmEx path (y2 is untouched).
+bool linear_lt(const Tensor& x2, const Tensor& weight, const Tensor& bias, Tensor& y2) {
+  const int64_t rows = x2.size(0), in = x2.size(1), out = y2.size(1);
+  if (rows == 0 || out == 0) return true;  // nothing to write
+  if (in == 0) return false;               // y = bias: the fill does that
+  const Tensor xc = x2.to(DType::BF16), wc = weight.to(DType::BF16);
+  // The bias in y's dtype (bf16: a copy of `out` elements), on a 16-byte boundary.
+  Tensor bc = bias.to(y2.dtype());
+  if (alignment_of(bc.raw_data()) < 16) bc = bc.clone();
+  const uint32_t align[4] = {alignment_of(wc.raw_data()), alignment_of(xc.raw_data()),
+                             alignment_of(y2.raw_data()), alignment_of(bc.raw_data())};
+  const cudaDataType d_type = cuda_type(y2.dtype());
+  const LtKey key{out, rows, in, int(d_type), align[0], align[1], align[2], align[3]};
+
+  std::lock_guard<std::mutex> lock(lt_mutex);
+  auto& plans = lt_plans();
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    if (plans.size() >= kMaxLtPlans) {
+      for (auto& kv : plans) destroy(kv.second);
+      plans.clear();
+    }
+    it = plans.emplace(key, make_plan(out, rows, in, d_type, align, bc.raw_data())).first;
+  }
+  LtPlan& p = it->second;
+  if (!p.usable) return false;
+  set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bc.raw_data()));
+  const float alpha = 1.0f, beta = 0.0f;
+  const cublasStatus_t st =
+      cublasLtMatmul(lt_handle(), p.desc, &alpha, wc.raw_data(), p.a, xc.raw_data(), p.b, &beta, y2.raw_data(),
+                     p.d, y2.raw_data(), p.d, &p.algo, lt_workspace(), kLtWorkspace, cuda_stream());
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+    p.usable = false;  // and from now on for this key
+    return false;
+  }
+  CUBLAS_CHECK(st);
+  lt_matmuls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 }  // namespace
 
 void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
@@ -94,6 +293,20 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
   gemm_mixed(a, transpose_a, b, transpose_b, c, alpha, beta, compute);
 }
 
+namespace {
+
+// The fill + cublasGemmEx form: y2 [rows, out] filled with the bias (rounded to
+// y2's dtype), then x2 W^T added (beta = 1); without a bias, the product alone.
+void linear_fill_gemm(const Tensor& x2, const Tensor& weight, const Tensor* bias, Tensor& y2, DType compute) {
+  if (bias) fill_rows(y2, *bias);
+  gemm_mixed(x2, false, weight, true, y2, 1.0f, bias ? 1.0f : 0.0f, compute);
+}
+
+}  // namespace
+
+bool set_lt_bias_enabled(bool on) { return lt_enabled().exchange(on); }
+int64_t lt_bias_matmuls() { return lt_matmuls.load(std::memory_order_relaxed); }
+
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   Shape y_shape = x.shape();
@@ -102,21 +315,23 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
   // once into x's dtype; with bf16 compute cuBLAS writes x's dtype directly.
   const DType acc = compute == DType::F32 ? DType::F32 : x.dtype();
   Tensor y = Tensor::empty(y_shape, acc, Device::CUDA);
-  if (bias) fill_rows(y, *bias);
   Tensor y2 = y.view({rows, out});
-  gemm_mixed(x.view({rows, in}), false, weight, true, y2, 1.0f, bias ? 1.0f : 0.0f, compute);
+  const Tensor x2 = x.view({rows, in});
+  // A bias with bf16 compute: in the product's epilogue (cuBLASLt) when it can.
+  const bool lt = bias && compute == DType::BF16 && lt_enabled().load() && linear_lt(x2, weight, *bias, y2);
+  if (!lt) linear_fill_gemm(x2, weight, bias, y2, compute);
   return y.to(x.dtype());
 }
 
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
-                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias) {
+                     Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   // Convert each operand to the compute dtype once (no copy when it already is).
   const Tensor gy = grad_y.view({rows, out}).to(compute);
-  if (grad_x) {  // grad_x = grad_y W
-    *grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  if (grad_x) {  // grad_x = grad_y W (+ grad_x, beta = 1, when accumulating)
+    if (!accumulate_grad_x) *grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
     Tensor gx = grad_x->view({rows, in});
-    gemm_mixed(gy, false, weight.to(compute), false, gx, 1.0f, 0.0f, compute);
+    gemm_mixed(gy, false, weight.to(compute), false, gx, 1.0f, accumulate_grad_x ? 1.0f : 0.0f, compute);
   }
   // grad_weight += grad_y^T x (f32 accumulation, beta = 1)
   gemm_mixed(gy, true, x.view({rows, in}).to(compute), false, grad_weight, 1.0f, 1.0f, compute);
