@@ -117,6 +117,38 @@ Variable swiglu(const Variable& a, const Variable& b) {
   return out;
 }
 
+Variable swiglu_pair(const Variable& x, const Variable& w1, const Variable& b1, const Variable& w2,
+                     const Variable& b2, int64_t padded, DType compute) {
+  IFLAME_CHECK(b1.defined() && b2.defined(), "swiglu_pair: needs both biases");
+  Tensor packed_weight;
+  const Tensor ab =
+      ops::linear_pair_forward(x.value(), w1.value(), b1.value(), w2.value(), b2.value(), padded, compute, packed_weight);
+  const bool depends = x.requires_grad() || w1.requires_grad() || b1.requires_grad() || w2.requires_grad() ||
+                       b2.requires_grad();
+  Variable out(ops::swiglu_packed_forward(ab), depends);
+  if (needs_grad(x, w1, b1, w2, b2)) {
+    Slot xs = x.slot(), w1s = w1.slot(), b1s = b1.slot(), w2s = w2.slot(), b2s = b2.slot(), o = out.slot();
+    Tensor xv = x.value(), w1v = w1.value(), w2v = w2.value();
+    tape().record([xs, w1s, b1s, w2s, b2s, o, xv, w1v, w2v, ab, packed_weight, compute]() {
+      Tensor g = o->take();
+      if (!g.defined()) return;
+      const int64_t hidden = w1v.size(0), padded = packed_weight.size(0) / 2;
+      const bool bias_grads = b1s->requires_grad() || b2s->requires_grad();
+      Tensor bias_sum = bias_grads ? Tensor::zeros({2 * padded}, DType::F32, xv.device()) : Tensor();
+      const Tensor gab = ops::swiglu_packed_backward(g, ab, bias_grads ? &bias_sum : nullptr);
+      if (b1s->requires_grad()) ops::add_inplace(b1s->buffer(), bias_sum.slice(0, 0, hidden));
+      if (b2s->requires_grad()) ops::add_inplace(b2s->buffer(), bias_sum.slice(0, padded, padded + hidden));
+      Tensor gw1 = param_grad_target(w1s, w1v), gw2 = param_grad_target(w2s, w2v);
+      Tensor gx;
+      Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
+      Tensor* grad_x = into ? into : xs->requires_grad() ? &gx : nullptr;
+      ops::linear_pair_backward(gab, xv, packed_weight, hidden, compute, grad_x, gw1, gw2, into != nullptr);
+      if (xs->requires_grad() && !into) xs->accumulate(gx);
+    });
+  }
+  return out;
+}
+
 Variable rope(const Variable& x, int64_t pos_offset) {
   Variable out(ops::rope_forward(x.value(), pos_offset), x.requires_grad());
   if (needs_grad(x)) {

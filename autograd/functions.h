@@ -16,6 +16,14 @@ Variable rms_norm(const Variable& x, const Variable& weight, float eps, DType ou
 // y = x W^T + b; bias may be an undefined Variable. compute: F32 or BF16 matrix products.
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias, DType compute);
 Variable swiglu(const Variable& a, const Variable& b);
+// silu(x W1^T + b1) * (x W2^T + b2), [..., padded]: the FFN's two input
+// projections as one product over packed weights (ops::linear_pair_forward),
+// the gate read from its packed output, and in backward the biases' gradients
+// summed by the gate's backward and both weights' gradients read from one
+// packed gradient. Columns past H = w1.size(0) are exactly zero (they meet
+// proj3's zero-padded columns).
+Variable swiglu_pair(const Variable& x, const Variable& w1, const Variable& b1, const Variable& w2,
+                     const Variable& b2, int64_t padded, DType compute);
 Variable rope(const Variable& x, int64_t pos_offset);
 Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, float scale);
 Variable linear_attention(const Variable& q, const Variable& k, const Variable& v,

@@ -98,8 +98,19 @@ std::string cuda_device_description() {
   snprintf(buf, sizeof buf, "%.1f GiB", prop.totalGlobalMem / double(1ull << 30));
   return str(prop.name, ", ", buf, ", sm_", prop.major, prop.minor);
 }
+int cuda_multiprocessors() {
+  static const int count = [] {
+    if (!cuda_available()) return 1;
+    int dev = 0, sms = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return sms > 0 ? sms : 1;
+  }();
+  return count;
+}
 #else
 int cuda_device_count() { return 0; }
+int cuda_multiprocessors() { return 1; }
 void cuda_set_device(int index) { IFLAME_FAIL("cannot select GPU ", index, ": ", cuda_unavailable_reason()); }
 void cuda_synchronize() {}
 std::string cuda_device_description() { return str("no GPU (", cuda_unavailable_reason(), ")"); }

@@ -20,5 +20,7 @@ void cuda_set_device(int index);
 void cuda_synchronize();
 // Name and memory of the current GPU, for logs ("NVIDIA H100 80GB HBM3, 79.1 GiB").
 std::string cuda_device_description();
+// The current GPU's multiprocessor count (read once; 1 without a GPU): for sizing grids.
+int cuda_multiprocessors();
 
 }  // namespace iflame

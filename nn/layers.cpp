@@ -92,9 +92,17 @@ Variable FeedForward::forward(const Variable& x, const ForwardContext& ctx) cons
     return ag::linear(v, ag::zero_pad(l.weight, w_shape),
                       l.bias.defined() ? ag::zero_pad(l.bias, {b_len}) : Variable(), ctx.matmul);
   };
-  Variable a = padded_linear(proj1, x, {padded, in}, padded);
-  Variable b = padded_linear(proj2, x, {padded, in}, padded);
-  return padded_linear(proj3, ag::swiglu(a, b), {proj3.out, padded}, proj3.out);
+  Variable gate;
+  if (x.value().is_cuda() && proj1.bias.defined() && proj2.bias.defined()) {
+    // On the GPU proj1 and proj2 are one product (packed weights), the gate reads
+    // its packed output, and the biases' gradients come from the gate's backward.
+    gate = ag::swiglu_pair(x, proj1.weight, proj1.bias, proj2.weight, proj2.bias, padded, ctx.matmul);
+  } else {
+    Variable a = padded_linear(proj1, x, {padded, in}, padded);
+    Variable b = padded_linear(proj2, x, {padded, in}, padded);
+    gate = ag::swiglu(a, b);
+  }
+  return padded_linear(proj3, gate, {proj3.out, padded}, proj3.out);
 }
 
 Attention::Attention(ParameterList& params, const std::string& prefix, const IFlameConfig& cfg,

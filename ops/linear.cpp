@@ -1,6 +1,8 @@
 // linear.cpp: argument checks for the dense layer and gemm, then CPU or CUDA by device.
 #include "ops/linear.h"
 
+#include <algorithm>
+
 #include "core/profiler.h"
 
 namespace iflame::ops {
@@ -91,6 +93,66 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
     CUDA_ONLY(return cuda::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias,
                                            accumulate_grad_x));
   cpu::linear_backward(grad_y, x, weight, compute, grad_x, grad_weight, grad_bias, accumulate_grad_x);
+}
+
+Tensor linear_pair_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                           int64_t padded, DType compute, Tensor& packed_weight) {
+  const char* op = "linear_pair_forward";
+  check_compute(compute, op);
+  check_activation(x, op, "x");
+  IFLAME_CHECK(w1.defined() && w1.ndim() == 2, op, ": w1 must be 2-D [H, in], got ", w1.describe());
+  const int64_t hidden = w1.size(0), in = x.size(-1);
+  check_param(w1, op, "w1", x.device(), {hidden, in});
+  check_param(w2, op, "w2", x.device(), {hidden, in});
+  check_param(b1, op, "b1", x.device(), {hidden});
+  check_param(b2, op, "b2", x.device(), {hidden});
+  IFLAME_CHECK(padded >= hidden, op, ": padded width ", padded, " is below the hidden width ", hidden);
+  // The packed weight in the compute dtype on the GPU (converted once here), f32
+  // on the CPU (whose products round their operands themselves).
+  const DType wtype = x.is_cuda() ? compute : DType::F32;
+  packed_weight = Tensor::zeros({2 * padded, in}, wtype, x.device());
+  packed_weight.slice(0, 0, hidden).copy_from(w1);
+  packed_weight.slice(0, padded, padded + hidden).copy_from(w2);
+  Tensor packed_bias = Tensor::zeros({2 * padded}, DType::F32, x.device());
+  packed_bias.slice(0, 0, hidden).copy_from(b1);
+  packed_bias.slice(0, padded, padded + hidden).copy_from(b2);
+  return linear_forward(x, packed_weight, &packed_bias, compute);
+}
+
+void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& packed_weight, int64_t hidden,
+                          DType compute, Tensor* grad_x, Tensor& grad_w1, Tensor& grad_w2, bool accumulate_grad_x) {
+  const char* op = "linear_pair_backward";
+  check_compute(compute, op);
+  check_activation(x, op, "x");
+  check_activation(grad_ab, op, "grad_ab");
+  const int64_t in = x.size(-1);
+  IFLAME_CHECK(packed_weight.defined() && packed_weight.ndim() == 2 && packed_weight.size(1) == in &&
+                   packed_weight.size(0) % 2 == 0 && packed_weight.is_contiguous() &&
+                   packed_weight.device() == x.device(),
+               op, ": packed_weight must be [2P, ", in, "] beside x, got ", packed_weight.describe());
+  const int64_t padded = packed_weight.size(0) / 2;
+  IFLAME_CHECK(hidden > 0 && hidden <= padded, op, ": hidden width ", hidden, " outside (0, ", padded, "]");
+  Shape ab_shape = x.shape();
+  ab_shape.back() = 2 * padded;
+  IFLAME_CHECK(grad_ab.shape() == ab_shape && grad_ab.dtype() == x.dtype(), op, ": grad_ab must be ",
+               shape_str(ab_shape), " in x's dtype, got ", grad_ab.describe());
+  check_param(grad_w1, op, "grad_w1", x.device(), {hidden, in});
+  check_param(grad_w2, op, "grad_w2", x.device(), {hidden, in});
+  if (accumulate_grad_x)
+    IFLAME_CHECK(grad_x && grad_x->defined() && grad_x->shape() == x.shape() && grad_x->dtype() == x.dtype() &&
+                     grad_x->is_contiguous() && grad_x->device() == x.device(),
+                 op, ": the gradient to add into must be contiguous and like x (", x.describe(), ")");
+  // FLOPs: grad_x (2 rows 2P in) when asked, grad_w1 and grad_w2 (2 rows H in each).
+  // Bytes: reads grad_ab, x (and W for grad_x); writes grad_x; reads and writes the two weight gradients.
+  const double rows = double(x.numel() / std::max<int64_t>(in, 1));
+  PROFILE_OP("linear_backward", (grad_x ? 4.0 * padded : 0.0) * rows * in + 4.0 * hidden * rows * in,
+             grad_ab.nbytes() + x.nbytes() + 2 * (grad_w1.nbytes() + grad_w2.nbytes()) +
+                 (grad_x ? packed_weight.nbytes() + x.nbytes() : 0),
+             x.device(), compute);
+  if (x.is_cuda())
+    CUDA_ONLY(return cuda::linear_pair_backward(grad_ab, x, packed_weight, hidden, compute, grad_x, grad_w1, grad_w2,
+                                                accumulate_grad_x));
+  cpu::linear_pair_backward(grad_ab, x, packed_weight, hidden, compute, grad_x, grad_w1, grad_w2, accumulate_grad_x);
 }
 
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,

@@ -376,6 +376,68 @@ TEST_CASE("elem: swiglu CUDA matches CPU") {
 
 // ---------------------------------------------------------------- rope
 
+TEST_CASE("elem: swiglu_packed (CPU) is swiglu on the two halves, its bias sums the column sums") {
+  const int64_t rows = 11, P = 9;
+  const Tensor ab = random_tensor({rows, 2 * P}, 70, -3, 3), g = random_tensor({rows, P}, 71);
+  const Tensor a = ab.slice(1, 0, P).contiguous(), b = ab.slice(1, P, 2 * P).contiguous();
+  CHECK(max_abs_diff(ops::swiglu_packed_forward(ab), ops::swiglu_forward(a, b)) == 0.0);
+  Tensor ga, gb;
+  ops::swiglu_backward(g, a, b, ga, gb);
+  Tensor bias = random_tensor({2 * P}, 72);
+  const std::vector<float> bias0 = bias.to_floats();
+  const Tensor gab = ops::swiglu_packed_backward(g, ab, &bias);
+  CHECK(max_abs_diff(gab.slice(1, 0, P).contiguous(), ga) == 0.0);
+  CHECK(max_abs_diff(gab.slice(1, P, 2 * P).contiguous(), gb) == 0.0);
+  const std::vector<float> v = gab.to_floats(), got = bias.to_floats();
+  for (int64_t c = 0; c < 2 * P; c++) {
+    double sum = 0;
+    for (int64_t r = 0; r < rows; r++) sum += v[r * 2 * P + c];
+    CHECK(got[c] == doctest::Approx(bias0[c] + sum).epsilon(1e-6));
+  }
+  CHECK(max_abs_diff(ops::swiglu_packed_backward(g, ab, nullptr), gab) == 0.0);
+  Tensor wrong_bias = Tensor::zeros({P});
+  CHECK_THROWS_AS(ops::swiglu_packed_backward(g, ab, &wrong_bias), Error);
+  CHECK_THROWS_AS(ops::swiglu_packed_forward(random_tensor({3, 5}, 73)), Error);  // odd width
+}
+
+TEST_CASE("elem: swiglu_packed CUDA matches CPU, bias sums repeatable") {
+  SKIP_WITHOUT_GPU();
+  // P = 1368 and 176 (16-byte path), P = 13 (one column per thread), P = 2000
+  // (threads loop over column groups); 1 row, odd counts, more rows than blocks.
+  struct Size {
+    int64_t rows, P;
+  };
+  for (Size sz : {Size{1, 1368}, Size{37, 176}, Size{3001, 13}, Size{20011, 1368}, Size{129, 2000}}) {
+    for (DType dt : {DType::BF16, DType::F32}) {
+      INFO("rows " << sz.rows << ", P " << sz.P << ", " << dtype_name(dt));
+      const Tensor ab = as_stored(random_tensor({sz.rows, 2 * sz.P}, 74, -3, 3), dt);
+      const Tensor g = as_stored(random_tensor({sz.rows, sz.P}, 75), dt);
+      const Tensor y = ops::swiglu_packed_forward(to_gpu(ab, dt));
+      CHECK(y.dtype() == dt);
+      check_close(y, ops::swiglu_packed_forward(ab), tolerance(dt), "y");
+      const Tensor bias0 = random_tensor({2 * sz.P}, 76);
+      Tensor bias_ref = bias0.clone(), bias_got = bias0.to(Device::CUDA), bias_again = bias0.to(Device::CUDA);
+      const Tensor gab_ref = ops::swiglu_packed_backward(g, ab, &bias_ref);
+      const Tensor gab = ops::swiglu_packed_backward(to_gpu(g, dt), to_gpu(ab, dt), &bias_got);
+      check_close(gab, gab_ref, tolerance(dt), "grad_ab");
+      check_close(bias_got, bias_ref, tolerance(dt), "bias gradient");
+      const Tensor gab2 = ops::swiglu_packed_backward(to_gpu(g, dt), to_gpu(ab, dt), &bias_again);
+      CHECK(max_abs_diff(gab2, gab) == 0.0);
+      CHECK(max_abs_diff(bias_again, bias_got) == 0.0);  // fixed order: bit for bit
+      // The sums are those of grad_ab as stored: in f64 on the host, within f32 rounding.
+      const std::vector<float> v = gab.to_floats(), b0 = bias0.to_floats(), got = bias_got.to_floats();
+      double worst = 0, scale = 0;
+      for (int64_t c = 0; c < 2 * sz.P; c++) {
+        double sum = b0[c];
+        for (int64_t r = 0; r < sz.rows; r++) sum += v[r * 2 * sz.P + c];
+        worst = std::max(worst, std::fabs(sum - got[c]));
+        scale = std::max(scale, std::fabs(sum));
+      }
+      CHECK(worst <= 1e-5 * std::max(1.0, scale));
+    }
+  }
+}
+
 TEST_CASE("elem: rope frequencies are (1/1024)^(j/(D/4-1)) then zeros") {
   std::vector<float> f = ops::rope_frequencies(32);
   REQUIRE(f.size() == 16);

@@ -320,6 +320,38 @@ TEST_CASE("linalg: linear_backward adds grad_x into a gradient already there (CP
   CHECK_THROWS_AS(ops::linear_backward(gy, x, w, DType::F32, nullptr, gw, nullptr, true), Error);
 }
 
+TEST_CASE("linalg: linear_pair (CPU) is proj1 and proj2 side by side, padded with zeros") {
+  const int64_t rows = 9, in = 6, H = 5, P = 8;
+  const Tensor x = random_tensor({rows, in}, 100), w1 = random_tensor({H, in}, 101), w2 = random_tensor({H, in}, 102);
+  const Tensor b1 = random_tensor({H}, 103), b2 = random_tensor({H}, 104), g = random_tensor({rows, 2 * P}, 105);
+  for (DType compute : {DType::F32, DType::BF16}) {
+    CAPTURE(dtype_name(compute));
+    Tensor packed;
+    const Tensor ab = ops::linear_pair_forward(x, w1, b1, w2, b2, P, compute, packed);
+    CHECK(ab.shape() == Shape{rows, 2 * P});
+    CHECK(max_abs_diff(ab.slice(1, 0, H).contiguous(), ops::linear_forward(x, w1, &b1, compute)) == 0.0);
+    CHECK(max_abs_diff(ab.slice(1, P, P + H).contiguous(), ops::linear_forward(x, w2, &b2, compute)) == 0.0);
+    for (float v : ab.slice(1, H, P).contiguous().to_floats()) CHECK(v == 0.0f);
+    for (float v : ab.slice(1, P + H, 2 * P).contiguous().to_floats()) CHECK(v == 0.0f);
+    // Backward against linear_backward on each block of columns.
+    Tensor gx, gw1 = Tensor::zeros({H, in}), gw2 = Tensor::zeros({H, in});
+    ops::linear_pair_backward(g, x, packed, H, compute, &gx, gw1, gw2, false);
+    const Tensor g1 = g.slice(1, 0, H).contiguous(), g2 = g.slice(1, P, P + H).contiguous();
+    Tensor gx1, gx2, rw1 = Tensor::zeros({H, in}), rw2 = Tensor::zeros({H, in});
+    ops::linear_backward(g1, x, w1, compute, &gx1, rw1, nullptr);
+    ops::linear_backward(g2, x, w2, compute, &gx2, rw2, nullptr);
+    CHECK(max_abs_diff(gw1, rw1) == 0.0);
+    CHECK(max_abs_diff(gw2, rw2) == 0.0);
+    // grad_x sums over 2P columns, the padded ones' weights zero: the two products' sum up to order.
+    CHECK(rel_l2(gx, ops::add(gx1, gx2)) < (compute == DType::F32 ? 1e-6 : 1e-2));
+    Tensor into = random_tensor({rows, in}, 106), before = into.clone();
+    ops::linear_pair_backward(g, x, packed, H, compute, &into, gw1, gw2, true);
+    CHECK(max_abs_diff(into, ops::add(before, gx)) == 0.0);
+  }
+  Tensor packed;
+  CHECK_THROWS_AS(ops::linear_pair_forward(x, w1, b1, w2, b2, H - 1, DType::F32, packed), Error);
+}
+
 // ---- CUDA against the CPU reference ---------------------------------------------
 
 TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)") {
@@ -376,6 +408,44 @@ TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)"
     ops::linear_backward(gyd, xd, wd, cs.compute, &into, gw3, nullptr, true);
     CHECK(into.raw_data() == where);
     CHECK(rel_l2(into, ops::add(act16 ? rounded_bf16(before) : before, gx_ref)) < cs.tol);
+  }
+}
+
+TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
+  SKIP_WITHOUT_GPU();
+  // The model's FFN (512 -> 1365 padded to 1368) at few rows, and odd sizes.
+  struct Size {
+    int64_t rows, in, H, P;
+  };
+  for (Size sz : {Size{301, 512, 1365, 1368}, Size{77, 24, 37, 40}, Size{5, 48, 170, 176}}) {
+    const Tensor x = random_tensor({sz.rows, sz.in}, 110), w1 = random_tensor({sz.H, sz.in}, 111, -0.2f, 0.2f);
+    const Tensor w2 = random_tensor({sz.H, sz.in}, 112, -0.2f, 0.2f), b1 = random_tensor({sz.H}, 113);
+    const Tensor b2 = random_tensor({sz.H}, 114), g = random_tensor({sz.rows, 2 * sz.P}, 115);
+    for (DType act : {DType::F32, DType::BF16}) {
+      for (DType compute : {DType::F32, DType::BF16}) {
+        if (act == DType::BF16 && compute == DType::F32) continue;
+        INFO("rows " << sz.rows << ", H " << sz.H << ", " << dtype_name(act) << " x, " << dtype_name(compute));
+        const bool r16 = act == DType::BF16 || compute == DType::BF16;
+        const Tensor xr = r16 ? rounded_bf16(x) : x, gr = r16 ? rounded_bf16(g) : g;
+        const double tol = compute == DType::F32 && act == DType::F32 ? 1e-5 : 1e-2;
+        Tensor packed_ref, packed;
+        const Tensor ab_ref = ops::linear_pair_forward(xr, w1, b1, w2, b2, sz.P, compute, packed_ref);
+        const Tensor xd = x.to(Device::CUDA).to(act);
+        const Tensor ab = ops::linear_pair_forward(xd, w1.to(Device::CUDA), b1.to(Device::CUDA), w2.to(Device::CUDA),
+                                                   b2.to(Device::CUDA), sz.P, compute, packed);
+        CHECK(ab.dtype() == act);
+        CHECK(rel_l2(ab, ab_ref) < tol);
+        for (float v : ab.slice(1, sz.H, sz.P).contiguous().to_floats()) CHECK(v == 0.0f);
+        Tensor gx_ref, gw1_ref = Tensor::zeros({sz.H, sz.in}), gw2_ref = gw1_ref.clone();
+        ops::linear_pair_backward(gr, xr, packed_ref, sz.H, compute, &gx_ref, gw1_ref, gw2_ref, false);
+        Tensor gx, gw1 = Tensor::zeros({sz.H, sz.in}, DType::F32, Device::CUDA), gw2 = gw1.clone();
+        ops::linear_pair_backward(g.to(Device::CUDA).to(act), xd, packed, sz.H, compute, &gx, gw1, gw2, false);
+        CHECK(gx.dtype() == act);
+        CHECK(rel_l2(gx, gx_ref) < tol);
+        CHECK(rel_l2(gw1, gw1_ref) < tol);
+        CHECK(rel_l2(gw2, gw2_ref) < tol);
+      }
+    }
   }
 }
 

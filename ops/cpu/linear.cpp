@@ -104,4 +104,25 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
   }
 }
 
+void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& packed_weight, int64_t hidden,
+                          DType compute, Tensor* grad_x, Tensor& grad_w1, Tensor& grad_w2, bool accumulate_grad_x) {
+  const int64_t in = x.size(-1), rows = x.numel() / in, padded = packed_weight.size(0) / 2;
+  const Tensor g = grad_ab.view({rows, 2 * padded}), x2 = x.view({rows, in});
+  if (grad_x) {  // grad_x = grad_ab W, as linear_backward forms it
+    Tensor product = Tensor::empty(x.shape(), DType::F32);
+    Tensor p2 = product.view({rows, in});
+    gemm(g, false, packed_weight, false, p2, 1.0f, 0.0f, compute);
+    if (accumulate_grad_x) {
+      float* acc = grad_x->data<float>();
+      const float* p = product.data<float>();
+      for (int64_t i = 0; i < product.numel(); i++) acc[i] = acc[i] + p[i];
+    } else {
+      *grad_x = product;
+    }
+  }
+  // Each weight's gradient from its own block of columns (copied contiguous here).
+  gemm(g.slice(1, 0, hidden).contiguous(), true, x2, false, grad_w1, 1.0f, 1.0f, compute);
+  gemm(g.slice(1, padded, padded + hidden).contiguous(), true, x2, false, grad_w2, 1.0f, 1.0f, compute);
+}
+
 }  // namespace iflame::ops::cpu

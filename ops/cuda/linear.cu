@@ -258,9 +258,15 @@ bool linear_lt(const Tensor& x2, const Tensor& weight, const Tensor& bias, Tenso
 
 void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
                 float alpha, float beta, DType compute) {
-  IFLAME_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2 && a.is_contiguous() &&
-                   b.is_contiguous() && c.is_contiguous() && a.is_cuda() && b.is_cuda() && c.is_cuda(),
-               "gemm: needs contiguous 2-D GPU tensors, got a ", a.describe(), ", b ", b.describe(),
+  // Row-major 2-D views whose rows may lie further apart than their length (a
+  // column block of a wider matrix): unit stride along a row, the row stride is
+  // the leading dimension.
+  auto row_major = [](const Tensor& t) {
+    return t.ndim() == 2 && t.is_cuda() && (t.size(1) <= 1 || t.strides()[1] == 1) &&
+           (t.size(0) <= 1 || t.strides()[0] >= t.size(1));
+  };
+  IFLAME_CHECK(row_major(a) && row_major(b) && row_major(c),
+               "gemm: needs 2-D GPU tensors with rows of unit stride, got a ", a.describe(), ", b ", b.describe(),
                ", c ", c.describe());
   const int64_t m = c.size(0), n = c.size(1), k = transpose_a ? a.size(0) : a.size(1);
   IFLAME_CHECK((transpose_a ? a.size(1) : a.size(0)) == m && (transpose_b ? b.size(1) : b.size(0)) == k &&
@@ -278,14 +284,17 @@ void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpo
     return;
   }
   const cudaDataType ct = cuda_type(compute);
-  // Leading dimensions are at least 1 even for k == 0 (then cuBLAS just scales c by beta).
-  auto ld = [](int64_t v, const char* what) { return as_int(std::max<int64_t>(v, 1), what); };
+  // Leading dimensions: the row stride (the row length when there is one row),
+  // at least 1 even for k == 0 (then cuBLAS just scales c by beta).
+  auto ld = [](const Tensor& t, const char* what) {
+    const int64_t v = t.size(0) > 1 ? t.strides()[0] : t.size(1);
+    return as_int(std::max<int64_t>(v, 1), what);
+  };
   CUBLAS_CHECK(cublasGemmEx(cublas_handle(), transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                             transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
-                            as_int(k, "k"), &alpha, bc.raw_data(), ct, ld(bc.size(1), "lda (b)"),
-                            ac.raw_data(), ct, ld(ac.size(1), "ldb (a)"), &beta, c.raw_data(),
-                            cuda_type(c.dtype()), ld(n, "ldc"), CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
+                            as_int(k, "k"), &alpha, bc.raw_data(), ct, ld(bc, "lda (b)"), ac.raw_data(), ct,
+                            ld(ac, "ldb (a)"), &beta, c.raw_data(), cuda_type(c.dtype()), ld(c, "ldc"),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
@@ -341,6 +350,20 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
     Tensor gb = grad_bias->view({1, out});
     gemm_mixed(ones, true, gy_raw, false, gb, 1.0f, 1.0f, gy_raw.dtype());
   }
+}
+
+void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& packed_weight, int64_t hidden,
+                          DType compute, Tensor* grad_x, Tensor& grad_w1, Tensor& grad_w2, bool accumulate_grad_x) {
+  const int64_t in = x.size(-1), rows = x.numel() / in, padded = packed_weight.size(0) / 2;
+  const Tensor g = grad_ab.view({rows, 2 * padded}).to(compute), x2 = x.view({rows, in}).to(compute);
+  if (grad_x) {  // grad_x = grad_ab W (+ grad_x, beta = 1, when accumulating): one product over 2P
+    if (!accumulate_grad_x) *grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+    Tensor gx = grad_x->view({rows, in});
+    gemm_mixed(g, false, packed_weight.to(compute), false, gx, 1.0f, accumulate_grad_x ? 1.0f : 0.0f, compute);
+  }
+  // grad_w += (a block of grad_ab's columns)^T x: the block read in place, its row stride 2P.
+  gemm_mixed(g.slice(1, 0, hidden), true, x2, false, grad_w1, 1.0f, 1.0f, compute);
+  gemm_mixed(g.slice(1, padded, padded + hidden), true, x2, false, grad_w2, 1.0f, 1.0f, compute);
 }
 
 }  // namespace iflame::ops::cuda

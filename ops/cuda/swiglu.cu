@@ -1,5 +1,18 @@
 // cuda/swiglu.cu: the SwiGLU gate on the GPU, one thread per element (grid-stride),
 // f32 arithmetic with expf (not __expf) so it agrees with the CPU reference.
+//
+// The packed form (a and b side by side in one row of 2P, from one product):
+// a thread takes V adjacent columns of a row (V = 8 bf16 in one 16-byte load
+// when P is a multiple of 8 and the rows are 16-byte aligned, else 1). Its
+// backward gives each block a run of rows and each thread one group of columns
+// for the whole run, so the thread sums grad_a and grad_b of its columns in
+// registers; the blocks' sums go to a scratch table that one more kernel adds
+// up column by column in block order (the bias gradients, deterministic).
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/device.h"
 #include "ops/cuda/elem_util.cuh"
 #include "ops/swiglu.h"
 
@@ -32,6 +45,119 @@ __global__ void swiglu_backward_kernel(const T* __restrict__ grad_y, const T* __
   }
 }
 
+// V consecutive elements at p[i..i+V) as floats, and back (V = 8: one 16-byte access).
+template <int V, typename T>
+__device__ __forceinline__ void load_vec(const T* p, long long i, float* out) {
+  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p + i), out);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = load_f32(p, i + k);
+  }
+}
+template <int V, typename T>
+__device__ __forceinline__ void store_vec(T* p, long long i, const float* v) {
+  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
+    *reinterpret_cast<uint4*>(p + i) = pack_bf16x8(v);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) store_f32(p, i + k, v[k]);
+  }
+}
+
+// y[r, j..j+V) = silu(a) * b with a = ab[r, j..], b = ab[r, P + j..]; groups = P / V per row.
+template <typename T, int V>
+__global__ void swiglu_packed_forward_kernel(const T* __restrict__ ab, T* __restrict__ y, long long rows, int P) {
+  const int groups = P / V;
+  const long long n = rows * groups;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long r = i / groups;
+    const int j = int(i - r * groups) * V;
+    float a[V], b[V], out[V];
+    load_vec<V>(ab, r * 2 * P + j, a);
+    load_vec<V>(ab, r * 2 * P + P + j, b);
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = a[k] * sigmoid(a[k]) * b[k];
+    store_vec<V>(y, r * P + j, out);
+  }
+}
+
+// Rows [blockIdx.x * rows_per_block, ...) of the packed backward; thread t takes
+// column groups t, t + blockDim.x, ... (V columns each). With partials, each
+// block writes its column sums of grad_ab to partials[blockIdx.x, 0 .. 2P).
+template <typename T, int V>
+__global__ void swiglu_packed_backward_kernel(const T* __restrict__ grad_y, const T* __restrict__ ab,
+                                              T* __restrict__ grad_ab, float* __restrict__ partials,
+                                              long long rows, long long rows_per_block, int P) {
+  const int groups = P / V;
+  const long long r0 = blockIdx.x * rows_per_block;
+  const long long r1 = r0 + rows_per_block < rows ? r0 + rows_per_block : rows;
+  for (int grp = threadIdx.x; grp < groups; grp += blockDim.x) {
+    const int j = grp * V;
+    float sum_a[V], sum_b[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) sum_a[k] = sum_b[k] = 0.0f;
+    for (long long r = r0; r < r1; r++) {
+      float g[V], a[V], b[V], ga[V], gb[V];
+      load_vec<V>(grad_y, r * P + j, g);
+      load_vec<V>(ab, r * 2 * P + j, a);
+      load_vec<V>(ab, r * 2 * P + P + j, b);
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const float s = sigmoid(a[k]);
+        ga[k] = g[k] * b[k] * s * (1.0f + a[k] * (1.0f - s));
+        gb[k] = g[k] * a[k] * s;
+      }
+      store_vec<V>(grad_ab, r * 2 * P + j, ga);
+      store_vec<V>(grad_ab, r * 2 * P + P + j, gb);
+      if (partials) {
+        // The sums take the values as stored (bf16-rounded when T is bf16), as a
+        // product with grad_ab would see them.
+        float sa[V], sb[V];
+        if constexpr (std::is_same_v<T, bf16>) {
+#pragma unroll
+          for (int k = 0; k < V; k++) {
+            sa[k] = round_to_bf16(ga[k]);
+            sb[k] = round_to_bf16(gb[k]);
+          }
+        } else {
+#pragma unroll
+          for (int k = 0; k < V; k++) {
+            sa[k] = ga[k];
+            sb[k] = gb[k];
+          }
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+          sum_a[k] += sa[k];
+          sum_b[k] += sb[k];
+        }
+      }
+    }
+    if (partials) {
+      float* row = partials + blockIdx.x * 2LL * P;
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        row[j + k] = sum_a[k];
+        row[P + j + k] = sum_b[k];
+      }
+    }
+  }
+}
+
+// bias_grad[c] += sum over blocks (in order) of partials[block, c].
+__global__ void add_column_partials_kernel(const float* __restrict__ partials, int blocks, int cols,
+                                           float* __restrict__ bias_grad) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float sum = 0.0f;
+  for (int b = 0; b < blocks; b++) sum += partials[(long long)b * cols + c];
+  bias_grad[c] += sum;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 }  // namespace
 
 Tensor swiglu_forward(const Tensor& a, const Tensor& b) {
@@ -56,6 +182,63 @@ void swiglu_backward(const Tensor& grad_y, const Tensor& a, const Tensor& b, Ten
         grad_y.data<T>(), a.data<T>(), b.data<T>(), grad_a.data<T>(), grad_b.data<T>(), n);
   });
   CUDA_CHECK_LAUNCH();
+}
+
+Tensor swiglu_packed_forward(const Tensor& ab) {
+  const int P = (int)(ab.size(-1) / 2);
+  const long long rows = ab.numel() / (2LL * P);
+  Shape shape = ab.shape();
+  shape.back() = P;
+  Tensor y = Tensor::empty(shape, ab.dtype(), Device::CUDA);
+  if (rows == 0) return y;
+  const bool vec = ab.dtype() == DType::BF16 && P % 8 == 0 && aligned16(ab.raw_data()) && aligned16(y.raw_data());
+  IFLAME_DISPATCH_ACT(ab.dtype(), "swiglu_packed_forward", {
+    if (vec) {
+      const long long n = rows * (P / 8);
+      swiglu_packed_forward_kernel<T, 8><<<grid_stride_blocks(n, 256, 8192), 256, 0, cuda_stream()>>>(
+          ab.data<T>(), y.data<T>(), rows, P);
+    } else {
+      const long long n = rows * P;
+      swiglu_packed_forward_kernel<T, 1><<<grid_stride_blocks(n, 256, 8192), 256, 0, cuda_stream()>>>(
+          ab.data<T>(), y.data<T>(), rows, P);
+    }
+  });
+  CUDA_CHECK_LAUNCH();
+  return y;
+}
+
+Tensor swiglu_packed_backward(const Tensor& grad_y, const Tensor& ab, Tensor* bias_grad) {
+  const int P = (int)(ab.size(-1) / 2);
+  const long long rows = ab.numel() / (2LL * P);
+  Tensor grad_ab = Tensor::empty(ab.shape(), ab.dtype(), Device::CUDA);
+  if (rows == 0) return grad_ab;
+  const bool vec = ab.dtype() == DType::BF16 && P % 8 == 0 && aligned16(ab.raw_data()) &&
+                   aligned16(grad_y.raw_data()) && aligned16(grad_ab.raw_data());
+  const int groups = P / (vec ? 8 : 1);
+  // One group of columns per thread (up to 1024 threads, then threads loop over
+  // groups); enough blocks of rows to fill the GPU several times over.
+  const int threads = std::min(1024, (groups + 31) / 32 * 32);
+  const int want_blocks = 8 * cuda_multiprocessors();
+  const long long rows_per_block = std::max<long long>(1, (rows + want_blocks - 1) / want_blocks);
+  const int blocks = (int)((rows + rows_per_block - 1) / rows_per_block);
+  Tensor partials;
+  if (bias_grad) partials = Tensor::empty({(int64_t)blocks, 2LL * P}, DType::F32, Device::CUDA);
+  float* partial_ptr = bias_grad ? partials.data<float>() : nullptr;
+  IFLAME_DISPATCH_ACT(ab.dtype(), "swiglu_packed_backward", {
+    if (vec)
+      swiglu_packed_backward_kernel<T, 8><<<blocks, threads, 0, cuda_stream()>>>(
+          grad_y.data<T>(), ab.data<T>(), grad_ab.data<T>(), partial_ptr, rows, rows_per_block, P);
+    else
+      swiglu_packed_backward_kernel<T, 1><<<blocks, threads, 0, cuda_stream()>>>(
+          grad_y.data<T>(), ab.data<T>(), grad_ab.data<T>(), partial_ptr, rows, rows_per_block, P);
+  });
+  CUDA_CHECK_LAUNCH();
+  if (bias_grad) {
+    add_column_partials_kernel<<<blocks_for(2LL * P, 256), 256, 0, cuda_stream()>>>(partial_ptr, blocks, 2 * P,
+                                                                                  bias_grad->data<float>());
+    CUDA_CHECK_LAUNCH();
+  }
+  return grad_ab;
 }
 
 }  // namespace iflame::ops::cuda
