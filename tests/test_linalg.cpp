@@ -411,6 +411,41 @@ TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)"
   }
 }
 
+TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's conversion) matches the CPU") {
+  SKIP_WITHOUT_GPU();
+  // out = 512 and 1368 (16-byte paths), 132 and 37 (one column per thread); rows
+  // more than the GPU's blocks (several rows per block) and fewer.
+  struct Size {
+    int64_t rows, in, out;
+  };
+  for (Size sz : {Size{20011, 16, 512}, Size{3001, 24, 1368}, Size{7, 16, 132}, Size{1234, 8, 37}}) {
+    const Tensor x = random_tensor({sz.rows, sz.in}, 120), w = random_tensor({sz.out, sz.in}, 121);
+    const Tensor gy = random_tensor({sz.rows, sz.out}, 122), gb0 = random_tensor({sz.out}, 123);
+    for (DType act : {DType::F32, DType::BF16}) {
+      for (DType compute : {DType::F32, DType::BF16}) {
+        if (act == DType::BF16 && compute == DType::F32) continue;
+        INFO("rows " << sz.rows << ", out " << sz.out << ", " << dtype_name(act) << " grad_y, " << dtype_name(compute));
+        const bool r16 = act == DType::BF16 || compute == DType::BF16;
+        const Tensor gyr = act == DType::BF16 ? rounded_bf16(gy) : gy;
+        // The bias gradient sums grad_y as given (not rounded by the compute dtype).
+        Tensor gb_ref = gb0.clone(), gw_ref = Tensor::zeros({sz.out, sz.in}), gx_ref;
+        ops::linear_backward(gyr, r16 ? rounded_bf16(x) : x, r16 ? rounded_bf16(w) : w, DType::F32, &gx_ref, gw_ref,
+                             &gb_ref);
+        const Tensor xd = x.to(Device::CUDA).to(act), gyd = gy.to(Device::CUDA).to(act), wd = w.to(Device::CUDA);
+        Tensor gb = gb0.to(Device::CUDA), gb2 = gb0.to(Device::CUDA), gx, gx2;
+        Tensor gw = Tensor::zeros({sz.out, sz.in}, DType::F32, Device::CUDA), gw2 = gw.clone();
+        ops::linear_backward(gyd, xd, wd, compute, &gx, gw, &gb);
+        ops::linear_backward(gyd, xd, wd, compute, &gx2, gw2, &gb2);
+        CHECK(rel_l2(gb, gb_ref) < 1e-5);
+        CHECK(max_abs_diff(gb, gb2) == 0.0);  // fixed order
+        const double tol = r16 ? 1e-2 : 1e-5;
+        CHECK(rel_l2(gx, gx_ref) < tol);  // the products saw grad_y converted in the same pass
+        CHECK(rel_l2(gw, gw_ref) < tol);
+      }
+    }
+  }
+}
+
 TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
   SKIP_WITHOUT_GPU();
   // The model's FFN (512 -> 1365 padded to 1368) at few rows, and odd sizes.

@@ -19,7 +19,8 @@
 // matmul answers NOT_SUPPORTED, the fill + cublasGemmEx path runs instead.
 // IFLAME_LT_BIAS=0 in the environment (read once) turns the cuBLASLt path off,
 // for comparing the two (set_lt_bias_enabled() is the tests' switch).
-// Bias gradient: ones^T grad_y as a GEMV-shaped product, deterministic.
+// Bias gradient: grad_y's column sums, in the pass that converts grad_y to the
+// compute dtype when it needs converting (column_sums.cuh: deterministic).
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -31,8 +32,10 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/column_sums.cuh"
 #include "ops/linear.h"
 
 namespace iflame::ops::cuda {
@@ -254,6 +257,107 @@ bool linear_lt(const Tensor& x2, const Tensor& weight, const Tensor& bias, Tenso
   return true;
 }
 
+// ---- the bias gradient: column sums of grad_y, with its conversion in the same pass ----
+
+// V consecutive elements as floats (16-byte loads where V and the type allow).
+template <int V>
+__device__ __forceinline__ void load_cols(const float* p, long long i, float* out) {
+  if constexpr (V == 4) {
+    const float4 w = *reinterpret_cast<const float4*>(p + i);
+    out[0] = w.x, out[1] = w.y, out[2] = w.z, out[3] = w.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = p[i + k];
+  }
+}
+template <int V>
+__device__ __forceinline__ void load_cols(const bf16* p, long long i, float* out) {
+  if constexpr (V == 8) {
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p + i), out);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = bf16_to_float(p[i + k]);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_cols(bf16* p, long long i, const float* v) {
+  if constexpr (V == 4) {
+    uint2 w;
+    w.x = uint32_t(float_to_bf16(v[0]).bits) | (uint32_t(float_to_bf16(v[1]).bits) << 16);
+    w.y = uint32_t(float_to_bf16(v[2]).bits) | (uint32_t(float_to_bf16(v[3]).bits) << 16);
+    *reinterpret_cast<uint2*>(p + i) = w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) p[i + k] = float_to_bf16(v[k]);
+  }
+}
+
+// Rows [blockIdx.x * rows_per_block, ...) of grad_y [rows, cols]: thread t sums
+// column groups t, t + blockDim.x, ... (V columns each) into
+// partials[blockIdx.x, :]; with converted, it also writes grad_y rounded to bf16.
+template <typename TI, int V>
+__global__ void bias_grad_kernel(const TI* __restrict__ grad_y, bf16* __restrict__ converted,
+                                 float* __restrict__ partials, long long rows, long long rows_per_block, int cols) {
+  const long long r0 = blockIdx.x * rows_per_block;
+  const long long r1 = r0 + rows_per_block < rows ? r0 + rows_per_block : rows;
+  for (int j = threadIdx.x * V; j < cols; j += blockDim.x * V) {
+    float sum[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) sum[k] = 0.0f;
+    for (long long r = r0; r < r1; r++) {
+      float v[V];
+      load_cols<V>(grad_y, r * cols + j, v);
+      if (converted) store_cols<V>(converted, r * cols + j, v);
+#pragma unroll
+      for (int k = 0; k < V; k++) sum[k] += v[k];
+    }
+#pragma unroll
+    for (int k = 0; k < V; k++) partials[blockIdx.x * (long long)cols + j + k] = sum[k];
+  }
+}
+
+// grad_bias += column sums of gy [rows, cols] (f32 or bf16, as given); returns gy
+// in `compute` (the same tensor when it already is; else converted to bf16 in
+// the same pass, or by to() for other conversions).
+Tensor bias_grad_and_convert(const Tensor& gy, DType compute, Tensor& grad_bias) {
+  const long long rows = gy.size(0);
+  const int cols = (int)gy.size(1);
+  const bool convert = gy.dtype() != compute && compute == DType::BF16 && gy.dtype() == DType::F32;
+  Tensor converted = convert ? Tensor::empty(gy.shape(), DType::BF16, Device::CUDA) : Tensor();
+  const RowRuns runs = row_runs(rows);
+  Tensor partials = Tensor::empty({(int64_t)runs.blocks, (int64_t)cols}, DType::F32, Device::CUDA);
+  auto aligned = [](const Tensor& t, int bytes) {
+    return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % bytes == 0;
+  };
+  bf16* out = convert ? converted.data<bf16>() : nullptr;
+  // A thread per group of columns (whole warps, at most 1024; beyond, threads loop).
+  auto threads_for = [](int groups) { return std::min(1024, std::max(32, (groups + 31) / 32 * 32)); };
+  if (gy.dtype() == DType::F32) {
+    const bool vec = cols % 4 == 0 && aligned(gy, 16) && aligned(converted, 8);
+    if (vec) {
+      bias_grad_kernel<float, 4><<<runs.blocks, threads_for(cols / 4), 0, cuda_stream()>>>(
+          gy.data<float>(), out, partials.data<float>(), rows, runs.rows_per_block, cols);
+    } else {
+      bias_grad_kernel<float, 1><<<runs.blocks, threads_for(cols), 0, cuda_stream()>>>(
+          gy.data<float>(), out, partials.data<float>(), rows, runs.rows_per_block, cols);
+    }
+  } else {
+    IFLAME_CHECK(gy.dtype() == DType::BF16, "linear_backward: grad_y must be f32 or bf16, got ", gy.describe());
+    const bool vec = cols % 8 == 0 && aligned(gy, 16);
+    if (vec) {
+      bias_grad_kernel<bf16, 8><<<runs.blocks, threads_for(cols / 8), 0, cuda_stream()>>>(
+          gy.data<bf16>(), nullptr, partials.data<float>(), rows, runs.rows_per_block, cols);
+    } else {
+      bias_grad_kernel<bf16, 1><<<runs.blocks, threads_for(cols), 0, cuda_stream()>>>(
+          gy.data<bf16>(), nullptr, partials.data<float>(), rows, runs.rows_per_block, cols);
+    }
+  }
+  CUDA_CHECK_LAUNCH();
+  add_column_partials(partials, runs.blocks, cols, grad_bias.data<float>());
+  if (convert) return converted;
+  return gy.to(compute);
+}
+
 }  // namespace
 
 void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
@@ -335,8 +439,11 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
 void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, DType compute,
                      Tensor* grad_x, Tensor& grad_weight, Tensor* grad_bias, bool accumulate_grad_x) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
-  // Convert each operand to the compute dtype once (no copy when it already is).
-  const Tensor gy = grad_y.view({rows, out}).to(compute);
+  // Convert each operand to the compute dtype once (no copy when it already is);
+  // with a bias, its gradient (grad_y's column sums, as given: f32 sums) comes
+  // from the same pass over grad_y.
+  const Tensor gy = grad_bias && rows > 0 ? bias_grad_and_convert(grad_y.view({rows, out}), compute, *grad_bias)
+                                          : grad_y.view({rows, out}).to(compute);
   if (grad_x) {  // grad_x = grad_y W (+ grad_x, beta = 1, when accumulating)
     if (!accumulate_grad_x) *grad_x = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
     Tensor gx = grad_x->view({rows, in});
@@ -344,12 +451,6 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
   }
   // grad_weight += grad_y^T x (f32 accumulation, beta = 1)
   gemm_mixed(gy, true, x.view({rows, in}).to(compute), false, grad_weight, 1.0f, 1.0f, compute);
-  if (grad_bias && rows > 0) {  // grad_bias^T += ones^T grad_y, on grad_y as given (f32 sums)
-    const Tensor gy_raw = grad_y.view({rows, out});
-    const Tensor ones = Tensor::full({rows, 1}, 1.0f, gy_raw.dtype(), Device::CUDA);
-    Tensor gb = grad_bias->view({1, out});
-    gemm_mixed(ones, true, gy_raw, false, gb, 1.0f, 1.0f, gy_raw.dtype());
-  }
 }
 
 void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& packed_weight, int64_t hidden,

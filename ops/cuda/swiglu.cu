@@ -7,12 +7,13 @@
 // backward gives each block a run of rows and each thread one group of columns
 // for the whole run, so the thread sums grad_a and grad_b of its columns in
 // registers; the blocks' sums go to a scratch table that one more kernel adds
-// up column by column in block order (the bias gradients, deterministic).
+// up column by column in block order (the bias gradients, deterministic:
+// column_sums.cuh).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
-#include "core/device.h"
+#include "ops/cuda/column_sums.cuh"
 #include "ops/cuda/elem_util.cuh"
 #include "ops/swiglu.h"
 
@@ -146,16 +147,6 @@ __global__ void swiglu_packed_backward_kernel(const T* __restrict__ grad_y, cons
   }
 }
 
-// bias_grad[c] += sum over blocks (in order) of partials[block, c].
-__global__ void add_column_partials_kernel(const float* __restrict__ partials, int blocks, int cols,
-                                           float* __restrict__ bias_grad) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  float sum = 0.0f;
-  for (int b = 0; b < blocks; b++) sum += partials[(long long)b * cols + c];
-  bias_grad[c] += sum;
-}
-
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
@@ -218,9 +209,9 @@ Tensor swiglu_packed_backward(const Tensor& grad_y, const Tensor& ab, Tensor* bi
   // One group of columns per thread (up to 1024 threads, then threads loop over
   // groups); enough blocks of rows to fill the GPU several times over.
   const int threads = std::min(1024, (groups + 31) / 32 * 32);
-  const int want_blocks = 8 * cuda_multiprocessors();
-  const long long rows_per_block = std::max<long long>(1, (rows + want_blocks - 1) / want_blocks);
-  const int blocks = (int)((rows + rows_per_block - 1) / rows_per_block);
+  const RowRuns runs = row_runs(rows);
+  const int blocks = runs.blocks;
+  const long long rows_per_block = runs.rows_per_block;
   Tensor partials;
   if (bias_grad) partials = Tensor::empty({(int64_t)blocks, 2LL * P}, DType::F32, Device::CUDA);
   float* partial_ptr = bias_grad ? partials.data<float>() : nullptr;
@@ -233,11 +224,7 @@ Tensor swiglu_packed_backward(const Tensor& grad_y, const Tensor& ab, Tensor* bi
           grad_y.data<T>(), ab.data<T>(), grad_ab.data<T>(), partial_ptr, rows, rows_per_block, P);
   });
   CUDA_CHECK_LAUNCH();
-  if (bias_grad) {
-    add_column_partials_kernel<<<blocks_for(2LL * P, 256), 256, 0, cuda_stream()>>>(partial_ptr, blocks, 2 * P,
-                                                                                  bias_grad->data<float>());
-    CUDA_CHECK_LAUNCH();
-  }
+  if (bias_grad) add_column_partials(partials, blocks, 2 * P, bias_grad->data<float>());
   return grad_ab;
 }
 
