@@ -22,6 +22,25 @@ constexpr int kThreads = 256;  // 8 warps, one row each at a time
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kSharedBudget = 48 * 1024;
 
+// The norm of one row held in registers, lane + 32 i of it in v[i] (zero past
+// d): the sum of squares in this order, inv_rms[r], then y's row.
+template <typename TY, int kPerLane>
+__device__ __forceinline__ void norm_row_in_registers(const float (&v)[kPerLane], const float* __restrict__ weight,
+                                                      TY* __restrict__ y, float* __restrict__ inv_rms, long long r,
+                                                      long long base, int lane, int d, float eps) {
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kPerLane; i++) sum_sq += v[i] * v[i];
+  sum_sq = warp_sum(sum_sq);
+  const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
+  if (lane == 0) inv_rms[r] = inv;
+#pragma unroll
+  for (int i = 0; i < kPerLane; i++) {
+    const int j = lane + 32 * i;
+    if (j < d) store_f32(y, base + j, v[i] * inv * weight[j]);
+  }
+}
+
 // kPerLane > 0: the row (d <= 32 kPerLane) is held in registers between the
 // sum of squares and the output, so it is read once and every load of a row is
 // issued before the first is used (one memory round trip, which is what a
@@ -37,7 +56,6 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __
   for (long long r = blockIdx.x * (long long)kWarps + (threadIdx.x >> 5); r < rows;
        r += (long long)gridDim.x * kWarps) {
     const long long base = r * d;
-    float sum_sq = 0.0f;
     if constexpr (kPerLane > 0) {
       float v[kPerLane];
 #pragma unroll
@@ -45,17 +63,9 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __
         const int j = lane + 32 * i;
         v[i] = j < d ? load_f32(x, base + j) : 0.0f;
       }
-#pragma unroll
-      for (int i = 0; i < kPerLane; i++) sum_sq += v[i] * v[i];
-      sum_sq = warp_sum(sum_sq);
-      const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
-      if (lane == 0) inv_rms[r] = inv;
-#pragma unroll
-      for (int i = 0; i < kPerLane; i++) {
-        const int j = lane + 32 * i;
-        if (j < d) store_f32(y, base + j, v[i] * inv * weight[j]);
-      }
+      norm_row_in_registers(v, weight, y, inv_rms, r, base, lane, d, eps);
     } else {
+      float sum_sq = 0.0f;
       for (int j = lane; j < d; j += 32) {
         const float v = load_f32(x, base + j);
         sum_sq += v * v;
@@ -89,7 +99,6 @@ __global__ void add_rms_norm_forward_kernel(const TA* __restrict__ a, const TB* 
       const int j = lane + 32 * i;
       v[i] = j < d ? load_f32(a, base + j) + load_f32(b, base + j) : 0.0f;
     }
-    float sum_sq = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPerLane; i++) {
       const int j = lane + 32 * i;
@@ -97,16 +106,8 @@ __global__ void add_rms_norm_forward_kernel(const TA* __restrict__ a, const TB* 
         store_f32(sum, base + j, v[i]);
         v[i] = as_stored(v[i], sum);  // the norm reads what was stored, as it would after add()
       }
-      sum_sq += v[i] * v[i];
     }
-    sum_sq = warp_sum(sum_sq);
-    const float inv = 1.0f / sqrtf(sum_sq / (float)d + eps);
-    if (lane == 0) inv_rms[r] = inv;
-#pragma unroll
-    for (int i = 0; i < kPerLane; i++) {
-      const int j = lane + 32 * i;
-      if (j < d) store_f32(y, base + j, v[i] * inv * weight[j]);
-    }
+    norm_row_in_registers(v, weight, y, inv_rms, r, base, lane, d, eps);
   }
 }
 
