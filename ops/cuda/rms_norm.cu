@@ -112,7 +112,10 @@ __global__ void add_rms_norm_forward_kernel(const TA* __restrict__ a, const TB* 
 }
 
 // grad_y in TG, x and grad_x in T (the norms of the f32 residual stream get
-// their gradient in the blocks' bf16).
+// their gradient in the blocks' bf16). With kAccumulate, grad_x holds a gradient
+// already and the new one is added with __fadd_rn: a plain `+` would let the
+// compiler fold the last product into an fma, which rounds once where add()
+// rounds twice (seen on the H100: the f32 sums then differed in the last bit).
 template <typename TG, typename T, int kPerLane, bool kAccumulate>
 __global__ void rms_norm_backward_kernel(const TG* __restrict__ grad_y, const T* __restrict__ x,
                                          const float* __restrict__ weight, const float* __restrict__ inv_rms,
@@ -150,7 +153,7 @@ __global__ void rms_norm_backward_kernel(const TG* __restrict__ grad_y, const T*
         const int j = lane + 32 * i;
         if (j < d) {
           const float value = inv * (g[i] * w[i] - n[i] * mean_dot);
-          store_f32(grad_x, base + j, kAccumulate ? load_f32(grad_x, base + j) + value : value);
+          store_f32(grad_x, base + j, kAccumulate ? __fadd_rn(load_f32(grad_x, base + j), value) : value);
           column_sum[i] += g[i] * n[i];
         }
       }
@@ -173,7 +176,7 @@ __global__ void rms_norm_backward_kernel(const TG* __restrict__ grad_y, const T*
         const float g = load_f32(grad_y, base + j);
         const float normalized = load_f32(x, base + j) * inv;
         const float value = inv * (g * weight[j] - normalized * mean_dot);
-        store_f32(grad_x, base + j, kAccumulate ? load_f32(grad_x, base + j) + value : value);
+        store_f32(grad_x, base + j, kAccumulate ? __fadd_rn(load_f32(grad_x, base + j), value) : value);
         atomicAdd(&weight_partial[j], g * normalized);
       }
     }
