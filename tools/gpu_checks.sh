@@ -112,7 +112,9 @@ stage_bench_train() {
   run bench-train.log ./train --bench --model shapenet --batch 16 --precision bf16-matmul
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute none
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute blocks
+  run bench-train.log ./train --bench --model shapenet --batch 16 --recompute ffn:1
   run bench-train.log ./train --bench --model shapenet --batch 16 --recompute ffn:2
+  run bench-train.log env IFLAME_LT_BIAS=0 ./train --bench --model shapenet --batch 16 --recompute ffn:2
   run bench-train.log ./train --bench --model shapenet --batch 16 --muon-ns bf16
   run bench-train.log ./train --bench --model shapenet --batch 48
   run bench-train.log ./train --bench --model shapenet --batch 16 --profile --bench-steps 2
