@@ -1,9 +1,11 @@
 // cuda/rope.cu: RoPE on the GPU, one thread per rotated pair (b, t, h, j < D/2);
-// consecutive threads take consecutive j, so both halves are read coalesced.
+// consecutive threads take consecutive j, so both halves are read coalesced
+// (bf16 with D/2 a multiple of 8: one thread per 8 pairs, 16-byte accesses).
 // The frequencies come from the host (rope_frequencies) as a kernel argument,
 // so CPU and GPU use the same float32 values; sinf/cosf (full precision, no
 // fast-math) of the float32 angle, as on the CPU, once per (t, j) in a table.
 #include <climits>
+#include <cstdint>
 
 #include "ops/cuda/elem_util.cuh"
 #include "ops/rope.h"
@@ -50,6 +52,39 @@ __global__ void rope_kernel(const T* __restrict__ x, T* __restrict__ y, Index pa
   }
 }
 
+// The same rotation, 8 pairs per thread for bf16 with half a multiple of 8:
+// both halves' 8 values in one 16-byte access each (a D = 32 head row is two
+// threads), the 8 angles' (cos, sin) in four 16-byte loads, and the index
+// arithmetic once per 8 pairs instead of once per pair.
+template <typename Index>
+__global__ void rope_bf16x8_kernel(const bf16* __restrict__ x, bf16* __restrict__ y, Index groups, int T_len, int H,
+                                   int half, float direction, const float2* __restrict__ table) {
+  const int per_row = half / 8;
+  for (Index g = blockIdx.x * (Index)blockDim.x + threadIdx.x; g < groups; g += (Index)gridDim.x * blockDim.x) {
+    const Index head_row = g / per_row;  // (b * T + t) * H + h
+    const int j0 = (int)(g - head_row * per_row) * 8;
+    const int t = (int)((head_row / H) % T_len);
+    const Index base = head_row * (2 * (Index)half) + j0;
+    float x1[8], x2[8], y1[8], y2[8], cs[16];
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(x + base), x1);
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(x + base + half), x2);
+    const float4* angles = reinterpret_cast<const float4*>(table + (long long)t * half + j0);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      const float4 w = angles[k];
+      cs[4 * k] = w.x, cs[4 * k + 1] = w.y, cs[4 * k + 2] = w.z, cs[4 * k + 3] = w.w;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float c = cs[2 * k], s = direction * cs[2 * k + 1];
+      y1[k] = x1[k] * c + x2[k] * s;
+      y2[k] = -x1[k] * s + x2[k] * c;
+    }
+    *reinterpret_cast<uint4*>(y + base) = pack_bf16x8(y1);
+    *reinterpret_cast<uint4*>(y + base + half) = pack_bf16x8(y2);
+  }
+}
+
 Tensor rotate(const Tensor& x, int64_t pos_offset, float direction, const char* op) {
   const int T_len = (int)x.size(1), H = (int)x.size(2), D = (int)x.size(3), half = D / 2;
   IFLAME_CHECK(half <= kMaxHalf, op, ": head dim ", D, " above the supported ", 2 * kMaxHalf);
@@ -65,6 +100,20 @@ Tensor rotate(const Tensor& x, int64_t pos_offset, float direction, const char* 
   rope_table_kernel<<<grid_stride_blocks((long long)T_len * half, 256), 256, 0, cuda_stream()>>>(
       tab, T_len, half, (long long)pos_offset, freq);
   CUDA_CHECK_LAUNCH();
+  const bool vec = x.dtype() == DType::BF16 && half % 8 == 0 &&
+                   reinterpret_cast<uintptr_t>(x.raw_data()) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(y.raw_data()) % 16 == 0;
+  if (vec) {
+    const long long groups = pairs / 8;
+    if (groups <= INT_MAX / 2)
+      rope_bf16x8_kernel<int><<<grid_stride_blocks(groups, 256), 256, 0, cuda_stream()>>>(
+          x.data<bf16>(), y.data<bf16>(), (int)groups, T_len, H, half, direction, tab);
+    else
+      rope_bf16x8_kernel<long long><<<grid_stride_blocks(groups, 256), 256, 0, cuda_stream()>>>(
+          x.data<bf16>(), y.data<bf16>(), groups, T_len, H, half, direction, tab);
+    CUDA_CHECK_LAUNCH();
+    return y;
+  }
   IFLAME_DISPATCH_ACT(x.dtype(), op, {
     if (pairs <= INT_MAX / 2)
       rope_kernel<T, int><<<grid_stride_blocks(pairs, 256), 256, 0, cuda_stream()>>>(
