@@ -185,6 +185,21 @@ __global__ void rms_norm_backward_kernel(const TG* __restrict__ grad_y, const T*
   for (int j = threadIdx.x; j < d; j += blockDim.x) atomicAdd(&grad_weight[j], weight_partial[j]);
 }
 
+// Calls f(std::integral_constant<int, K>{}) with the kernels' register width for
+// rows of d: K lanes' worth of 32 columns (4, 16 or 32), or 0 (any d, read twice).
+// One choice for every kernel here, so the fused and plain forms sum alike.
+template <typename F>
+void with_per_lane(int d, F&& f) {
+  if (d <= 4 * 32)
+    f(std::integral_constant<int, 4>{});
+  else if (d <= 16 * 32)
+    f(std::integral_constant<int, 16>{});
+  else if (d <= 32 * 32)
+    f(std::integral_constant<int, 32>{});
+  else
+    f(std::integral_constant<int, 0>{});
+}
+
 }  // namespace
 
 Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& inv_rms, DType out_dtype) {
@@ -202,14 +217,7 @@ Tensor rms_norm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor
         launch_pdl(kernel, blocks, kThreads, 0, x.data<TX>(), weight.data<float>(), y.data<TY>(),
                    inv_rms.data<float>(), rows, d, eps);
       };
-      if (d <= 4 * 32)
-        launch(rms_norm_forward_kernel<TX, TY, 4>);
-      else if (d <= 16 * 32)
-        launch(rms_norm_forward_kernel<TX, TY, 16>);
-      else if (d <= 32 * 32)
-        launch(rms_norm_forward_kernel<TX, TY, 32>);
-      else
-        launch(rms_norm_forward_kernel<TX, TY, 0>);
+      with_per_lane(d, [&](auto width) { launch(rms_norm_forward_kernel<TX, TY, decltype(width)::value>); });
     });
   });
   CUDA_CHECK_LAUNCH();
@@ -237,13 +245,12 @@ Tensor add_rms_norm_forward(const Tensor& a, const Tensor& b, const Tensor& weig
                                                          sum.data<TA>(), y.data<TY>(), inv_rms.data<float>(), rows,
                                                          d, eps);
         };
-        // The same kPerLane as rms_norm_forward picks for d: the same sums in the same order.
-        if (d <= 4 * 32)
-          launch(add_rms_norm_forward_kernel<TA, TB, TY, 4>);
-        else if (d <= 16 * 32)
-          launch(add_rms_norm_forward_kernel<TA, TB, TY, 16>);
-        else
-          launch(add_rms_norm_forward_kernel<TA, TB, TY, 32>);
+        // The same width as rms_norm_forward picks for d: the same sums in the same order
+        // (d <= 1024 was checked above, so the width is never 0 here).
+        with_per_lane(d, [&](auto width) {
+          constexpr int kWidth = decltype(width)::value;
+          if constexpr (kWidth > 0) launch(add_rms_norm_forward_kernel<TA, TB, TY, kWidth>);
+        });
       });
     });
   });
@@ -273,14 +280,7 @@ Tensor rms_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& we
       };
       auto pick = [&](auto accumulate_tag) {
         constexpr bool kAcc = decltype(accumulate_tag)::value;
-        if (d <= 4 * 32)
-          launch(rms_norm_backward_kernel<TG, TX, 4, kAcc>);
-        else if (d <= 16 * 32)
-          launch(rms_norm_backward_kernel<TG, TX, 16, kAcc>);
-        else if (d <= 32 * 32)
-          launch(rms_norm_backward_kernel<TG, TX, 32, kAcc>);
-        else
-          launch(rms_norm_backward_kernel<TG, TX, 0, kAcc>);
+        with_per_lane(d, [&](auto width) { launch(rms_norm_backward_kernel<TG, TX, decltype(width)::value, kAcc>); });
       };
       if (accumulate)
         pick(std::true_type{});
