@@ -28,6 +28,23 @@ Tensor param_grad_target(const Slot& slot, const Tensor& value) {
   if (slot->requires_grad()) return slot->buffer();
   return Tensor::zeros(value.shape(), DType::F32, value.device());
 }
+
+// Where a backward op puts an input's gradient: added into the gradient the
+// slot already holds when that one is the slot's alone (into, in place), else
+// into a new tensor (fresh) that finish() hands to the slot. target() is null
+// when the input wants no gradient.
+struct InputGrad {
+  InputGrad(const Slot& s, DType dtype)
+      : slot(s), into(s->requires_grad() ? s->accumulation_target(dtype) : nullptr) {}
+  Tensor* target() { return into ? into : slot->requires_grad() ? &fresh : nullptr; }
+  bool accumulating() const { return into != nullptr; }
+  void finish() {
+    if (slot->requires_grad() && !into) slot->accumulate(fresh);
+  }
+  Slot slot;
+  Tensor* into;
+  Tensor fresh;
+};
 }  // namespace
 
 Variable embedding(const Variable& weight, const Tensor& tokens, DType out_dtype) {
@@ -56,9 +73,10 @@ static void record_rms_norm(const Variable& x, const Variable& weight, const Var
     Tensor g = o->take();
     if (!g.defined()) return;
     Tensor gw = param_grad_target(ws, wv);
-    Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
-    Tensor gx = ops::rms_norm_backward(g, xv, wv, inv_rms, gw, into);  // gx in x's dtype, whatever g's is
-    if (xs->requires_grad() && !into) xs->accumulate(gx);
+    InputGrad gx(xs, xv.dtype());  // in x's dtype, whatever g's is
+    Tensor r = ops::rms_norm_backward(g, xv, wv, inv_rms, gw, gx.into);
+    if (!gx.accumulating()) gx.fresh = r;
+    gx.finish();
   });
 }
 
@@ -86,15 +104,12 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias,
     tape().record([xs, ws, bs, o, xv, wv, compute]() {
       Tensor g = o->take();
       if (!g.defined()) return;
-      Tensor gx;
       Tensor gw = param_grad_target(ws, wv);
       Tensor gb;
       if (bs && bs->requires_grad()) gb = bs->buffer();
-      // grad_x straight into the gradient x already has, when that one is x's alone.
-      Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
-      Tensor* grad_x = into ? into : xs->requires_grad() ? &gx : nullptr;
-      ops::linear_backward(g, xv, wv, compute, grad_x, gw, gb.defined() ? &gb : nullptr, into != nullptr);
-      if (xs->requires_grad() && !into) xs->accumulate(gx);
+      InputGrad gx(xs, xv.dtype());
+      ops::linear_backward(g, xv, wv, compute, gx.target(), gw, gb.defined() ? &gb : nullptr, gx.accumulating());
+      gx.finish();
     });
   }
   return out;
@@ -139,11 +154,9 @@ Variable swiglu_pair(const Variable& x, const Variable& w1, const Variable& b1, 
       if (b1s->requires_grad()) ops::add_inplace(b1s->buffer(), bias_sum.slice(0, 0, hidden));
       if (b2s->requires_grad()) ops::add_inplace(b2s->buffer(), bias_sum.slice(0, padded, padded + hidden));
       Tensor gw1 = param_grad_target(w1s, w1v), gw2 = param_grad_target(w2s, w2v);
-      Tensor gx;
-      Tensor* into = xs->requires_grad() ? xs->accumulation_target(xv.dtype()) : nullptr;
-      Tensor* grad_x = into ? into : xs->requires_grad() ? &gx : nullptr;
-      ops::linear_pair_backward(gab, xv, packed_weight, hidden, compute, grad_x, gw1, gw2, into != nullptr);
-      if (xs->requires_grad() && !into) xs->accumulate(gx);
+      InputGrad gx(xs, xv.dtype());
+      ops::linear_pair_backward(gab, xv, packed_weight, hidden, compute, gx.target(), gw1, gw2, gx.accumulating());
+      gx.finish();
     });
   }
   return out;

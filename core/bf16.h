@@ -61,12 +61,21 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4 w, float* out) {
   }
 }
 
+// Two floats as two bf16 in one 4-byte word (the first in the low half), by
+// float_to_bf16 (its NaN handling too; the mma code's pack_bf16x2 is the cvt
+// instruction's).
+__device__ __forceinline__ uint32_t bf16_pair_bits(float lo, float hi) {
+  return uint32_t(float_to_bf16(lo).bits) | (uint32_t(float_to_bf16(hi).bits) << 16);
+}
+
 __device__ __forceinline__ uint4 pack_bf16x8(const float* v) {
-  uint32_t words[4];
-#pragma unroll
-  for (int i = 0; i < 4; i++)
-    words[i] = uint32_t(float_to_bf16(v[2 * i]).bits) | (uint32_t(float_to_bf16(v[2 * i + 1]).bits) << 16);
-  return make_uint4(words[0], words[1], words[2], words[3]);
+  return make_uint4(bf16_pair_bits(v[0], v[1]), bf16_pair_bits(v[2], v[3]), bf16_pair_bits(v[4], v[5]),
+                    bf16_pair_bits(v[6], v[7]));
+}
+
+// Four bf16 as one 8-byte word, from floats.
+__device__ __forceinline__ uint2 pack_bf16x4(const float* v) {
+  return make_uint2(bf16_pair_bits(v[0], v[1]), bf16_pair_bits(v[2], v[3]));
 }
 #endif
 

@@ -34,6 +34,15 @@ void check_param(const Tensor& t, const char* op, const char* what, Device devic
                shape_str(t.shape()));
 }
 
+// The gradient a backward adds grad_x into (accumulate_grad_x): there, and like x.
+void check_grad_x_to_add_into(const Tensor* grad_x, const Tensor& x, const char* op) {
+  IFLAME_CHECK(grad_x && grad_x->defined(), op, ": accumulate_grad_x needs the gradient to add into");
+  IFLAME_CHECK(grad_x->shape() == x.shape() && grad_x->dtype() == x.dtype() && grad_x->is_contiguous() &&
+                   grad_x->device() == x.device(),
+               op, ": the gradient to add into must be contiguous and like x (", x.describe(), "), got ",
+               grad_x->describe());
+}
+
 }  // namespace
 
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute) {
@@ -76,13 +85,7 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
                grad_y.describe());
   check_param(grad_weight, op, "grad_weight", x.device(), weight.shape());
   if (grad_bias) check_param(*grad_bias, op, "grad_bias", x.device(), {weight.size(0)});
-  if (accumulate_grad_x) {
-    IFLAME_CHECK(grad_x && grad_x->defined(), op, ": accumulate_grad_x needs the gradient to add into");
-    IFLAME_CHECK(grad_x->shape() == x.shape() && grad_x->dtype() == x.dtype() && grad_x->is_contiguous() &&
-                     grad_x->device() == x.device(),
-                 op, ": the gradient to add into must be contiguous and like x (", x.describe(), "), got ",
-                 grad_x->describe());
-  }
+  if (accumulate_grad_x) check_grad_x_to_add_into(grad_x, x, op);
   // FLOPs: grad_weight += grad_y^T x (2*rows*in*out), and grad_x = grad_y W (as many) when asked.
   // Bytes: reads grad_y, x; reads and writes grad_weight (and grad_bias); for grad_x also reads W, writes grad_x.
   PROFILE_OP("linear_backward", (grad_x ? 4.0 : 2.0) * x.numel() * weight.size(0),
@@ -138,10 +141,7 @@ void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& 
                shape_str(ab_shape), " in x's dtype, got ", grad_ab.describe());
   check_param(grad_w1, op, "grad_w1", x.device(), {hidden, in});
   check_param(grad_w2, op, "grad_w2", x.device(), {hidden, in});
-  if (accumulate_grad_x)
-    IFLAME_CHECK(grad_x && grad_x->defined() && grad_x->shape() == x.shape() && grad_x->dtype() == x.dtype() &&
-                     grad_x->is_contiguous() && grad_x->device() == x.device(),
-                 op, ": the gradient to add into must be contiguous and like x (", x.describe(), ")");
+  if (accumulate_grad_x) check_grad_x_to_add_into(grad_x, x, op);
   // FLOPs: grad_x (2 rows 2P in) when asked, grad_w1 and grad_w2 (2 rows H in each).
   // Bytes: reads grad_ab, x (and W for grad_x); writes grad_x; reads and writes the two weight gradients.
   const double rows = double(x.numel() / std::max<int64_t>(in, 1));

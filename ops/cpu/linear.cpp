@@ -46,6 +46,17 @@ void matmul(const float* a, const float* b, float* c, int64_t m, int64_t k, int6
   }
 }
 
+// grad_x = the product, or (accumulate) grad_x += it, as add(grad_x, product) sums.
+void hand_over_grad_x(const Tensor& product, Tensor* grad_x, bool accumulate) {
+  if (!accumulate) {
+    *grad_x = product;
+    return;
+  }
+  float* acc = grad_x->data<float>();
+  const float* p = product.data<float>();
+  for (int64_t i = 0; i < product.numel(); i++) acc[i] = acc[i] + p[i];
+}
+
 }  // namespace
 
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
@@ -84,13 +95,7 @@ void linear_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight
     Tensor product = Tensor::empty(x.shape(), DType::F32);
     Tensor gx = product.view({rows, in});
     gemm(gy, false, weight, false, gx, 1.0f, 0.0f, compute);
-    if (accumulate_grad_x) {  // then added, as add(grad_x, product) would: the same sums
-      float* acc = grad_x->data<float>();
-      const float* p = product.data<float>();
-      for (int64_t i = 0; i < product.numel(); i++) acc[i] = acc[i] + p[i];
-    } else {
-      *grad_x = product;
-    }
+    hand_over_grad_x(product, grad_x, accumulate_grad_x);
   }
   // grad_weight += grad_y^T x
   gemm(gy, true, x.view({rows, in}), false, grad_weight, 1.0f, 1.0f, compute);
@@ -112,13 +117,7 @@ void linear_pair_backward(const Tensor& grad_ab, const Tensor& x, const Tensor& 
     Tensor product = Tensor::empty(x.shape(), DType::F32);
     Tensor p2 = product.view({rows, in});
     gemm(g, false, packed_weight, false, p2, 1.0f, 0.0f, compute);
-    if (accumulate_grad_x) {
-      float* acc = grad_x->data<float>();
-      const float* p = product.data<float>();
-      for (int64_t i = 0; i < product.numel(); i++) acc[i] = acc[i] + p[i];
-    } else {
-      *grad_x = product;
-    }
+    hand_over_grad_x(product, grad_x, accumulate_grad_x);
   }
   // Each weight's gradient from its own block of columns (copied contiguous here).
   gemm(g.slice(1, 0, hidden).contiguous(), true, x2, false, grad_w1, 1.0f, 1.0f, compute);

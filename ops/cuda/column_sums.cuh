@@ -27,6 +27,10 @@ inline RowRuns row_runs(long long rows) {
   return r;
 }
 
+// Threads for a block whose thread t takes column groups t, t + blockDim.x, ...:
+// one per group, in whole warps, at most 1024 (beyond, threads loop over groups).
+inline int column_threads(int groups) { return std::min(1024, std::max(32, (groups + 31) / 32 * 32)); }
+
 // target[c] += sum over b < blocks (in order) of partials[b * cols + c], for
 // c < cols (partials f32 [blocks, cols] on the GPU), on the project stream.
 void add_column_partials(const Tensor& partials, int blocks, int cols, float* target);

@@ -5,6 +5,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "core/bf16.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
@@ -16,6 +18,39 @@ __device__ __forceinline__ float load_f32(const float* p, long long i) { return 
 __device__ __forceinline__ float load_f32(const bf16* p, long long i) { return bf16_to_float(p[i]); }
 __device__ __forceinline__ void store_f32(float* p, long long i, float v) { p[i] = v; }
 __device__ __forceinline__ void store_f32(bf16* p, long long i, float v) { p[i] = float_to_bf16(v); }
+
+// A value as storing it through a T* would keep it (bf16: rounded).
+__device__ __forceinline__ float as_stored(float v, const float*) { return v; }
+__device__ __forceinline__ float as_stored(float v, const bf16*) { return round_to_bf16(v); }
+
+// V consecutive elements p[i .. i + V) as floats, and back: one 16-byte access
+// for 8 bf16 or 4 f32 (an 8-byte store for 4 bf16), element by element for any
+// other V. The vector forms need p + i aligned to the access.
+template <int V, typename T>
+__device__ __forceinline__ void load_vec(const T* p, long long i, float* out) {
+  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p + i), out);
+  } else if constexpr (V == 4 && std::is_same_v<T, float>) {
+    const float4 w = *reinterpret_cast<const float4*>(p + i);
+    out[0] = w.x, out[1] = w.y, out[2] = w.z, out[3] = w.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = load_f32(p, i + k);
+  }
+}
+template <int V, typename T>
+__device__ __forceinline__ void store_vec(T* p, long long i, const float* v) {
+  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
+    *reinterpret_cast<uint4*>(p + i) = pack_bf16x8(v);
+  } else if constexpr (V == 4 && std::is_same_v<T, bf16>) {
+    *reinterpret_cast<uint2*>(p + i) = pack_bf16x4(v);
+  } else if constexpr (V == 4 && std::is_same_v<T, float>) {
+    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; k++) store_f32(p, i + k, v[k]);
+  }
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

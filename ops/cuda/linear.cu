@@ -13,8 +13,11 @@
 // (the fill + beta = 1 pair cost a write and a read of y: ~10 ms a training step).
 // Column-major, y^T [out, rows] = W x^T: A = W (col-major [in, out], op T, ld in),
 // B = x (col-major [in, rows], op N, ld in), D = y (m = out, n = rows, ld out); the
-// bias has one value per row of D. Same numbers as the fill: the bias in y's dtype
-// plus the f32 product, rounded once into y's dtype. The algorithm the heuristic
+// bias has one value per row of D, in y's dtype as the fill has it. Not the fill's
+// numbers bit for bit: on the H100 a bf16 y was more than one bf16 step from the
+// fill's on 4.7% of the elements where product and bias nearly cancel, as if the
+// product were rounded to bf16 before the bias is added (cuBLASLt documents
+// neither; docs/perf.md, sixth session). The algorithm the heuristic
 // picks is cached per shape, dtypes and alignments. Where it finds none, or the
 // matmul answers NOT_SUPPORTED, the fill + cublasGemmEx path runs instead.
 // IFLAME_LT_BIAS=0 in the environment (read once) turns the cuBLASLt path off,
@@ -32,10 +35,10 @@
 #include <map>
 #include <mutex>
 #include <tuple>
-#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/column_sums.cuh"
+#include "ops/cuda/elem_util.cuh"
 #include "ops/linear.h"
 
 namespace iflame::ops::cuda {
@@ -187,10 +190,9 @@ LtPlan make_plan(int64_t m, int64_t n, int64_t k, cudaDataType d_type, const uin
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS));
     // The bias's dtype is left unset, so it is D's (cublasLt.h: "Bias vector elements
     // are the same type as the elements of output matrix (Dtype)", the exceptions being
-    // integer and fp8 kernels; a f32 bias with a bf16 D is not documented). That is
-    // also the fill's rounding: a bf16 y got the bias rounded to bf16 before the f32
-    // product was added to it. The heuristic reads the pointer's value for its
-    // alignment, so the plan's first pointer is set here.
+    // integer and fp8 kernels; a f32 bias with a bf16 D is not documented), as the
+    // fill rounds it. The heuristic reads the pointer's value for its alignment, so
+    // the plan's first pointer is set here.
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, uint64_t(k), uint64_t(m), k));  // W
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, uint64_t(k), uint64_t(n), k));  // x
@@ -259,39 +261,6 @@ bool linear_lt(const Tensor& x2, const Tensor& weight, const Tensor& bias, Tenso
 
 // ---- the bias gradient: column sums of grad_y, with its conversion in the same pass ----
 
-// V consecutive elements as floats (16-byte loads where V and the type allow).
-template <int V>
-__device__ __forceinline__ void load_cols(const float* p, long long i, float* out) {
-  if constexpr (V == 4) {
-    const float4 w = *reinterpret_cast<const float4*>(p + i);
-    out[0] = w.x, out[1] = w.y, out[2] = w.z, out[3] = w.w;
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; k++) out[k] = p[i + k];
-  }
-}
-template <int V>
-__device__ __forceinline__ void load_cols(const bf16* p, long long i, float* out) {
-  if constexpr (V == 8) {
-    unpack_bf16x8(*reinterpret_cast<const uint4*>(p + i), out);
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; k++) out[k] = bf16_to_float(p[i + k]);
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_cols(bf16* p, long long i, const float* v) {
-  if constexpr (V == 4) {
-    uint2 w;
-    w.x = uint32_t(float_to_bf16(v[0]).bits) | (uint32_t(float_to_bf16(v[1]).bits) << 16);
-    w.y = uint32_t(float_to_bf16(v[2]).bits) | (uint32_t(float_to_bf16(v[3]).bits) << 16);
-    *reinterpret_cast<uint2*>(p + i) = w;
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; k++) p[i + k] = float_to_bf16(v[k]);
-  }
-}
-
 // Rows [blockIdx.x * rows_per_block, ...) of grad_y [rows, cols]: thread t sums
 // column groups t, t + blockDim.x, ... (V columns each) into
 // partials[blockIdx.x, :]; with converted, it also writes grad_y rounded to bf16.
@@ -306,8 +275,8 @@ __global__ void bias_grad_kernel(const TI* __restrict__ grad_y, bf16* __restrict
     for (int k = 0; k < V; k++) sum[k] = 0.0f;
     for (long long r = r0; r < r1; r++) {
       float v[V];
-      load_cols<V>(grad_y, r * cols + j, v);
-      if (converted) store_cols<V>(converted, r * cols + j, v);
+      load_vec<V>(grad_y, r * cols + j, v);
+      if (converted) store_vec<V>(converted, r * cols + j, v);
 #pragma unroll
       for (int k = 0; k < V; k++) sum[k] += v[k];
     }
@@ -330,27 +299,22 @@ Tensor bias_grad_and_convert(const Tensor& gy, DType compute, Tensor& grad_bias)
     return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % bytes == 0;
   };
   bf16* out = convert ? converted.data<bf16>() : nullptr;
-  // A thread per group of columns (whole warps, at most 1024; beyond, threads loop).
-  auto threads_for = [](int groups) { return std::min(1024, std::max(32, (groups + 31) / 32 * 32)); };
+  auto launch = [&](auto kernel, auto* in, int V) {
+    kernel<<<runs.blocks, column_threads((cols + V - 1) / V), 0, cuda_stream()>>>(
+        in, out, partials.data<float>(), rows, runs.rows_per_block, cols);
+  };
+  // 16-byte loads where the rows allow them (f32: 4 columns, bf16: 8).
   if (gy.dtype() == DType::F32) {
-    const bool vec = cols % 4 == 0 && aligned(gy, 16) && aligned(converted, 8);
-    if (vec) {
-      bias_grad_kernel<float, 4><<<runs.blocks, threads_for(cols / 4), 0, cuda_stream()>>>(
-          gy.data<float>(), out, partials.data<float>(), rows, runs.rows_per_block, cols);
-    } else {
-      bias_grad_kernel<float, 1><<<runs.blocks, threads_for(cols), 0, cuda_stream()>>>(
-          gy.data<float>(), out, partials.data<float>(), rows, runs.rows_per_block, cols);
-    }
+    if (cols % 4 == 0 && aligned(gy, 16) && aligned(converted, 8))
+      launch(bias_grad_kernel<float, 4>, gy.data<float>(), 4);
+    else
+      launch(bias_grad_kernel<float, 1>, gy.data<float>(), 1);
   } else {
     IFLAME_CHECK(gy.dtype() == DType::BF16, "linear_backward: grad_y must be f32 or bf16, got ", gy.describe());
-    const bool vec = cols % 8 == 0 && aligned(gy, 16);
-    if (vec) {
-      bias_grad_kernel<bf16, 8><<<runs.blocks, threads_for(cols / 8), 0, cuda_stream()>>>(
-          gy.data<bf16>(), nullptr, partials.data<float>(), rows, runs.rows_per_block, cols);
-    } else {
-      bias_grad_kernel<bf16, 1><<<runs.blocks, threads_for(cols), 0, cuda_stream()>>>(
-          gy.data<bf16>(), nullptr, partials.data<float>(), rows, runs.rows_per_block, cols);
-    }
+    if (cols % 8 == 0 && aligned(gy, 16))
+      launch(bias_grad_kernel<bf16, 8>, gy.data<bf16>(), 8);
+    else
+      launch(bias_grad_kernel<bf16, 1>, gy.data<bf16>(), 1);
   }
   CUDA_CHECK_LAUNCH();
   add_column_partials(partials, runs.blocks, cols, grad_bias.data<float>());

@@ -78,10 +78,6 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __
   }
 }
 
-// A value as storing it into T would keep it.
-__device__ __forceinline__ float as_stored(float v, const float*) { return v; }
-__device__ __forceinline__ float as_stored(float v, const bf16*) { return round_to_bf16(v); }
-
 // sum = a + b (rounded to TA, as add() stores it), y = rms_norm(sum): the
 // kPerLane > 0 form of the kernel above with the add in front.
 template <typename TA, typename TB, typename TY, int kPerLane>

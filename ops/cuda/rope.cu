@@ -66,8 +66,8 @@ __global__ void rope_bf16x8_kernel(const bf16* __restrict__ x, bf16* __restrict_
     const int t = (int)((head_row / H) % T_len);
     const Index base = head_row * (2 * (Index)half) + j0;
     float x1[8], x2[8], y1[8], y2[8], cs[16];
-    unpack_bf16x8(*reinterpret_cast<const uint4*>(x + base), x1);
-    unpack_bf16x8(*reinterpret_cast<const uint4*>(x + base + half), x2);
+    load_vec<8>(x, base, x1);
+    load_vec<8>(x, base + half, x2);
     const float4* angles = reinterpret_cast<const float4*>(table + (long long)t * half + j0);
 #pragma unroll
     for (int k = 0; k < 4; k++) {
@@ -80,8 +80,8 @@ __global__ void rope_bf16x8_kernel(const bf16* __restrict__ x, bf16* __restrict_
       y1[k] = x1[k] * c + x2[k] * s;
       y2[k] = -x1[k] * s + x2[k] * c;
     }
-    *reinterpret_cast<uint4*>(y + base) = pack_bf16x8(y1);
-    *reinterpret_cast<uint4*>(y + base + half) = pack_bf16x8(y2);
+    store_vec<8>(y, base, y1);
+    store_vec<8>(y, base + half, y2);
   }
 }
 

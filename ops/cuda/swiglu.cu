@@ -9,9 +9,7 @@
 // registers; the blocks' sums go to a scratch table that one more kernel adds
 // up column by column in block order (the bias gradients, deterministic:
 // column_sums.cuh).
-#include <algorithm>
 #include <cstdint>
-#include <type_traits>
 
 #include "ops/cuda/column_sums.cuh"
 #include "ops/cuda/elem_util.cuh"
@@ -43,26 +41,6 @@ __global__ void swiglu_backward_kernel(const T* __restrict__ grad_y, const T* __
     const float s = sigmoid(av);
     store_f32(grad_a, i, g * bv * s * (1.0f + av * (1.0f - s)));
     store_f32(grad_b, i, g * av * s);
-  }
-}
-
-// V consecutive elements at p[i..i+V) as floats, and back (V = 8: one 16-byte access).
-template <int V, typename T>
-__device__ __forceinline__ void load_vec(const T* p, long long i, float* out) {
-  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
-    unpack_bf16x8(*reinterpret_cast<const uint4*>(p + i), out);
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; k++) out[k] = load_f32(p, i + k);
-  }
-}
-template <int V, typename T>
-__device__ __forceinline__ void store_vec(T* p, long long i, const float* v) {
-  if constexpr (V == 8 && std::is_same_v<T, bf16>) {
-    *reinterpret_cast<uint4*>(p + i) = pack_bf16x8(v);
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; k++) store_f32(p, i + k, v[k]);
   }
 }
 
@@ -114,25 +92,11 @@ __global__ void swiglu_packed_backward_kernel(const T* __restrict__ grad_y, cons
       store_vec<V>(grad_ab, r * 2 * P + P + j, gb);
       if (partials) {
         // The sums take the values as stored (bf16-rounded when T is bf16), as a
-        // product with grad_ab would see them.
-        float sa[V], sb[V];
-        if constexpr (std::is_same_v<T, bf16>) {
-#pragma unroll
-          for (int k = 0; k < V; k++) {
-            sa[k] = round_to_bf16(ga[k]);
-            sb[k] = round_to_bf16(gb[k]);
-          }
-        } else {
-#pragma unroll
-          for (int k = 0; k < V; k++) {
-            sa[k] = ga[k];
-            sb[k] = gb[k];
-          }
-        }
+        // product with grad_ab sees them.
 #pragma unroll
         for (int k = 0; k < V; k++) {
-          sum_a[k] += sa[k];
-          sum_b[k] += sb[k];
+          sum_a[k] += as_stored(ga[k], grad_ab);
+          sum_b[k] += as_stored(gb[k], grad_ab);
         }
       }
     }
@@ -205,10 +169,7 @@ Tensor swiglu_packed_backward(const Tensor& grad_y, const Tensor& ab, Tensor* bi
   if (rows == 0) return grad_ab;
   const bool vec = ab.dtype() == DType::BF16 && P % 8 == 0 && aligned16(ab.raw_data()) &&
                    aligned16(grad_y.raw_data()) && aligned16(grad_ab.raw_data());
-  const int groups = P / (vec ? 8 : 1);
-  // One group of columns per thread (up to 1024 threads, then threads loop over
-  // groups); enough blocks of rows to fill the GPU several times over.
-  const int threads = std::min(1024, (groups + 31) / 32 * 32);
+  const int threads = column_threads(P / (vec ? 8 : 1));
   const RowRuns runs = row_runs(rows);
   const int blocks = runs.blocks;
   const long long rows_per_block = runs.rows_per_block;
