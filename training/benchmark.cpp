@@ -1,5 +1,6 @@
-// benchmark.cpp: timing of whole training steps on random tokens, and of the
-// attention kernels (causal softmax and decayed linear) alone.
+// benchmark.cpp: timing of whole training steps on random tokens, of the
+// attention kernels (causal softmax and decayed linear) alone, and of the
+// optimizer step alone.
 #include "training/benchmark.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "core/allocator.h"
@@ -18,6 +20,7 @@
 #include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
 #include "ops/linear_attention.h"
+#include "ops/optimizer_ops.h"
 #include "training/memory_model.h"
 #include "training/optimizer.h"
 
@@ -35,6 +38,22 @@ Tensor random_batch(int64_t B, int64_t T, uint64_t seed) {
                                                        kNumCoordinateTokens);
   }
   return t;
+}
+
+// The median of `runs` timed calls of f (wall clock around a synchronized GPU),
+// after one warm-up call, in ms.
+double median_ms(int runs, const std::function<void()>& f) {
+  f();
+  cuda_synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < std::max(runs, 1); i++) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    cuda_synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
 }
 }  // namespace
 
@@ -135,33 +154,20 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
     return t;
   };
   const Tensor q = make(), k = make(), v = make(), g = make();
-  // Median over config.bench_steps runs, after one warm-up run.
-  auto median_ms = [&](const std::function<void()>& f) {
-    f();
-    cuda_synchronize();
-    std::vector<double> ms;
-    for (int i = 0; i < config.bench_steps; i++) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      cuda_synchronize();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  };
+  auto median = [&](const std::function<void()>& f) { return median_ms(config.bench_steps, f); };
   AttentionBenchmarkResult r;
-  r.forward_ms = median_ms([&] {
+  r.forward_ms = median([&] {
     Tensor lse;
     ops::causal_attention_forward(q, k, v, scale, &lse);
   });
-  r.forward_backward_ms = median_ms([&] {
+  r.forward_backward_ms = median([&] {
     Tensor lse, dq, dk, dv;
     Tensor o = ops::causal_attention_forward(q, k, v, scale, &lse);
     ops::causal_attention_backward(g, q, k, v, o, lse, scale, dq, dk, dv);
   });
   const std::vector<float> slopes = ops::linear_attention_slopes(static_cast<int>(H));
-  r.linear_forward_ms = median_ms([&] { ops::linear_attention_forward(q, k, v, slopes); });
-  r.linear_forward_backward_ms = median_ms([&] {
+  r.linear_forward_ms = median([&] { ops::linear_attention_forward(q, k, v, slopes); });
+  r.linear_forward_backward_ms = median([&] {
     Tensor dq, dk, dv;
     Tensor o = ops::linear_attention_forward(q, k, v, slopes);
     ops::linear_attention_backward(g, q, k, v, slopes, dq, dk, dv);
@@ -191,6 +197,74 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
     std::printf("backward    %8.3f ms  %6.0f GB/s (forward+backward minus forward)\n", linear_backward_ms,
                 linear_backward_ms > 0 ? 7 * tensor_bytes / (linear_backward_ms * 1e-3) / 1e9 : 0.0);
     std::printf("fwd+bwd     %8.3f ms  %6.0f GB/s\n", r.linear_forward_backward_ms, r.linear_total_gbps);
+  }
+  return r;
+}
+
+OptimizerBenchmarkResult run_optimizer_benchmark(const TrainConfig& config) {
+  IFLAME_CHECK(cuda_available(), "--bench-kernels needs a GPU: ", cuda_unavailable_reason());
+  IFlame model(IFlameConfig::preset(config.model), Device::CUDA);
+  Generator gen(config.seed);
+  model.init(gen);
+  // Gradients of about the size training sees (after clipping at 1.0 over ~1e8 scalars).
+  for (auto& kv : model.parameters().items()) fill_uniform(kv.second.grad_buffer(), gen, -1e-4f, 1e-4f);
+  OptimizerConfig oc;
+  oc.ns_dtype = config.muon_ns_dtype(Device::CUDA);
+  MuonAdamW optimizer(model.parameters(), oc);
+  const float lr = 1e-6f;  // small: the parameters barely move over the timed runs
+  auto median = [&](const std::function<void()>& f) { return median_ms(config.bench_steps, f); };
+
+  OptimizerBenchmarkResult r;
+  r.step_ms = median([&] { optimizer.step(lr); });
+  // Muon's groups as MuonAdamW::step forms them: one shape up to transposition.
+  std::map<std::pair<int64_t, int64_t>, std::vector<MuonAdamW::Slot*>> groups;
+  for (MuonAdamW::Slot& s : optimizer.slots()) {
+    if (!s.muon) continue;
+    const Shape& shape = s.param.value().shape();
+    groups[{std::min(shape[0], shape[1]), std::max(shape[0], shape[1])}].push_back(&s);
+  }
+  for (auto& kv : groups) {
+    const int64_t rows = kv.first.first, cols = kv.first.second;
+    const std::vector<MuonAdamW::Slot*>& members = kv.second;
+    auto run_group = [&](int ns_steps) {
+      for (size_t first = 0; first < members.size(); first += ops::kMuonGroupMax) {
+        std::vector<Tensor*> params, momenta;
+        std::vector<const Tensor*> grads;
+        for (size_t i = first; i < std::min(members.size(), first + ops::kMuonGroupMax); i++) {
+          params.push_back(&members[i]->param.mutable_value());
+          grads.push_back(&members[i]->param.grad());
+          momenta.push_back(&members[i]->momentum);
+        }
+        ops::muon_update_group(params, grads, momenta, lr, oc.weight_decay, oc.momentum, ns_steps, oc.ns_dtype);
+      }
+    };
+    OptimizerBenchmarkResult::Group g;
+    g.rows = rows;
+    g.cols = cols;
+    g.count = static_cast<int>(members.size());
+    g.ms = median([&] { run_group(oc.ns_steps); });
+    g.no_ns_ms = median([&] { run_group(0); });
+    // Per Newton-Schulz step: X X^T (2 r^2 c), A A (2 r^3), B X (2 r^2 c) FLOPs.
+    g.ns_flops = double(g.count) * oc.ns_steps * (4.0 * rows * rows * cols + 2.0 * rows * rows * rows);
+    r.muon_ms += g.ms;
+    r.groups.push_back(g);
+  }
+  if (!config.quiet) {
+    int muon = 0, adamw = 0;
+    for (const MuonAdamW::Slot& s : optimizer.slots()) (s.muon ? muon : adamw)++;
+    std::printf("optimizer   %s: Muon (Newton-Schulz %d steps in %s) on %d matrices + AdamW on %d tensors, "
+                "median of %d runs\n",
+                config.model.c_str(), oc.ns_steps, oc.ns_dtype == DType::BF16 ? "bf16" : "f32", muon, adamw,
+                config.bench_steps);
+    std::printf("step        %8.3f ms (MuonAdamW::step; Muon groups %.3f ms, the rest AdamW)\n", r.step_ms,
+                r.muon_ms);
+    for (const OptimizerBenchmarkResult::Group& g : r.groups) {
+      const double ns_ms = g.ms - g.no_ns_ms;
+      std::printf("muon %4lldx%-5lld x%-3d %7.3f ms; without Newton-Schulz %7.3f ms; Newton-Schulz %7.3f ms, "
+                  "%6.1f TFLOP/s\n",
+                  static_cast<long long>(g.rows), static_cast<long long>(g.cols), g.count, g.ms, g.no_ns_ms, ns_ms,
+                  ns_ms > 0 ? g.ns_flops / (ns_ms * 1e-3) / 1e12 : 0.0);
+    }
   }
   return r;
 }

@@ -1,5 +1,5 @@
 // benchmark.h: ./train --bench, the training-step benchmark, and ./train
-// --bench-kernels, the attention-kernel benchmark (no dataset needed).
+// --bench-kernels, the attention-kernel and optimizer benchmarks (no dataset needed).
 #pragma once
 #include <vector>
 
@@ -41,6 +41,26 @@ struct AttentionBenchmarkResult {
 // and each output written once, 4 tensors for the forward, 7 for the backward).
 // Prints a short table unless config.quiet; needs a GPU.
 AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config);
+struct OptimizerBenchmarkResult {
+  double step_ms = 0;  // MuonAdamW::step, median
+  double muon_ms = 0;  // the sum of the groups' ms
+  struct Group {       // Muon parameters of one shape [rows, cols] up to transposition
+    int64_t rows = 0, cols = 0;
+    int count = 0;
+    double ms = 0;        // ops::muon_update_group over the group, median
+    double no_ns_ms = 0;  // the same with 0 Newton-Schulz steps (momentum, norm, apply)
+    double ns_flops = 0;  // the Newton-Schulz products' FLOPs
+  };
+  std::vector<Group> groups;
+};
+
+// Also ./train --bench-kernels: times the optimizer step of config.model alone on
+// the GPU (random gradients), the median of config.bench_steps runs after a
+// warm-up: the whole MuonAdamW::step, and each Muon group with and without its
+// Newton-Schulz iteration (the difference: the batched products and their
+// element-wise combinations). Prints a short table unless config.quiet; needs a GPU.
+OptimizerBenchmarkResult run_optimizer_benchmark(const TrainConfig& config);
+
 // ./train --estimate-memory: the memory model for config.model at
 // config.batch_size x config.bench_length, recompute none and blocks (no device).
 void print_memory_estimate(const TrainConfig& config);

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     }
     if (config.bench_kernels) {
       run_attention_benchmark(config);
+      run_optimizer_benchmark(config);
       return 0;
     }
     if (config.estimate_memory) {

@@ -149,7 +149,9 @@ benchmark (no dataset needed)
                         B=16, H=16, D=32, T=--bench-length, median of
                         --bench-steps runs): causal softmax attention forward
                         and forward+backward (ms, TFLOP/s), decayed linear
-                        attention forward and forward+backward (ms, GB/s)
+                        attention forward and forward+backward (ms, GB/s);
+                        then --model's optimizer step alone: Muon + AdamW,
+                        and each Muon group with and without Newton-Schulz
   --profile             with --bench: also time every op of the timed steps
                         (CUDA events on the GPU, wall clock on the CPU) and
                         print a table: calls, time, share, TFLOP/s, GB/s and
