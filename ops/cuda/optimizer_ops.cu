@@ -182,19 +182,45 @@ struct MuonGroupTable {
   int transposed[kMuonGroupMax];
 };
 
-// Position in member n's parameter of element e of its wide [r, c] orientation.
-__device__ __forceinline__ long long member_index(const MuonGroupTable& t, int n, long long e, int r, int c) {
-  const long long i = e / c, j = e % c;
-  return t.transposed[n] ? j * r + i : e;
-}
+// The group's element-wise kernels run over 32 x 32 tiles of each member's wide
+// [r, c] orientation: block (x, y, n) covers rows 32y.. and columns 32x.. of
+// member n, with 32 x 8 threads. A transposed member's tile goes through shared
+// memory, so that both its own [c, r] layout and the wide layout are read and
+// written along their rows (a direct mapping would touch one element per
+// 32-byte sector on one side).
+constexpr int kTile = 32, kTileRows = 8;
+dim3 tile_grid(int count, int r, int c) { return dim3((c + kTile - 1) / kTile, (r + kTile - 1) / kTile, count); }
+const dim3 kTileBlock(kTile, kTileRows);
 
 // U[n] = the Nesterov direction of member n in its wide orientation; momentum updated.
-__global__ void group_momentum_kernel(MuonGroupTable t, float* U, int count, int r, int c, float coef) {
-  const long long per = (long long)r * c;
-  GRID_STRIDE(i, count * per) {
-    const int n = int(i / per);
-    const long long k = member_index(t, n, i % per, r, c);
-    U[i] = muon_momentum_element(t.m[n][k], t.g[n][k], coef);
+__global__ void group_momentum_kernel(MuonGroupTable t, float* U, int r, int c, float coef) {
+  __shared__ float tile[kTile][kTile + 1];
+  const int n = blockIdx.z, i0 = blockIdx.y * kTile, j0 = blockIdx.x * kTile;
+  float* u = U + (long long)n * r * c;
+  float* m = t.m[n];
+  const float* g = t.g[n];
+  if (!t.transposed[n]) {
+    for (int di = threadIdx.y; di < kTile; di += kTileRows) {
+      const int i = i0 + di, j = j0 + threadIdx.x;
+      if (i < r && j < c) {
+        const long long k = (long long)i * c + j;
+        u[k] = muon_momentum_element(m[k], g[k], coef);
+      }
+    }
+    return;
+  }
+  // Member layout [c, r]: wide element (i, j) sits at j * r + i; read along i.
+  for (int dj = threadIdx.y; dj < kTile; dj += kTileRows) {
+    const int i = i0 + threadIdx.x, j = j0 + dj;
+    if (i < r && j < c) {
+      const long long k = (long long)j * r + i;
+      tile[dj][threadIdx.x] = muon_momentum_element(m[k], g[k], coef);
+    }
+  }
+  __syncthreads();
+  for (int di = threadIdx.y; di < kTile; di += kTileRows) {
+    const int i = i0 + di, j = j0 + threadIdx.x;
+    if (i < r && j < c) u[(long long)i * c + j] = tile[threadIdx.x][di];
   }
 }
 
@@ -215,26 +241,41 @@ __global__ void group_sumsq_partial_kernel(const float* U, double* partial, long
 // Pass 2: block n reduces member n's kNormBlocks partials into partial[n * kNormBlocks].
 __global__ void group_sumsq_final_kernel(double* partial) { sumsq_final_body(partial + blockIdx.x * kNormBlocks); }
 
-// X[n] = T(U[n]) / T(T(||T(U[n])||) + eps), stored in T.
+// X[n] = T(U[n]) / T(T(||T(U[n])||) + eps), stored in T; member n = blockIdx.y.
 template <typename T>
-__global__ void group_normalize_kernel(T* X, const float* U, const double* partial, long long per, int count) {
-  GRID_STRIDE(i, count * per) {
-    const long long n = i / per;
-    const float norm = rnd(float(sqrt(partial[n * kNormBlocks])), (T*)nullptr);
-    const float denom = rnd(norm + kNewtonSchulzEps, (T*)nullptr);
-    store(X, i, rnd(rnd(U[i], (T*)nullptr) / denom, (T*)nullptr));
-  }
+__global__ void group_normalize_kernel(T* X, const float* U, const double* partial, long long per) {
+  const long long n = blockIdx.y;
+  const float norm = rnd(float(sqrt(partial[n * kNormBlocks])), (T*)nullptr);
+  const float denom = rnd(norm + kNewtonSchulzEps, (T*)nullptr);
+  GRID_STRIDE(i, per) store(X, n * per + i, rnd(rnd(U[n * per + i], (T*)nullptr) / denom, (T*)nullptr));
 }
 
-// p *= decay; p -= step_size * X, member by member, back in each parameter's orientation.
+// p *= decay; p -= step_size * X, member by member, back in each parameter's
+// orientation (tiles as in group_momentum_kernel).
 template <typename T>
-__global__ void group_apply_kernel(MuonGroupTable t, const T* X, int count, int r, int c, float decay,
-                                   float step_size) {
-  const long long per = (long long)r * c;
-  GRID_STRIDE(i, count * per) {
-    const int n = int(i / per);
-    const long long k = member_index(t, n, i % per, r, c);
-    muon_apply_element(t.p[n][k], load(X, i), decay, step_size);
+__global__ void group_apply_kernel(MuonGroupTable t, const T* X, int r, int c, float decay, float step_size) {
+  __shared__ float tile[kTile][kTile + 1];
+  const int n = blockIdx.z, i0 = blockIdx.y * kTile, j0 = blockIdx.x * kTile;
+  const T* x = X + (long long)n * r * c;
+  float* p = t.p[n];
+  if (!t.transposed[n]) {
+    for (int di = threadIdx.y; di < kTile; di += kTileRows) {
+      const int i = i0 + di, j = j0 + threadIdx.x;
+      if (i < r && j < c) {
+        const long long k = (long long)i * c + j;
+        muon_apply_element(p[k], load(x, k), decay, step_size);
+      }
+    }
+    return;
+  }
+  for (int di = threadIdx.y; di < kTile; di += kTileRows) {
+    const int i = i0 + di, j = j0 + threadIdx.x;
+    if (i < r && j < c) tile[di][threadIdx.x] = load(x, (long long)i * c + j);
+  }
+  __syncthreads();
+  for (int dj = threadIdx.y; dj < kTile; dj += kTileRows) {
+    const int i = i0 + threadIdx.x, j = j0 + dj;
+    if (i < r && j < c) muon_apply_element(p[(long long)j * r + i], tile[threadIdx.x][dj], decay, step_size);
   }
 }
 
@@ -254,10 +295,9 @@ void gemm_batched(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
 template <typename T>
 void muon_group(const MuonGroupTable& table, int count, int r, int c, float coef, int steps, DType compute,
                 float decay, float step_size) {
-  const long long per = (long long)r * c, total = count * per;
+  const long long per = (long long)r * c;
   Tensor U = Tensor::empty({count, r, c}, DType::F32, Device::CUDA);
-  group_momentum_kernel<<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(table, U.data<float>(), count,
-                                                                                      r, c, coef);
+  group_momentum_kernel<<<tile_grid(count, r, c), kTileBlock, 0, cuda_stream()>>>(table, U.data<float>(), r, c, coef);
   CUDA_CHECK_LAUNCH();
   Tensor partial = Tensor::empty({count * kNormBlocks * 2}, DType::F32, Device::CUDA);  // doubles
   double* pp = static_cast<double*>(partial.raw_data());
@@ -266,8 +306,8 @@ void muon_group(const MuonGroupTable& table, int count, int r, int c, float coef
   group_sumsq_final_kernel<<<count, kThreads, 0, cuda_stream()>>>(pp);
   CUDA_CHECK_LAUNCH();
   Tensor X = Tensor::empty({count, r, c}, compute, Device::CUDA), Xn = Tensor::empty({count, r, c}, compute, Device::CUDA);
-  group_normalize_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(X.data<T>(), U.data<float>(),
-                                                                                         pp, per, count);
+  group_normalize_kernel<T><<<dim3(blocks_for(per, kThreads), count), kThreads, 0, cuda_stream()>>>(
+      X.data<T>(), U.data<float>(), pp, per);
   CUDA_CHECK_LAUNCH();
   Tensor A = Tensor::empty({count, r, r}, compute, Device::CUDA), AA = Tensor::empty({count, r, r}, compute, Device::CUDA);
   Tensor B = Tensor::empty({count, r, r}, compute, Device::CUDA), BX = Tensor::empty({count, r, c}, compute, Device::CUDA);
@@ -279,8 +319,8 @@ void muon_group(const MuonGroupTable& table, int count, int r, int c, float coef
     combine<T>(Xn, kNewtonSchulzA, X, 1.0f, BX);                   // X = a X + B X
     std::swap(X, Xn);
   }
-  group_apply_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, cuda_stream()>>>(table, X.data<T>(), count, r, c,
-                                                                                     decay, step_size);
+  group_apply_kernel<T><<<tile_grid(count, r, c), kTileBlock, 0, cuda_stream()>>>(table, X.data<T>(), r, c, decay,
+                                                                                  step_size);
   CUDA_CHECK_LAUNCH();
 }
 
