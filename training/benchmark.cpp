@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <map>
 #include <vector>
 
 #include "core/allocator.h"
@@ -216,28 +215,10 @@ OptimizerBenchmarkResult run_optimizer_benchmark(const TrainConfig& config) {
 
   OptimizerBenchmarkResult r;
   r.step_ms = median([&] { optimizer.step(lr); });
-  // Muon's groups as MuonAdamW::step forms them: one shape up to transposition.
-  std::map<std::pair<int64_t, int64_t>, std::vector<MuonAdamW::Slot*>> groups;
-  for (MuonAdamW::Slot& s : optimizer.slots()) {
-    if (!s.muon) continue;
-    const Shape& shape = s.param.value().shape();
-    groups[{std::min(shape[0], shape[1]), std::max(shape[0], shape[1])}].push_back(&s);
-  }
-  for (auto& kv : groups) {
+  for (auto& kv : optimizer.muon_groups()) {
     const int64_t rows = kv.first.first, cols = kv.first.second;
     const std::vector<MuonAdamW::Slot*>& members = kv.second;
-    auto run_group = [&](int ns_steps) {
-      for (size_t first = 0; first < members.size(); first += ops::kMuonGroupMax) {
-        std::vector<Tensor*> params, momenta;
-        std::vector<const Tensor*> grads;
-        for (size_t i = first; i < std::min(members.size(), first + ops::kMuonGroupMax); i++) {
-          params.push_back(&members[i]->param.mutable_value());
-          grads.push_back(&members[i]->param.grad());
-          momenta.push_back(&members[i]->momentum);
-        }
-        ops::muon_update_group(params, grads, momenta, lr, oc.weight_decay, oc.momentum, ns_steps, oc.ns_dtype);
-      }
-    };
+    auto run_group = [&](int ns_steps) { optimizer.muon_group_step(members, lr, ns_steps); };
     OptimizerBenchmarkResult::Group g;
     g.rows = rows;
     g.cols = cols;

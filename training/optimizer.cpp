@@ -35,29 +35,34 @@ MuonAdamW::MuonAdamW(ParameterList& params, const OptimizerConfig& config) : con
   }
 }
 
-void MuonAdamW::step(float lr) {
-  // Muon parameters go in groups of one shape (up to transposition): on the GPU
-  // a group's Newton-Schulz runs batched (ops::muon_update_group).
-  std::map<std::pair<int64_t, int64_t>, std::vector<Slot*>> groups;
+MuonAdamW::MuonGroups MuonAdamW::muon_groups() {
+  MuonGroups groups;
   for (Slot& s : slots_) {
     if (!s.muon || !s.param.grad().defined()) continue;
     const Shape& shape = s.param.value().shape();
     groups[{std::min(shape[0], shape[1]), std::max(shape[0], shape[1])}].push_back(&s);
   }
-  for (auto& kv : groups) {
-    const std::vector<Slot*>& members = kv.second;
-    for (size_t first = 0; first < members.size(); first += ops::kMuonGroupMax) {
-      std::vector<Tensor*> params, momenta;
-      std::vector<const Tensor*> grads;
-      for (size_t i = first; i < std::min(members.size(), first + ops::kMuonGroupMax); i++) {
-        params.push_back(&members[i]->param.mutable_value());
-        grads.push_back(&members[i]->param.grad());
-        momenta.push_back(&members[i]->momentum);
-      }
-      ops::muon_update_group(params, grads, momenta, lr, config_.weight_decay, config_.momentum, config_.ns_steps,
-                             config_.ns_dtype);
+  return groups;
+}
+
+void MuonAdamW::muon_group_step(const std::vector<Slot*>& members, float lr, int ns_steps) {
+  for (size_t first = 0; first < members.size(); first += ops::kMuonGroupMax) {
+    std::vector<Tensor*> params, momenta;
+    std::vector<const Tensor*> grads;
+    for (size_t i = first; i < std::min(members.size(), first + ops::kMuonGroupMax); i++) {
+      params.push_back(&members[i]->param.mutable_value());
+      grads.push_back(&members[i]->param.grad());
+      momenta.push_back(&members[i]->momentum);
     }
+    ops::muon_update_group(params, grads, momenta, lr, config_.weight_decay, config_.momentum, ns_steps,
+                           config_.ns_dtype);
   }
+}
+
+void MuonAdamW::step(float lr) {
+  // Muon parameters go in groups of one shape (up to transposition): on the GPU
+  // a group's Newton-Schulz runs batched (ops::muon_update_group).
+  for (auto& kv : muon_groups()) muon_group_step(kv.second, lr, config_.ns_steps);
   for (Slot& s : slots_) {
     Tensor& p = s.param.mutable_value();
     const Tensor& g = s.param.grad();

@@ -6,6 +6,7 @@
 // ops/optimizer_ops.h; this class decides which rule each parameter follows and
 // keeps the state, in the order the reference's optimizer numbers it.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,14 @@ class MuonAdamW {
   // each group in state-dict order.
   std::vector<Slot>& slots() { return slots_; }
   const OptimizerConfig& config() const { return config_; }
+
+  // The Muon parameters that have a gradient, in groups of one shape up to
+  // transposition (keyed by [min, max] of the shape), as step() updates them.
+  using MuonGroups = std::map<std::pair<int64_t, int64_t>, std::vector<Slot*>>;
+  MuonGroups muon_groups();
+  // Muon on one group's members with ns_steps Newton-Schulz steps: batched by
+  // ops::muon_update_group, at most ops::kMuonGroupMax parameters per call.
+  void muon_group_step(const std::vector<Slot*>& members, float lr, int ns_steps);
 
   // Takes the hyperparameters and per-parameter state of a reference
   // checkpoint's optimizer_state_dict (spec §5); `source` names the file in errors.
