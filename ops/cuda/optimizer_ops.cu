@@ -241,43 +241,36 @@ __global__ void group_sumsq_partial_kernel(const float* U, double* partial, long
 // Pass 2: block n reduces member n's kNormBlocks partials into partial[n * kNormBlocks].
 __global__ void group_sumsq_final_kernel(double* partial) { sumsq_final_body(partial + blockIdx.x * kNormBlocks); }
 
-// X[n] = T(U[n]) / T(T(||T(U[n])||) + eps), stored in T with rows of ldx >= c
-// elements, the columns past c zero; member n = blockIdx.y.
+// X[n] = T(U[n]) / T(T(||T(U[n])||) + eps), stored in T; member n = blockIdx.y.
 template <typename T>
-__global__ void group_normalize_kernel(T* X, const float* U, const double* partial, int r, int c, int ldx) {
+__global__ void group_normalize_kernel(T* X, const float* U, const double* partial, long long per) {
   const long long n = blockIdx.y;
   const float norm = rnd(float(sqrt(partial[n * kNormBlocks])), (T*)nullptr);
   const float denom = rnd(norm + kNewtonSchulzEps, (T*)nullptr);
-  const float* u = U + n * r * c;
-  T* x = X + n * r * ldx;
-  GRID_STRIDE(e, (long long)r * ldx) {
-    const int i = int(e / ldx), j = int(e % ldx);
-    store(x, e, j < c ? rnd(rnd(u[(long long)i * c + j], (T*)nullptr) / denom, (T*)nullptr) : 0.0f);
-  }
+  GRID_STRIDE(i, per) store(X, n * per + i, rnd(rnd(U[n * per + i], (T*)nullptr) / denom, (T*)nullptr));
 }
 
 // p *= decay; p -= step_size * X, member by member, back in each parameter's
 // orientation (tiles as in group_momentum_kernel).
 template <typename T>
-__global__ void group_apply_kernel(MuonGroupTable t, const T* X, int r, int c, int ldx, float decay,
-                                   float step_size) {
+__global__ void group_apply_kernel(MuonGroupTable t, const T* X, int r, int c, float decay, float step_size) {
   __shared__ float tile[kTile][kTile + 1];
   const int n = blockIdx.z, i0 = blockIdx.y * kTile, j0 = blockIdx.x * kTile;
-  const T* x = X + (long long)n * r * ldx;
+  const T* x = X + (long long)n * r * c;
   float* p = t.p[n];
   if (!t.transposed[n]) {
     for (int di = threadIdx.y; di < kTile; di += kTileRows) {
       const int i = i0 + di, j = j0 + threadIdx.x;
       if (i < r && j < c) {
         const long long k = (long long)i * c + j;
-        muon_apply_element(p[k], load(x, (long long)i * ldx + j), decay, step_size);
+        muon_apply_element(p[k], load(x, k), decay, step_size);
       }
     }
     return;
   }
   for (int di = threadIdx.y; di < kTile; di += kTileRows) {
     const int i = i0 + di, j = j0 + threadIdx.x;
-    if (i < r && j < c) tile[di][threadIdx.x] = load(x, (long long)i * ldx + j);
+    if (i < r && j < c) tile[di][threadIdx.x] = load(x, (long long)i * c + j);
   }
   __syncthreads();
   for (int dj = threadIdx.y; dj < kTile; dj += kTileRows) {
@@ -312,28 +305,22 @@ void muon_group(const MuonGroupTable& table, int count, int r, int c, float coef
   CUDA_CHECK_LAUNCH();
   group_sumsq_final_kernel<<<count, kThreads, 0, cuda_stream()>>>(pp);
   CUDA_CHECK_LAUNCH();
-  // Newton-Schulz runs on X padded with zero columns to a multiple of 8 (16-byte
-  // rows in bf16: the FFN's 1365 would push cuBLAS onto unaligned kernels at about
-  // half the speed). The padding stays zero: X X^T is unchanged by it, and B X
-  // and a X + B X are zero there.
-  const int ldx = (c + 7) / 8 * 8;
-  Tensor X = Tensor::empty({count, r, ldx}, compute, Device::CUDA);
-  Tensor Xn = Tensor::empty({count, r, ldx}, compute, Device::CUDA);
-  group_normalize_kernel<T><<<dim3(blocks_for((long long)r * ldx, kThreads), count), kThreads, 0, cuda_stream()>>>(
-      X.data<T>(), U.data<float>(), pp, r, c, ldx);
+  Tensor X = Tensor::empty({count, r, c}, compute, Device::CUDA), Xn = Tensor::empty({count, r, c}, compute, Device::CUDA);
+  group_normalize_kernel<T><<<dim3(blocks_for(per, kThreads), count), kThreads, 0, cuda_stream()>>>(
+      X.data<T>(), U.data<float>(), pp, per);
   CUDA_CHECK_LAUNCH();
   Tensor A = Tensor::empty({count, r, r}, compute, Device::CUDA), AA = Tensor::empty({count, r, r}, compute, Device::CUDA);
-  Tensor B = Tensor::empty({count, r, r}, compute, Device::CUDA), BX = Tensor::empty({count, r, ldx}, compute, Device::CUDA);
+  Tensor B = Tensor::empty({count, r, r}, compute, Device::CUDA), BX = Tensor::empty({count, r, c}, compute, Device::CUDA);
   for (int it = 0; it < steps; it++) {
-    gemm_batched(X, false, X, true, A, count, r, r, ldx, compute);    // A = X X^T
-    gemm_batched(A, false, A, false, AA, count, r, r, r, compute);    // A A
-    combine<T>(B, kNewtonSchulzB, A, kNewtonSchulzC, AA);            // B = b A + c A A
-    gemm_batched(B, false, X, false, BX, count, r, ldx, r, compute);  // B X
-    combine<T>(Xn, kNewtonSchulzA, X, 1.0f, BX);                     // X = a X + B X
+    gemm_batched(X, false, X, true, A, count, r, r, c, compute);    // A = X X^T
+    gemm_batched(A, false, A, false, AA, count, r, r, r, compute);  // A A
+    combine<T>(B, kNewtonSchulzB, A, kNewtonSchulzC, AA);          // B = b A + c A A
+    gemm_batched(B, false, X, false, BX, count, r, c, r, compute);  // B X
+    combine<T>(Xn, kNewtonSchulzA, X, 1.0f, BX);                   // X = a X + B X
     std::swap(X, Xn);
   }
-  group_apply_kernel<T><<<tile_grid(count, r, c), kTileBlock, 0, cuda_stream()>>>(table, X.data<T>(), r, c, ldx,
-                                                                                  decay, step_size);
+  group_apply_kernel<T><<<tile_grid(count, r, c), kTileBlock, 0, cuda_stream()>>>(table, X.data<T>(), r, c, decay,
+                                                                                  step_size);
   CUDA_CHECK_LAUNCH();
 }
 
