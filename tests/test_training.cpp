@@ -244,3 +244,29 @@ TEST_CASE("train: --bench-kernels times the attention kernels without a dataset"
   CHECK(r.linear_forward_backward_ms > r.linear_forward_ms);
   CHECK(r.linear_total_gbps > 0);
 }
+
+TEST_CASE("train: --bench-kernels times the optimizer step alone, each Muon group with and without Newton-Schulz") {
+  const char* argv[] = {"train", "--bench-kernels", "--model", "tiny", "--bench-steps", "3", "--quiet"};
+  bool help = false;
+  TrainConfig c = parse_train_args(7, const_cast<char**>(argv), help);
+  if (!cuda_available()) {
+    CHECK(contains(error_of([&] { run_optimizer_benchmark(c); }), "needs a GPU"));
+    return;
+  }
+  OptimizerBenchmarkResult r = run_optimizer_benchmark(c);
+  // tiny's 169 Muon weights: 1 of [64, 132], 96 of [64, 64], 72 of [64, 170] up to transposition.
+  REQUIRE(r.groups.size() == 3);
+  int members = 0;
+  double muon_ms = 0;
+  for (const OptimizerBenchmarkResult::Group& g : r.groups) {
+    CHECK(g.rows == 64);
+    CHECK(g.ms > 0);
+    CHECK(g.no_ns_ms > 0);
+    CHECK(g.ns_flops == doctest::Approx(g.count * 5 * (4.0 * 64 * 64 * g.cols + 2.0 * 64 * 64 * 64)));
+    members += g.count;
+    muon_ms += g.ms;
+  }
+  CHECK(members == 169);
+  CHECK(r.muon_ms == doctest::Approx(muon_ms));
+  CHECK(r.step_ms > 0);
+}

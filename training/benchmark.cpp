@@ -19,7 +19,6 @@
 #include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
 #include "ops/linear_attention.h"
-#include "ops/optimizer_ops.h"
 #include "training/memory_model.h"
 #include "training/optimizer.h"
 
@@ -218,13 +217,12 @@ OptimizerBenchmarkResult run_optimizer_benchmark(const TrainConfig& config) {
   for (auto& kv : optimizer.muon_groups()) {
     const int64_t rows = kv.first.first, cols = kv.first.second;
     const std::vector<MuonAdamW::Slot*>& members = kv.second;
-    auto run_group = [&](int ns_steps) { optimizer.muon_group_step(members, lr, ns_steps); };
     OptimizerBenchmarkResult::Group g;
     g.rows = rows;
     g.cols = cols;
     g.count = static_cast<int>(members.size());
-    g.ms = median([&] { run_group(oc.ns_steps); });
-    g.no_ns_ms = median([&] { run_group(0); });
+    g.ms = median([&] { optimizer.muon_group_step(members, lr, oc.ns_steps); });
+    g.no_ns_ms = median([&] { optimizer.muon_group_step(members, lr, 0); });
     // Per Newton-Schulz step: X X^T (2 r^2 c), A A (2 r^3), B X (2 r^2 c) FLOPs.
     g.ns_flops = double(g.count) * oc.ns_steps * (4.0 * rows * rows * cols + 2.0 * rows * rows * rows);
     r.muon_ms += g.ms;
