@@ -19,7 +19,7 @@
 
 namespace iflame::infer {
 
-std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const std::vector<int32_t>& prompt_in,
+std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt_in,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
                                         GenerateStats* stats) {
   auto t0 = std::chrono::steady_clock::now();

@@ -31,7 +31,7 @@ struct GenerateStats {
 // Samples `batch` sequences; row b draws with sample id first_sample_id + b.
 // prompt: empty (START row) or starting with the START row, with fewer than
 // 9 * (max_faces + 1) tokens.
-std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const std::vector<int32_t>& prompt,
+std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
                                         GenerateStats* stats = nullptr);
 

@@ -18,6 +18,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "ops/causal_attention.h"
+#include "ops/kernel_choices.h"
 #include "ops/cuda/flash_attention_bf16.h"
 #include "ops/cuda/linear_attention_bf16.h"
 #include "ops/cuda/mma_fragments.h"
@@ -1414,12 +1415,10 @@ TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)")
           << " GB/s, each tensor counted once) (" << cuda_device_description() << ")");
   // The f32-arithmetic kernels took 145 ms here (cuDNN: 12.9 ms); 100 ms fails if the
   // tensor-core path is not taken, without making a slow-but-right kernel flaky.
-  const char* flash_env = std::getenv("IFLAME_FLASH_ATTENTION");
-  const bool tensor_cores = !(flash_env && std::string(flash_env) == "0");
+  const bool tensor_cores = ops::kernel_choices().flash_attention;
   CHECK(causal < (tensor_cores ? 0.1 : 1.0));
   // Linear attention: the f32-arithmetic kernel took 4.7 ms (docs/perf.md; the reference's
   // Triton kernel 2.34 ms); 3 ms fails if the tensor-core path is not taken.
-  const char* linear_env = std::getenv("IFLAME_LINEAR_ATTENTION_MMA");
-  const bool linear_mma = !(linear_env && std::string(linear_env) == "0");
+  const bool linear_mma = ops::kernel_choices().linear_attention_mma;
   CHECK(linear < (linear_mma ? 3e-3 : 1.0));
 }

@@ -1,4 +1,5 @@
-// test_decode_graphs.cpp: the position-free decoding kernels (infer/decode_ops.h),
+// test_decode_graphs.cpp: the position-free decoding ops (ops/decode_position.h,
+// ops/rope.h's qkv_rope_step, ops/cached_attention.h, ops/small_product.h),
 // the allocator's private pools, and decoding replayed from CUDA graphs
 // (infer/decode.h's DecodeGraphs) against plain steps.
 #include <cmath>
@@ -7,12 +8,13 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/random.h"
-#include "infer/cached_attention.h"
 #include "infer/decode.h"
-#include "infer/decode_ops.h"
+#include "ops/cached_attention.h"
+#include "ops/decode_position.h"
 #include "ops/elementwise.h"
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
+#include "ops/small_product.h"
 #include "ops/swiglu.h"
 #include "tests/model_fixtures.h"
 #include "tests/test_util.h"
@@ -20,6 +22,7 @@
 using namespace iflame;
 using namespace iflame::test;
 using namespace iflame::infer;
+using namespace iflame::ops;
 
 namespace {
 
@@ -64,15 +67,18 @@ TEST_CASE("sample: the position-free decoding ops read the level position from t
   Tensor pos = position_tensor(41, Device::CPU);
   advance_position(pos);
   CHECK(pos.to_ints()[0] == 42);
+  // The gate and the residual add + norm of a step are the training ops
+  // (swiglu_packed_forward, add_rms_norm_forward) on the step's shapes.
   const Tensor ab = random_tensor({3, 1, 2 * 7}, 11, -4.0f, 4.0f);
-  CHECK(max_abs_diff(swiglu_pair(ab), ops::swiglu_forward(ab.slice(2, 0, 7).contiguous(),
-                                                          ab.slice(2, 7, 14).contiguous())) == 0.0);
-  Tensor h, n, inv;
+  CHECK(max_abs_diff(ops::swiglu_packed_forward(ab), ops::swiglu_forward(ab.slice(2, 0, 7).contiguous(),
+                                                                         ab.slice(2, 7, 14).contiguous())) == 0.0);
+  Tensor h, inv, inv2;
   const Tensor x = random_tensor({3, 1, 40}, 12), y = random_tensor({3, 1, 40}, 13), w = random_tensor({40}, 14);
-  add_rms_norm(x, y, w, 1e-6f, h, n);
+  const Tensor n = ops::add_rms_norm_forward(x, y, w, 1e-6f, h, inv, DType::F32);
   CHECK(max_abs_diff(h, ops::add(x, y)) == 0.0);
-  CHECK(max_abs_diff(n, ops::rms_norm_forward(ops::add(x, y), w, 1e-6f, inv)) == 0.0);
-  CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n), doctest::Contains("div must be 1, 3 or 9"), Error);
+  CHECK(max_abs_diff(n, ops::rms_norm_forward(ops::add(x, y), w, 1e-6f, inv2)) == 0.0);
+  Tensor n_dst = n;
+  CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n_dst), doctest::Contains("div must be 1, 3 or 9"), Error);
 }
 
 TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
@@ -121,11 +127,12 @@ TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
   advance_position(pos);
   CHECK(pos.to(Device::CPU).to_ints()[0] == 9);
   const Tensor ab = random_tensor({5, 1, 2 * 1365}, 26, -6.0f, 6.0f);
-  CHECK(max_abs_diff(swiglu_pair(ab), swiglu_pair(ab.to(Device::CUDA))) <= 1e-5);
+  CHECK(max_abs_diff(ops::swiglu_packed_forward(ab), ops::swiglu_packed_forward(ab.to(Device::CUDA))) <= 1e-5);
   const Tensor x = random_tensor({7, 1, 515}, 27), y = random_tensor({7, 1, 515}, 28), w = random_tensor({515}, 29);
-  Tensor hc, nc, hg, ng;
-  add_rms_norm(x, y, w, 1e-6f, hc, nc);
-  add_rms_norm(x.to(Device::CUDA), y.to(Device::CUDA), w.to(Device::CUDA), 1e-6f, hg, ng);
+  Tensor hc, hg, inv_c, inv_g;
+  const Tensor nc = ops::add_rms_norm_forward(x, y, w, 1e-6f, hc, inv_c, DType::F32);
+  const Tensor ng = ops::add_rms_norm_forward(x.to(Device::CUDA), y.to(Device::CUDA), w.to(Device::CUDA), 1e-6f, hg,
+                                              inv_g, DType::F32);
   CHECK(max_abs_diff(hc, hg) == 0.0);
   CHECK(max_abs_diff(nc, ng) <= 1e-5);
 }

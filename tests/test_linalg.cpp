@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "ops/elementwise.h"
+#include "ops/kernel_choices.h"
 #include "ops/linear.h"
 #include "ops/optimizer_ops.h"
 #include "tests/test_util.h"
@@ -486,9 +487,9 @@ TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
 
 TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill") {
   SKIP_WITHOUT_GPU();
-#ifdef IFLAME_CUDA  // set_lt_bias_enabled() exists in CUDA builds only
+#ifdef IFLAME_CUDA  // lt_bias_matmuls() exists in CUDA builds only
   // With bf16 compute the bias is added in the product's epilogue (cuBLASLt); the
-  // fill + cublasGemmEx path (set_lt_bias_enabled(false), IFLAME_LT_BIAS=0) is
+  // fill + cublasGemmEx path (the kernel choice lt_bias off, IFLAME_LT_BIAS=0) is
   // what it replaces. The model's FFN (512 -> 1368 and back), a 132-wide layer,
   // odd sizes (ld of 48 and 37 elements), rows that are no multiple of a tile.
   struct Size {
@@ -505,16 +506,19 @@ TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilog
       const Tensor b = random_tensor({sz.out}, 112);
       const Tensor y_ref = ops::linear_forward(rounded_bf16(x), rounded_bf16(w), &b, DType::F32);
       const Tensor xd = x.to(Device::CUDA).to(act), wd = w.to(Device::CUDA), bd = b.to(Device::CUDA);
-      const bool was_on = ops::cuda::set_lt_bias_enabled(true);
+      ops::KernelChoices lt_on = ops::kernel_choices(), lt_off = lt_on;
+      lt_on.lt_bias = true;
+      lt_off.lt_bias = false;
+      const ops::KernelChoices before = ops::set_kernel_choices(lt_on);
       const int64_t lt_before = ops::cuda::lt_bias_matmuls();
       const Tensor y_lt = ops::linear_forward(xd, wd, &bd, DType::BF16);
       // The model's bf16 shapes must not fall back (odd sizes and an f32 y may).
       if (act == DType::BF16 && sz.in % 8 == 0 && sz.out % 8 == 0)
         CHECK(ops::cuda::lt_bias_matmuls() == lt_before + 1);
       const Tensor y_lt_w16 = ops::linear_forward(xd, wd.to(DType::BF16), &bd, DType::BF16);  // decoding's weights
-      ops::cuda::set_lt_bias_enabled(false);
+      ops::set_kernel_choices(lt_off);
       const Tensor y_fill = ops::linear_forward(xd, wd, &bd, DType::BF16);
-      ops::cuda::set_lt_bias_enabled(was_on);
+      ops::set_kernel_choices(before);
       CHECK(y_lt.dtype() == act);
       CHECK(y_lt.shape() == Shape{sz.rows, sz.out});
       // As in the test above: bf16 operands on both sides, the GPU's bf16 output rounding and f32 sum order.

@@ -14,13 +14,13 @@
 #include "core/npy.h"
 #include "core/random.h"
 #include "data/mesh.h"
-#include "infer/cached_attention.h"
 #include "infer/clean.h"
 #include "infer/decode.h"
 #include "infer/generate.h"
 #include "infer/sample_cli.h"
 #include "infer/sampler.h"
 #include "nn/state.h"
+#include "ops/cached_attention.h"
 #include "ops/causal_attention.h"
 #include "tests/model_fixtures.h"
 #include "tests/test_util.h"
@@ -28,6 +28,7 @@
 using namespace iflame;
 using namespace iflame::test;
 using namespace iflame::infer;
+using iflame::ops::cached_attention_step;
 
 namespace {
 

@@ -34,4 +34,22 @@ Tensor rotate(const Tensor& x, int64_t pos_offset, float direction) {
 Tensor rope_forward(const Tensor& x, int64_t pos_offset) { return rotate(x, pos_offset, 1.0f); }
 Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset) { return rotate(grad_y, pos_offset, -1.0f); }
 
+// The decoding step: q and k rotated by the loops above at position pos, v
+// copied; k and v land in row pos of a cache, or fill [B, H, D] tensors.
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, int64_t pos, Tensor& k_dst, Tensor& v_dst) {
+  const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads;
+  const Shape split = {B, 1, heads, D};
+  Tensor q = rotate(qkv.slice(1, 0, HD).contiguous().view(split), pos, 1.0f).view({B, heads, D});
+  Tensor k = rotate(qkv.slice(1, HD, 2 * HD).contiguous().view(split), pos, 1.0f);
+  Tensor v = qkv.slice(1, 2 * HD, 3 * HD).contiguous().view(split);
+  if (k_dst.ndim() == 4) {
+    k_dst.slice(1, pos, pos + 1).copy_from(k);
+    v_dst.slice(1, pos, pos + 1).copy_from(v);
+  } else {
+    k_dst.copy_from(k.view(k_dst.shape()));
+    v_dst.copy_from(v.view(v_dst.shape()));
+  }
+  return q;
+}
+
 }  // namespace iflame::ops::cpu

@@ -1,4 +1,4 @@
-// cached_attention.cu: the cached attention step on the GPU (head dim 32).
+// cuda/cached_attention.cu: the cached attention step on the GPU (head dim 32).
 //
 // One block of 128 threads per (b, h). Thread t takes cache rows t, t+128, ...
 // (each row's K and V read as 16-byte words)
@@ -12,21 +12,13 @@
 #include <cmath>
 
 #include "core/cuda_check.h"
-#include "infer/cached_attention.h"
-#include "infer/decode_ops.h"
+#include "ops/cached_attention.h"
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/pdl.cuh"
 
-namespace iflame::infer::cuda {
+namespace iflame::ops::cuda {
 
-using ops::cuda::attention::check_head_dim;
-using ops::cuda::attention::kHeadDim;
-using ops::cuda::attention::load_float;
-using ops::cuda::attention::store_float;
-using ops::cuda::launch_pdl;
-using ops::cuda::pdl_trigger;
-using ops::cuda::pdl_wait;
-using ops::cuda::attention::with_storage_type;
+using namespace attention;  // attention_util.cuh
 
 namespace {
 
@@ -69,7 +61,7 @@ __global__ void __launch_bounds__(kThreads)
   pdl_wait();  // launched with launch_pdl (ops/cuda/pdl.cuh): q and the newest cache row come from the kernel before
   pdl_trigger();
   // The length comes from the host, or from the decoding position counter
-  // (infer/decode_ops.h): rows 0 .. position / div, at most the capacity.
+  // (ops/decode_position.h): rows 0 .. position / div, at most the capacity.
   if (position) length = min(position[0] / div + 1, capacity);
   __shared__ float part_m[kThreads], part_l[kThreads];
   __shared__ float part_acc[kThreads][kHeadDim + 1];
@@ -217,4 +209,4 @@ Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor&
                 "cached_attention_at");
 }
 
-}  // namespace iflame::infer::cuda
+}  // namespace iflame::ops::cuda
