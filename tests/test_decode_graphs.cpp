@@ -185,7 +185,7 @@ TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   SKIP_WITHOUT_GPU();
   auto model = random_model(64, 2, Device::CUDA, 31);
   // f32 products (cuBLAS) at batch 3; bf16 products at batch 12, which take
-  // the tensor-core kernel and its cluster launches (infer/small_product_mma.cu).
+  // the tensor-core kernel and its cluster launches (ops/cuda/small_product_mma.cu).
   for (const int64_t B : {3, 12}) {
     CAPTURE(B);
     ForwardContext ctx;
@@ -236,7 +236,7 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
       CHECK(g.shape() == Shape{rows, 1, 260});
       CHECK(rel_l2(g.to_floats(), decode_product_swiglu(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
     }
-  // More rows than either kernel takes (infer/small_product_mma.cu stops at 64):
+  // More rows than either kernel takes (ops/cuda/small_product_mma.cu stops at 64):
   // cuBLAS, same contract.
   const Tensor x = random_tensor({70, 512}, 60), w = random_tensor({64, 512}, 61);
   CHECK(rel_l2(decode_product(x.to(Device::CUDA), w.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)

@@ -8,6 +8,7 @@
 // bf16-rounded inputs and the difference is the bf16 rounding of the output
 // (at most 2^-9 relative per element).
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/grad_norm.h"
+#include "ops/kernel_choices.h"
 #include "ops/resample.h"
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
@@ -762,4 +764,40 @@ TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors") {
   v[v.size() / 2] = INFINITY;
   gpu_grads[66] = Tensor::from_floats(v, cpu_grads[66].shape()).to(Device::CUDA);
   CHECK_FALSE(ops::all_finite(gpu_grads));
+}
+
+TEST_CASE("elem: the kernel choices are set from code or read from the environment, and described") {
+  const ops::KernelChoices before = ops::kernel_choices();
+  ops::KernelChoices c;
+  c.flash_attention = false;
+  c.pdl = false;
+  CHECK(ops::set_kernel_choices(c).lt_bias == before.lt_bias);
+  CHECK(ops::describe_kernel_choices() == "flash_attention=off linear_attention_mma=on lt_bias=on pdl=off");
+  // Only "0" turns a choice off; an unset variable leaves it on.
+  const char* names[4] = {"IFLAME_FLASH_ATTENTION", "IFLAME_LINEAR_ATTENTION_MMA", "IFLAME_LT_BIAS", "IFLAME_PDL"};
+  std::string saved[4];
+  bool was_set[4];
+  for (int i = 0; i < 4; i++) {
+    const char* v = std::getenv(names[i]);
+    was_set[i] = v != nullptr;
+    saved[i] = v ? v : "";
+  }
+  unsetenv("IFLAME_FLASH_ATTENTION");
+  setenv("IFLAME_LINEAR_ATTENTION_MMA", "1", 1);
+  setenv("IFLAME_LT_BIAS", "0", 1);
+  setenv("IFLAME_PDL", "off", 1);
+  ops::read_kernel_choices_from_environment();
+  const ops::KernelChoices read = ops::kernel_choices();
+  CHECK(read.flash_attention);
+  CHECK(read.linear_attention_mma);
+  CHECK_FALSE(read.lt_bias);
+  CHECK(read.pdl);
+  for (int i = 0; i < 4; i++) {
+    if (was_set[i])
+      setenv(names[i], saved[i].c_str(), 1);
+    else
+      unsetenv(names[i]);
+  }
+  CHECK(ops::set_kernel_choices(before).pdl);  // hands back what was read
+  CHECK(ops::kernel_choices().lt_bias == before.lt_bias);
 }

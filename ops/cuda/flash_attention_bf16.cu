@@ -106,16 +106,17 @@ __device__ __forceinline__ void load_stats_async(float* s_lse, float* s_dvec, co
   cp_async_4(smem_addr((t < kTile ? s_lse : s_dvec) + r), src, valid);
 }
 
-// Sets to `value` the elements of a warp's 16 x kTile scores whose (row, column)
-// in that block is masked(row, column): the causal mask and the ends of the
-// sequence, as the kernel's caller words them.
+// Sets to `value` the elements of a warp's 16 x kTile scores (rows row0 + 0..15,
+// columns col0 + 0..kTile-1) for which masked(row, column) holds: the causal
+// mask and the ends of the sequences, in the caller's words.
 template <typename Masked>
-__device__ __forceinline__ void set_masked(float (&sc)[kNBlocks][4], int lane, float value, Masked masked) {
+__device__ __forceinline__ void set_masked(float (&sc)[kNBlocks][4], int lane, float value, int row0, int col0,
+                                           Masked masked) {
 #pragma unroll
   for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
     for (int i = 0; i < 4; i++)
-      if (masked(c_row(lane, i), nb * 8 + c_col(lane, i))) sc[nb][i] = value;
+      if (masked(row0 + c_row(lane, i), col0 + nb * 8 + c_col(lane, i))) sc[nb][i] = value;
 }
 
 // A 16 x 32 accumulator, rows group scaled by f_lo and rows group + 8 by f_hi,
@@ -220,8 +221,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int i = 0; i < 4; i++) sc[nb][i] *= scale_log2;
       if (warp_rows_need_mask(r0, k0, s.offset, s.Tk)) {
-        set_masked(sc, lane, -INFINITY,
-                   [&](int r, int c) { return masked_query_key(r0 + r, k0 + c, s.offset, s.Tk); });
+        set_masked(sc, lane, -INFINITY, r0, k0, [&](int i, int j) { return masked_query_key(i, j, s.offset, s.Tk); });
       }
       // Online softmax; lanes 4g .. 4g+3 hold rows g and g + 8, 16 scores each.
 #pragma unroll
@@ -354,7 +354,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int i = 0; i < 4; i++) p[nb][i] = exp2f(fmaf(p[nb][i], scale_log2, -lse_log2[i >> 1]));
       if (warp_rows_need_mask(r0, k0, s.offset, s.Tk)) {
-        set_masked(p, lane, 0.0f, [&](int r, int c) { return masked_query_key(r0 + r, k0 + c, s.offset, s.Tk); });
+        set_masked(p, lane, 0.0f, r0, k0, [&](int i, int j) { return masked_query_key(i, j, s.offset, s.Tk); });
       }
       float ds[kNBlocks][4];
       Tiles::mma_rows_by_tile_t(ds, doa, sV[stage], lane);  // dP
@@ -441,7 +441,7 @@ __global__ void __launch_bounds__(kThreads)
           p[nb][i] = exp2f(fmaf(p[nb][i], scale_log2, -tile_lse[col] * kLog2e));
         }
       if (warp_keys_need_mask(kw0, q0, s.Tq, s.offset)) {
-        set_masked(p, lane, 0.0f, [&](int r, int c) { return masked_key_query(kw0 + r, q0 + c, s.offset, s.Tq); });
+        set_masked(p, lane, 0.0f, kw0, q0, [&](int j, int i) { return masked_key_query(j, i, s.offset, s.Tq); });
       }
       Tiles::mma_acc_by_tile(dv, p, sdO[stage], lane);  // dV += P^T dO
       float ds[kNBlocks][4];
