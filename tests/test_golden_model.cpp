@@ -1,5 +1,5 @@
 // test_golden_model.cpp: the model against the reference implementation's own
-// numbers (../shared/golden, spec §5): parameter layout, logits, loss,
+// numbers (tests/golden, docs/spec.md §5): parameter layout, logits, loss,
 // gradients, one optimizer step, and checkpoint round trips; on the CPU in f32,
 // and on the GPU in f32 and bf16.
 #include <cmath>
