@@ -16,6 +16,13 @@
 
 namespace iflame::test {
 
+// The decorator of a test case that needs a GPU from its first line:
+// TEST_CASE("..." * needs_gpu()). It puts the case in the test suite "gpu",
+// which tests/main.cpp leaves out where no GPU is usable, so doctest counts it
+// as skipped. A case that also checks something on the CPU stays undecorated and
+// skips its GPU part with SKIP_WITHOUT_GPU().
+inline doctest::test_suite needs_gpu() { return doctest::test_suite("gpu"); }
+
 // Skips the rest of a test case, visibly, when there is no usable GPU.
 #define SKIP_WITHOUT_GPU()                                                              \
   do {                                                                                  \
