@@ -33,28 +33,46 @@ double training_step_flops(const IFlameConfig& config, int64_t batch, int64_t le
   return 3 * forward;  // the backward computes two products for each of the forward's
 }
 
-StepEstimate estimate_step_time(IFlame& model, const ForwardContext& ctx, int64_t batch, int64_t length) {
-  using clock = std::chrono::steady_clock;
+namespace {
+// Seconds of one forward + backward of `rows` sequences of kMicroStepLength tokens.
+double time_micro_step(IFlame& model, const ForwardContext& ctx, int64_t rows) {
   // START row, then coordinates (any valid tokens: the arithmetic is the same).
-  Tensor tokens = Tensor::empty({1, kMicroStepLength}, DType::I32);
+  Tensor tokens = Tensor::empty({rows, kMicroStepLength}, DType::I32);
   int32_t* p = tokens.data<int32_t>();
-  for (int64_t i = 0; i < kMicroStepLength; i++)
-    p[i] = i < kTokensPerFace ? kStartToken : static_cast<int32_t>((i * 37) % kNumCoordinateTokens);
+  for (int64_t i = 0; i < tokens.numel(); i++) {
+    const int64_t t = i % kMicroStepLength;
+    p[i] = t < kTokensPerFace ? kStartToken : static_cast<int32_t>((i * 37) % kNumCoordinateTokens);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  model.zero_grad();
+  IFlame::LossOutput out = model.loss(tokens, ctx);
+  tape().backward(out.loss);
+  if (model.device() == Device::CUDA) cuda_synchronize();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+StepEstimate estimate_step_time(IFlame& model, const ForwardContext& ctx, int64_t batch, int64_t length) {
   StepEstimate e;
   e.batch = batch;
   e.length = length;
-  e.micro_seconds = INFINITY;
-  for (int run = 0; run < 2; run++) {  // the first also pays for first-use allocations
-    auto start = clock::now();
-    model.zero_grad();
-    IFlame::LossOutput out = model.loss(tokens, ctx);
-    tape().backward(out.loss);
-    if (model.device() == Device::CUDA) cuda_synchronize();
-    e.micro_seconds = std::min(e.micro_seconds, std::chrono::duration<double>(clock::now() - start).count());
-  }
+  // Batch 1 before and after the larger batch (the first run also pays for first uses).
+  const double first = time_micro_step(model, ctx, 1);
+  e.micro_batch_seconds = time_micro_step(model, ctx, kMicroBatch);
+  e.micro_seconds = std::min(first, time_micro_step(model, ctx, 1));
   model.zero_grad();
-  e.flops = training_step_flops(model.config(), batch, length);
-  e.seconds = e.micro_seconds * e.flops / training_step_flops(model.config(), 1, kMicroStepLength);
+  const IFlameConfig& config = model.config();
+  const double small = training_step_flops(config, 1, kMicroStepLength);
+  const double large = training_step_flops(config, kMicroBatch, kMicroStepLength);
+  // Cost per FLOP from the difference; where timing noise hides it, a tenth of
+  // the larger micro-step's average cost per FLOP, so the arithmetic never
+  // comes out free.
+  const double per_flop =
+      std::max((e.micro_batch_seconds - e.micro_seconds) / (large - small), 0.1 * e.micro_batch_seconds / large);
+  e.seconds_per_tflop = per_flop * 1e12;
+  e.fixed_seconds = std::max(0.0, e.micro_seconds - per_flop * small);
+  e.flops = training_step_flops(config, batch, length);
+  e.seconds = e.fixed_seconds + per_flop * e.flops;
   return e;
 }
 
@@ -68,10 +86,11 @@ std::string format_seconds(double s) {
 
 std::string step_too_slow_message(const StepEstimate& e, const std::string& device_label) {
   return str("one training step of ", e.batch, " x ", e.length, " tokens would take about ",
-             format_seconds(e.seconds), " on ", device_label, " (", e.flops / 1e12,
-             " TFLOP; a timed step of 1 x ", kMicroStepLength, " tokens took ", e.micro_seconds * 1e3,
-             " ms), and nothing would be printed until it ends. Train a smaller configuration here, e.g. "
-             "--model tiny --max-faces 100 --batch 4, or use a GPU (--device cuda); --force trains anyway");
+             format_seconds(e.seconds), " on ", device_label, " (", std::round(e.flops / 1e10) / 100,
+             " TFLOP at ", std::round(e.seconds_per_tflop), " s per TFLOP, timed on steps of 1 and ", kMicroBatch,
+             " x ", kMicroStepLength, " tokens), and nothing would be printed until it ends. Train a smaller "
+             "configuration here, e.g. --model tiny --max-faces 100 --batch 4, or use a GPU (--device cuda); "
+             "--force trains without estimating");
 }
 
 }  // namespace iflame

@@ -115,10 +115,11 @@ precision and device
                         ffn:K: the same in the K longest blocks only, the
                         others keeping everything (between none and ffn)
                                   [ffn for d=512 on the GPU, none otherwise]
-  --force               train even when one step would take over a minute here
-                        (./train times a short step first, scales it to the
-                        longest batch and otherwise stops, exit code 2, with
-                        the estimate and a configuration that fits)
+  --force               train without estimating the step time first (on the
+                        CPU ./train times two short steps, scales them to the
+                        longest batch and stops, exit code 2, with the estimate
+                        and a configuration that fits when one step would take
+                        over a minute)
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints
   --out DIR             where runs go                            [runs]

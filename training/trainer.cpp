@@ -228,20 +228,19 @@ int Trainer::stop_and_save(bool tty) {
 }
 
 void Trainer::check_step_time() {
-  if (device_ != Device::CPU) return;  // every preset's step takes well under a second on a GPU (docs/perf.md)
+  // Every preset's step takes well under a second on a GPU (docs/perf.md); --force trains unasked.
+  if (device_ != Device::CPU || config_.force) return;
   int max_faces = 0;
   for (int64_t i : train_indices_) max_faces = std::max(max_faces, dataset_->faces(i));
   const int64_t longest = int64_t{max_faces + 2} * kTokensPerFace;  // START row, faces, END row
   ForwardContext ctx = config_.forward_context(device_);
   ctx.recompute = recompute_;
   step_estimate_ = estimate_step_time(*model_, ctx, config_.batch_size, longest);
-  const bool too_slow = step_estimate_.seconds > kMaxStepSeconds;
-  if (too_slow && !config_.force) throw Error(step_too_slow_message(step_estimate_, "this CPU"));
+  if (step_estimate_.seconds > kMaxStepSeconds) throw Error(step_too_slow_message(step_estimate_, "this CPU"));
   if (!config_.quiet) {
-    std::printf("estimate  about %.3g s per step of %lld x %lld tokens (the longest training mesh: %d faces)%s\n",
+    std::printf("estimate  about %.3g s per step of %lld x %lld tokens (the longest training mesh: %d faces)\n",
                 step_estimate_.seconds, static_cast<long long>(step_estimate_.batch),
-                static_cast<long long>(step_estimate_.length), max_faces,
-                too_slow ? "; --force: training anyway" : "");
+                static_cast<long long>(step_estimate_.length), max_faces);
     std::fflush(stdout);
   }
 }

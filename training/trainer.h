@@ -67,7 +67,7 @@ class Trainer {
   int64_t total_steps() const { return total_steps_; }
   int64_t skipped_steps() const { return skipped_total_; }
   int64_t epoch() const { return epoch_; }
-  // The CPU step-time estimate run() made (batch 0 when none was made).
+  // The CPU step-time estimate run() made (batch 0 when none was made: on a GPU, or with --force).
   const StepEstimate& step_estimate() const { return step_estimate_; }
   int64_t batch_in_epoch() const { return batch_in_epoch_; }
   std::string last_checkpoint() const { return config_.run_dir() + "/last.ckpt"; }
@@ -82,7 +82,7 @@ class Trainer {
   void save(const std::string& file_name);
   // Saves last.ckpt with the last complete state, says so, returns exit code 0.
   int stop_and_save(bool tty);
-  // The longest training batch's step time on the CPU; throws when too slow.
+  // The longest training batch's step time on the CPU (unless --force); throws when too slow.
   void check_step_time();
   void resume_from(const CheckpointData& checkpoint, const std::string& path);
   void log_json(const std::string& line);
