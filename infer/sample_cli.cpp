@@ -138,7 +138,7 @@ void limit_cpu_threads(Device device) {
 Device pick_device(const Options& o) {
   if (o.device == "cpu") return Device::CPU;
   if (o.device == "cuda") {
-    IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
+    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu samples on the CPU)");
     return Device::CUDA;
   }
   return cuda_available() ? Device::CUDA : Device::CPU;

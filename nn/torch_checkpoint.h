@@ -1,5 +1,5 @@
 // torch_checkpoint.h: reading a PyTorch checkpoint in the published iFlame
-// layout (iflame-spec.md §5) without PyTorch: a zip archive whose data.pkl is a
+// layout (docs/spec.md §5) without PyTorch: a zip archive whose data.pkl is a
 // protocol-2 pickle (parsed by core/pickle, which executes nothing) and whose
 // data/<key> entries hold the raw little-endian storages.
 //

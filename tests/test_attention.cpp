@@ -1036,13 +1036,13 @@ void check_linear_gpu(const LinearSize& n, DType dtype, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU causal attention matches the CPU reference (f32)") {
+TEST_CASE("attn: GPU causal attention matches the CPU reference (f32)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 100;
   for (const AttentionSize& n : kGpuSizes) check_causal_gpu(n, DType::F32, seed += 10);
 }
 
-TEST_CASE("attn: GPU causal attention matches the CPU reference (bf16)") {
+TEST_CASE("attn: GPU causal attention matches the CPU reference (bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 200;
   for (const AttentionSize& n : kGpuSizes) check_causal_gpu(n, DType::BF16, seed += 10);
@@ -1138,13 +1138,13 @@ void check_flash_gpu(const AttentionSize& n, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU bf16 tensor-core attention matches the CPU reference at tile edges") {
+TEST_CASE("attn: GPU bf16 tensor-core attention matches the CPU reference at tile edges" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 800;
   for (const AttentionSize& n : kFlashSizes) check_flash_gpu(n, seed += 10);
 }
 
-TEST_CASE("attn: GPU bf16 tensor-core backward is deterministic") {
+TEST_CASE("attn: GPU bf16 tensor-core backward is deterministic" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // No atomics: the same inputs give the same bits, run after run.
   const int64_t B = 2, T = 1000, H = 3;
@@ -1226,13 +1226,13 @@ void check_linear_mma_gpu(const LinearSize& n, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU bf16 tensor-core linear attention matches the CPU reference at chunk edges") {
+TEST_CASE("attn: GPU bf16 tensor-core linear attention matches the CPU reference at chunk edges" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 1600;
   for (const LinearSize& n : kLinearMmaSizes) check_linear_mma_gpu(n, seed += 10);
 }
 
-TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic") {
+TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // No atomics: the same inputs give the same bits, run after run.
   const int64_t B = 2, T = 1000, H = 3;
@@ -1251,25 +1251,25 @@ TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic") {
         ops::linear_attention_forward(q, k, v, slopes).to_floats());
 }
 
-TEST_CASE("attn: GPU causal attention refuses a head dim other than 32") {
+TEST_CASE("attn: GPU causal attention refuses a head dim other than 32" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   Tensor q = random_tensor({1, 4, 2, 16}, 1).to(Device::CUDA);
   CHECK(throws_naming([&] { ops::causal_attention_forward(q, q, q, 1, nullptr); }, "head dim 32"));
 }
 
-TEST_CASE("attn: GPU linear attention matches the CPU reference (f32)") {
+TEST_CASE("attn: GPU linear attention matches the CPU reference (f32)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 300;
   for (const LinearSize& n : kLinearSizes) check_linear_gpu(n, DType::F32, seed += 10);
 }
 
-TEST_CASE("attn: GPU linear attention matches the CPU reference (bf16)") {
+TEST_CASE("attn: GPU linear attention matches the CPU reference (bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 400;
   for (const LinearSize& n : kLinearSizes) check_linear_gpu(n, DType::BF16, seed += 10);
 }
 
-TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forward") {
+TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forward" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 3, T = 21, H = 5;
   const std::vector<float> slopes{0.9f, 0.2f, 0.0f, 0.03f, 0.7071f};
@@ -1296,7 +1296,7 @@ TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forw
   }
 }
 
-TEST_CASE("attn: GPU attention on a long sequence (T = 2307)") {
+TEST_CASE("attn: GPU attention on a long sequence (T = 2307)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 2, T = 2307, H = 4, m = 64;
   const float scale = 1.0f / std::sqrt(float(kD));
@@ -1361,7 +1361,7 @@ TEST_CASE("attn: GPU attention on a long sequence (T = 2307)") {
   }
 }
 
-TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)") {
+TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 16, T = 6921, H = 16;
   const float scale = 1.0f / std::sqrt(float(kD));

@@ -81,7 +81,7 @@ TEST_CASE("sample: the position-free decoding ops read the level position from t
   CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n_dst), doctest::Contains("div must be 1, 3 or 9"), Error);
 }
 
-TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
+TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 3, H = 5, D = 32, HD = H * D, cap = 400;
   const Tensor qkv = random_tensor({B, 3 * HD}, 21, -2.0f, 2.0f);
@@ -137,7 +137,7 @@ TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
   CHECK(max_abs_diff(nc, ng) <= 1e-5);
 }
 
-TEST_CASE("sample: the cached attention step split over several blocks per head equals the CPU") {
+TEST_CASE("sample: the cached attention step split over several blocks per head equals the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // Batch 1 with a long cache: the GPU splits each head's rows over many blocks.
   const int64_t B = 1, H = 3, D = 32, cap = 5000;
@@ -156,7 +156,7 @@ TEST_CASE("sample: the cached attention step split over several blocks per head 
   }
 }
 
-TEST_CASE("sample: a private device pool never lends its blocks to the shared cache") {
+TEST_CASE("sample: a private device pool never lends its blocks to the shared cache" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int pool = create_device_pool();
   void* pooled = nullptr;
@@ -181,7 +181,7 @@ TEST_CASE("sample: a private device pool never lends its blocks to the shared ca
   CHECK_THROWS_WITH_AS(DevicePoolScope{pool}, doctest::Contains("no pool"), Error);
 }
 
-TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
+TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   auto model = random_model(64, 2, Device::CUDA, 31);
   // f32 products (cuBLAS) at batch 3; bf16 products at batch 12, which take
@@ -215,7 +215,7 @@ TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   }
 }
 
-TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products") {
+TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // Both round x and W to bf16 and sum the products in f32; only the order of
   // the sums differs, so 1e-5 relative, as for cuBLAS's f32-output products.
@@ -256,7 +256,7 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
                    .to_floats()) <= 1e-5);
 }
 
-TEST_CASE("sample: the small-batch tensor-core products of decoding equal the CPU's emulated bf16 products") {
+TEST_CASE("sample: the small-batch tensor-core products of decoding equal the CPU's emulated bf16 products" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 9 .. 64 rows: mma.sync over a cluster that splits K. Rows that are not a
   // multiple of 16 (padded tiles), K = 64 (2 chunks of 32, a cluster of 2),

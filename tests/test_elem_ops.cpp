@@ -102,7 +102,7 @@ TEST_CASE("elem: embedding gradient matches finite differences") {
   CHECK(gradcheck_error(w, times(gw, 1.1f), loss) > kGradTol);  // a wrong gradient is caught
 }
 
-TEST_CASE("elem: embedding CUDA matches CPU (shared-table and atomic backward paths)") {
+TEST_CASE("elem: embedding CUDA matches CPU (shared-table and atomic backward paths)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t V, d; Shape tokens; };
   // V = 132, d = 136: the model's vocabulary, two column slices + a partial one;
@@ -166,7 +166,7 @@ TEST_CASE("elem: rms_norm gradients match finite differences") {
   for (size_t i = 0; i < a.size(); i++) CHECK(b[i] == doctest::Approx(a[i] + 1.0f).epsilon(1e-6));
 }
 
-TEST_CASE("elem: rms_norm CUDA matches CPU") {
+TEST_CASE("elem: rms_norm CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 37 and 351 rows: not multiples of the 8 rows a block takes; 9000 rows of d = 8
   // (idle lanes, grid-stride loop in the backward).
@@ -193,7 +193,7 @@ TEST_CASE("elem: rms_norm CUDA matches CPU") {
   }
 }
 
-TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm then the cast") {
+TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm then the cast" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The block's norms: f32 residual in, bf16 out; the gradient arrives in bf16
   // (or f32) and grad_x leaves in f32. The fused kernels must give exactly what
@@ -262,7 +262,7 @@ TEST_CASE("elem: add_rms_norm (CPU) is add then rms_norm") {
   CHECK_THROWS_AS(ops::add_rms_norm_forward(a, random_tensor({4, 6, 9}, 47), w, 1e-5f, s2, i2, DType::F32), Error);
 }
 
-TEST_CASE("elem: add_rms_norm and the accumulating rms_norm backward (CUDA) equal the separate ops") {
+TEST_CASE("elem: add_rms_norm and the accumulating rms_norm backward (CUDA) equal the separate ops" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The residual stream's shapes (f32 residual + bf16 or f32 branch, bf16 or f32
   // norm), odd row counts and every register width (d <= 128, <= 512, <= 1024).
@@ -357,7 +357,7 @@ TEST_CASE("elem: swiglu gradients match finite differences") {
   CHECK(gradcheck_error(a, times(ga, 1.1f), loss) > kGradTol);
 }
 
-TEST_CASE("elem: swiglu CUDA matches CPU") {
+TEST_CASE("elem: swiglu CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   for (Shape shape : {Shape{37, 70}, Shape{9 * 13, 1365}, Shape{1}}) {
     for (DType dt : {DType::F32, DType::BF16}) {
@@ -402,7 +402,7 @@ TEST_CASE("elem: swiglu_packed (CPU) is swiglu on the two halves, its bias sums 
   CHECK_THROWS_AS(ops::swiglu_packed_forward(random_tensor({3, 5}, 73)), Error);  // odd width
 }
 
-TEST_CASE("elem: swiglu_packed CUDA matches CPU, bias sums repeatable") {
+TEST_CASE("elem: swiglu_packed CUDA matches CPU, bias sums repeatable" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // P = 1368 and 176 (16-byte path), P = 13 (one column per thread), P = 2000
   // (threads loop over column groups); 1 row, odd counts, more rows than blocks.
@@ -480,7 +480,7 @@ TEST_CASE("elem: rope gradient matches finite differences and undoes the rotatio
   CHECK(max_abs_diff(ops::rope_backward(ops::rope_forward(x, 6900), 6900), x) < 1e-5);
 }
 
-TEST_CASE("elem: rope CUDA matches CPU, also at large positions") {
+TEST_CASE("elem: rope CUDA matches CPU, also at large positions" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { Shape shape; int64_t offset; };
   for (Case c : {Case{{2, 37, 3, 32}, 0}, Case{{2, 37, 3, 32}, 6900}, Case{{1, 9 * 13, 16, 32}, 6800},
@@ -532,7 +532,7 @@ TEST_CASE("elem: avg_pool3 and repeat3_shift2 gradients match finite differences
   }
 }
 
-TEST_CASE("elem: avg_pool3 and repeat3_shift2 CUDA match CPU") {
+TEST_CASE("elem: avg_pool3 and repeat3_shift2 CUDA match CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   for (DType dt : {DType::F32, DType::BF16}) {
     for (int64_t T : {37, 9 * 13}) {
@@ -590,7 +590,7 @@ TEST_CASE("elem: skip_scale_add and scale gradients match finite differences") {
   CHECK(gradcheck_error(x, ops::scale(r, 0.3f), scale_loss) > kGradTol);
 }
 
-TEST_CASE("elem: element-wise ops CUDA match CPU, mixed dtypes included") {
+TEST_CASE("elem: element-wise ops CUDA match CPU, mixed dtypes included" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const Shape shape{2, 37, 70};
   Tensor a = random_tensor(shape, 110), b = random_tensor(shape, 111), g = random_tensor(shape, 112);
@@ -676,7 +676,7 @@ TEST_CASE("elem: cross_entropy gradient matches finite differences") {
   CHECK(gradcheck_error(logits, times(g, 1.1f), loss, 30) > kGradTol);
 }
 
-TEST_CASE("elem: cross_entropy CUDA matches CPU") {
+TEST_CASE("elem: cross_entropy CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t N, V; bool integer_logits; };
   // V = 132: the model; V = 7: fewer columns than lanes; V = 1000: many per lane;
@@ -741,7 +741,7 @@ TEST_CASE("elem: global_grad_norm, clip_grad_norm and all_finite on hand-compute
   CHECK_THROWS_AS(ops::global_grad_norm({Tensor::zeros({2}), Tensor::zeros({2}, DType::BF16)}), Error);
 }
 
-TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors") {
+TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 70 tensors (two launches of at most 64), sizes from 1 to ~120k.
   std::vector<Tensor> cpu_grads, gpu_grads;

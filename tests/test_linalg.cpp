@@ -355,7 +355,7 @@ TEST_CASE("linalg: linear_pair (CPU) is proj1 and proj2 side by side, padded wit
 
 // ---- CUDA against the CPU reference ---------------------------------------------
 
-TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)") {
+TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t in = 70, out = 1365;
   const Shape xs{3, 37, in}, ys{3, 37, out};
@@ -412,7 +412,7 @@ TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)"
   }
 }
 
-TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's conversion) matches the CPU") {
+TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's conversion) matches the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // out = 512 and 1368 (16-byte paths), 132 and 37 (one column per thread); rows
   // more than the GPU's blocks (several rows per block) and fewer.
@@ -447,7 +447,7 @@ TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's c
   }
 }
 
-TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
+TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The model's FFN (512 -> 1365 padded to 1368) at few rows, and odd sizes.
   struct Size {
@@ -485,7 +485,7 @@ TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
   }
 }
 
-TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill") {
+TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
 #ifdef IFLAME_CUDA  // lt_bias_matmuls() exists in CUDA builds only
   // With bf16 compute the bias is added in the product's epilogue (cuBLASLt); the
@@ -558,7 +558,7 @@ TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilog
 #endif
 }
 
-TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes") {
+TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 37, k = 70, n = 53;
   for (DType compute : {DType::F32, DType::BF16})
@@ -579,7 +579,7 @@ TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes") {
       }
 }
 
-TEST_CASE("linalg: AdamW CUDA matches the CPU reference") {
+TEST_CASE("linalg: AdamW CUDA matches the CPU reference" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const Shape s{1234};
   Tensor p = random_tensor(s, 100), m = random_tensor(s, 101, -0.1f, 0.1f), v = random_tensor(s, 102, 0, 0.01f);
@@ -594,7 +594,7 @@ TEST_CASE("linalg: AdamW CUDA matches the CPU reference") {
   CHECK(rel_l2(vd, v) < 1e-6);
 }
 
-TEST_CASE("linalg: Newton-Schulz and Muon CUDA match the CPU reference") {
+TEST_CASE("linalg: Newton-Schulz and Muon CUDA match the CPU reference" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // f32 mode: same formula, f32 products in another order: 1e-5 relative.
   // bf16 mode: the same rounding schedule, but a different f32 summation order
@@ -680,7 +680,7 @@ TEST_CASE("linalg: Muon on a group of same-shape parameters equals Muon one by o
                  "not [24, 40] or [40, 24]"));
 }
 
-TEST_CASE("linalg: Muon on a group, batched on the GPU, equals Muon one by one") {
+TEST_CASE("linalg: Muon on a group, batched on the GPU, equals Muon one by one" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // f32: the batched products may sum in another order than the single ones;
   // Newton-Schulz magnifies that a little, far below 1e-4.

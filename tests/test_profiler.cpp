@@ -204,7 +204,7 @@ TEST_CASE("profile: ./sample --bench --profile runs and leaves the profiler off"
   CHECK(profiler::collect().empty());
 }
 
-TEST_CASE("profile: CUDA ops record positive event times; a graph capture records nothing") {
+TEST_CASE("profile: CUDA ops record positive event times; a graph capture records nothing" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
 #ifdef IFLAME_CUDA
   const Tensor x = random_tensor({256, 512}, 1).to(Device::CUDA), w = random_tensor({384, 512}, 2).to(Device::CUDA);
