@@ -25,6 +25,7 @@
 #include "nn/iflame.h"
 #include "training/distributed.h"
 #include "training/optimizer.h"
+#include "training/run_folder.h"
 #include "training/train_config.h"
 
 namespace iflame {
@@ -90,6 +91,7 @@ class Trainer {
   int64_t step_ = 0, total_steps_ = 0, epoch_ = 0, batch_in_epoch_ = 0, batches_per_epoch_ = 0;
   int64_t skipped_total_ = 0, stop_at_step_ = -1;
   std::FILE* log_ = nullptr;
+  RunFolder run_folder_;  // rank 0: the claimed (locked) run folder
 };
 
 }  // namespace iflame
