@@ -15,16 +15,16 @@
 namespace iflame {
 
 void require_readable_file(const std::string& path, const std::string& what) {
-  const std::string lead = what.empty() ? "" : what + " ";
-  IFLAME_REQUIRE(!path.empty(), lead, "path is empty");
+  const std::string tail = what.empty() ? "" : " (" + what + ")";
+  IFLAME_REQUIRE(!path.empty(), "empty file name", tail);
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) IFLAME_REJECT(lead, "no such file: ", path);
-    IFLAME_REJECT(lead, path, ": ", std::strerror(errno));
+    if (errno == ENOENT || errno == ENOTDIR) IFLAME_REJECT("no such file: ", path, tail);
+    IFLAME_REJECT(path, ": ", std::strerror(errno), tail);
   }
-  IFLAME_REQUIRE(!S_ISDIR(st.st_mode), lead, path, " is a directory, not a file");
+  IFLAME_REQUIRE(!S_ISDIR(st.st_mode), path, " is a directory, not a file", tail);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  IFLAME_REQUIRE(fd >= 0, lead, path, ": cannot open: ", std::strerror(errno));
+  IFLAME_REQUIRE(fd >= 0, path, ": cannot open: ", std::strerror(errno), tail);
   ::close(fd);
 }
 

@@ -8,8 +8,9 @@
 namespace iflame {
 
 // Throws InputError unless `path` is an existing file other than a directory
-// that this process can open for reading. `what` ("checkpoint", "dataset", ...)
-// leads the message when not empty.
+// that this process can open for reading: "no such file: PATH", "PATH is a
+// directory, not a file". `what` ("--ckpt", "dataset", ...) follows in
+// parentheses when not empty.
 void require_readable_file(const std::string& path, const std::string& what = "");
 
 // True when both paths exist and name the same file (links followed).

@@ -64,6 +64,13 @@ inline ProgramRun run_program_main(const std::function<int(int, char**)>& main_f
   return r;
 }
 
+// `path` as an empty folder (made, or emptied).
+inline std::string fresh_dir(const std::string& path) {
+  std::filesystem::remove_all(path);
+  std::filesystem::create_directories(path);
+  return path;
+}
+
 // 20 KB of seeded random bytes: what a user may hand over by mistake.
 inline std::string random_bytes(size_t n, uint64_t seed) {
   Generator g(seed);

@@ -4,6 +4,7 @@
 // default, and outputs that never mix with earlier ones or replace an input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -42,14 +43,6 @@ TrainConfig parse_train(std::vector<std::string> args) {
   for (auto& a : args) argv.push_back(a.data());
   bool help = false;
   return parse_train_args(static_cast<int>(argv.size()), argv.data(), help);
-}
-
-// A fresh folder under build/.
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "build/test_cli/" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 std::string tiny_checkpoint_file(const std::string& dir) {
@@ -171,7 +164,7 @@ TEST_CASE("flags: --precision is one vocabulary with one default (bf16 on the GP
 }
 
 TEST_CASE("sample: --out refuses a folder holding earlier samples unless --overwrite, which clears them first") {
-  const std::string dir = fresh_dir("sample_out");
+  const std::string dir = fresh_dir("build/test_cli/sample_out");
   const std::string ckpt = tiny_checkpoint_file(dir);
   const std::string out = dir + "/mix";
   const std::vector<std::string> common = {"--ckpt", ckpt, "--max-faces", "4", "--device", "cpu", "--out", out};
@@ -207,7 +200,7 @@ TEST_CASE("sample: --out refuses a folder holding earlier samples unless --overw
 }
 
 TEST_CASE("sample: a checkpoint that does not load creates no --out folder") {
-  const std::string dir = fresh_dir("sample_bad_ckpt");
+  const std::string dir = fresh_dir("build/test_cli/sample_bad_ckpt");
   write_text(dir + "/bad.ckpt", "IFLAMECK" + random_bytes(4000, 3));
   ProgramRun r = sample({"--ckpt", dir + "/bad.ckpt", "--out", dir + "/out", "--device", "cpu"});
   CHECK(r.status == 1);
@@ -215,12 +208,12 @@ TEST_CASE("sample: a checkpoint that does not load creates no --out folder") {
   CHECK_FALSE(fs::exists(dir + "/out"));
   r = sample({"--ckpt", dir + "/missing.ckpt", "--out", dir + "/out", "--device", "cpu"});
   CHECK(r.status == 1);
-  CHECK(r.err == "sample: error: --ckpt no such file: " + dir + "/missing.ckpt\n");
+  CHECK(r.err == "sample: error: no such file: " + dir + "/missing.ckpt (--ckpt)\n");
   CHECK_FALSE(fs::exists(dir + "/out"));
 }
 
 TEST_CASE("outputs: no program writes over one of its inputs") {
-  const std::string dir = fresh_dir("over_input");
+  const std::string dir = fresh_dir("build/test_cli/over_input");
   Mesh box = box_mesh(0.5f, 0.4f, 0.3f);
   const std::string obj = dir + "/X.obj";
   write_obj(obj, box);
@@ -252,7 +245,7 @@ TEST_CASE("outputs: no program writes over one of its inputs") {
 }
 
 TEST_CASE("evaluate: files without a ./sample record are unknown, not closed; one source of references") {
-  const std::string dir = fresh_dir("eval_unknown");
+  const std::string dir = fresh_dir("build/test_cli/eval_unknown");
   fs::create_directories(dir + "/mix");
   for (int i = 0; i < 3; i++) write_obj(str(dir, "/mix/sample_000", i, ".obj"), box_mesh(0.5f, 0.3f + 0.1f * i, 0.4f));
   // One record, of a sample that did not close: 0 of 1 closed, 2 unknown (was 0.667).
@@ -269,7 +262,7 @@ TEST_CASE("evaluate: files without a ./sample record are unknown, not closed; on
 }
 
 TEST_CASE("build_dataset: exits 1 and writes nothing when it keeps no mesh; -o DIR leaves no .tmp") {
-  const std::string dir = fresh_dir("builder");
+  const std::string dir = fresh_dir("build/test_cli/builder");
   write_text(dir + "/garbage.obj", random_bytes(20000, 9));
   write_text(dir + "/empty.obj", "# nothing\n");
   ProgramRun r = build({"-o", dir + "/out.npy", dir + "/garbage.obj", dir + "/empty.obj", "--quiet"});

@@ -29,13 +29,6 @@ TrainConfig config(const std::string& out, const std::string& name, int64_t step
   return c;
 }
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "build/test_run_folder/" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 int64_t saved_step(const std::string& ckpt) { return load_checkpoint(ckpt).meta_integer("train.step", ckpt); }
 
 // The steps of the training rows of a log (rows with a "loss" and an "epoch").
@@ -50,7 +43,7 @@ std::vector<int64_t> training_rows(const std::string& log) {
 }  // namespace
 
 TEST_CASE("run folder: the same ./train command twice refuses the second, and the first run is intact") {
-  const std::string out = fresh_dir("twice");
+  const std::string out = fresh_dir("build/test_run_folder/twice");
   TrainConfig first = config(out, "r", 4);
   first.ckpt_interval = 2;
   {
@@ -70,7 +63,7 @@ TEST_CASE("run folder: the same ./train command twice refuses the second, and th
 }
 
 TEST_CASE("run folder: with the default name a second run takes <name>-2 and says so") {
-  const std::string out = fresh_dir("default_name");
+  const std::string out = fresh_dir("build/test_run_folder/default_name");
   std::string first_dir, second_dir;
   for (std::string* dir : {&first_dir, &second_dir}) {
     Trainer t(config(out, "", 1));
@@ -84,7 +77,7 @@ TEST_CASE("run folder: with the default name a second run takes <name>-2 and say
 }
 
 TEST_CASE("run folder: two live runs never share a folder (lock file)") {
-  const std::string out = fresh_dir("two_at_once");
+  const std::string out = fresh_dir("build/test_run_folder/two_at_once");
   RunFolder live(out + "/r", false, false);  // a ./train running now
   CHECK(fs::exists(out + "/r/.lock"));
   std::string e = error_of([&] { RunFolder other(out + "/r", false, false); });
@@ -100,7 +93,7 @@ TEST_CASE("run folder: two live runs never share a folder (lock file)") {
 }
 
 TEST_CASE("run folder: --resume after a killed save drops later log rows and stale .tmp files") {
-  const std::string out = fresh_dir("killed");
+  const std::string out = fresh_dir("build/test_run_folder/killed");
   TrainConfig c = config(out, "r", 6);
   c.ckpt_interval = 2;
   {

@@ -101,7 +101,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-
 }  // namespace
 
 int render_main(int argc, char** argv) {

@@ -72,17 +72,6 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
     IFLAME_REJECT("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
                 cuda_unavailable_reason(), "). Pick a smaller one: --model small or --model tiny");
 
-  // The run folder, claimed before anything is loaded or written (training/run_folder.h).
-  if (is_root()) {
-    run_folder_ = RunFolder(config_.run_dir(), config_.name.empty(), !config_.resume.empty());
-    if (run_folder_.renamed())
-      std::fprintf(stderr, "train: %s already holds a run; this run goes to %s\n", config_.run_dir().c_str(),
-                   run_folder_.path().c_str());
-    const std::filesystem::path claimed(run_folder_.path());
-    config_.out_dir = claimed.parent_path().string();
-    config_.name = claimed.filename().string();
-  }
-
   // Data.
   dataset_ = std::make_unique<MeshDataset>(config_.dataset, config_.max_faces);
   train_indices_ = dataset_->indices("train");
@@ -146,7 +135,16 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
     comm_->broadcast(state, 0);
   }
 
+  // The run folder, claimed once the inputs have loaded and before anything is
+  // written (training/run_folder.h).
   if (is_root()) {
+    run_folder_ = RunFolder(config_.run_dir(), config_.name.empty(), !config_.resume.empty());
+    if (run_folder_.renamed())
+      std::fprintf(stderr, "train: %s already holds a run; this run goes to %s\n", config_.run_dir().c_str(),
+                   run_folder_.path().c_str());
+    const std::filesystem::path claimed(run_folder_.path());
+    config_.out_dir = claimed.parent_path().string();
+    config_.name = claimed.filename().string();
     if (!config_.resume.empty()) {
       const int64_t dropped = run_folder_.prepare_resume(step_);
       if (dropped > 0)
