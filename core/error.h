@@ -1,6 +1,9 @@
-// error.h: the one exception type of the project and the checks that throw it.
-// Every message says where it was raised (file:line) and what went wrong, so a
-// failure far from its cause (a bad file, a bad shape) is still easy to trace.
+// error.h: the project's exception types and the checks that throw them.
+// Internal checks (IFLAME_CHECK: a bad shape, a broken invariant) say where they
+// were raised (file:line), so a failure far from its cause is easy to trace.
+// Checks of what a user gave (IFLAME_REQUIRE: a file, a flag) throw InputError
+// with the message alone: the message names the input and the problem, and a
+// source location would only be noise to the user.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -29,6 +32,11 @@ std::string str(const Args&... args) {
   return os.str();
 }
 
+// A problem with what the user gave: a file, a flag, a folder. No source location.
+struct InputError : Error {
+  using Error::Error;
+};
+
 [[noreturn]] inline void fail_at(const char* file, int line, const std::string& msg) {
   throw Error(str(file, ":", line, ": ", msg));
 }
@@ -42,3 +50,11 @@ std::string str(const Args&... args) {
   } while (0)
 
 #define IFLAME_FAIL(...) ::iflame::fail_at(__FILE__, __LINE__, ::iflame::str(__VA_ARGS__))
+
+// IFLAME_REQUIRE(cond, pieces...): throw iflame::InputError with the pieces alone.
+#define IFLAME_REQUIRE(cond, ...)                                        \
+  do {                                                                   \
+    if (!(cond)) throw ::iflame::InputError(::iflame::str(__VA_ARGS__)); \
+  } while (0)
+
+#define IFLAME_REJECT(...) throw ::iflame::InputError(::iflame::str(__VA_ARGS__))

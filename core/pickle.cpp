@@ -45,15 +45,15 @@ class Unpickler {
 
   Pickle run() {
     while (true) {
-      IFLAME_CHECK(pos_ < b_.size(), source_, ": truncated pickle: no STOP opcode before the end (",
+      IFLAME_REQUIRE(pos_ < b_.size(), source_, ": truncated pickle: no STOP opcode before the end (",
                    b_.size(), " bytes)");
       op_at_ = pos_;
       const unsigned char op = static_cast<unsigned char>(b_[pos_++]);
       if (op == '.') break;  // STOP
       step(op);
     }
-    IFLAME_CHECK(marks_.empty(), source_, ": malformed pickle: STOP at offset ", op_at_, " with an open MARK");
-    IFLAME_CHECK(stack_.size() == 1, source_, ": malformed pickle: STOP at offset ", op_at_, " leaves ",
+    IFLAME_REQUIRE(marks_.empty(), source_, ": malformed pickle: STOP at offset ", op_at_, " with an open MARK");
+    IFLAME_REQUIRE(stack_.size() == 1, source_, ": malformed pickle: STOP at offset ", op_at_, " leaves ",
                  stack_.size(), " values on the stack (expected 1)");
     out_.root = stack_.back();
     return std::move(out_);
@@ -61,7 +61,7 @@ class Unpickler {
 
  private:
   [[noreturn]] void fail(const std::string& what) {
-    IFLAME_FAIL(source_, ": ", what, " at offset ", op_at_);
+    IFLAME_REJECT(source_, ": ", what, " at offset ", op_at_);
   }
 
   const unsigned char* take(size_t n, const char* what) {
@@ -329,7 +329,7 @@ double PickleValue::as_number() const {
     case Kind::Int: return static_cast<double>(integer);
     case Kind::Float: return real;
     case Kind::Bool: return boolean ? 1.0 : 0.0;
-    default: IFLAME_FAIL("pickle value is a ", kind_name(), ", not a number");
+    default: IFLAME_REJECT("pickle value is a ", kind_name(), ", not a number");
   }
 }
 
@@ -362,8 +362,8 @@ const PickleValue* PickleValue::get(int64_t key) const {
 
 void PickleValue::set_item(PickleValue* key, PickleValue* value) {
   std::string k;
-  IFLAME_CHECK(kind == Kind::Dict, "pickle: set_item on a ", kind_name());
-  IFLAME_CHECK(canonical_key(*key, k), "pickle: unsupported dict key of type ", key->kind_name());
+  IFLAME_REQUIRE(kind == Kind::Dict, "pickle: set_item on a ", kind_name());
+  IFLAME_REQUIRE(canonical_key(*key, k), "pickle: unsupported dict key of type ", key->kind_name());
   auto it = index_.find(k);
   if (it != index_.end()) {
     entries[it->second].second = value;

@@ -32,14 +32,14 @@ std::string hex32(uint32_t v) {
 ZipReader::ZipReader(const std::string& path) : source_(std::make_unique<FileSource>(path)) { index(); }
 
 ZipReader::ZipReader(std::unique_ptr<ByteSource> source) : source_(std::move(source)) {
-  IFLAME_CHECK(source_ != nullptr, "ZipReader: null byte source");
+  IFLAME_REQUIRE(source_ != nullptr, "ZipReader: null byte source");
   index();
 }
 
 void ZipReader::index() {
   const std::string& file = source_->name();
   const uint64_t size = source_->size();
-  IFLAME_CHECK(size >= kEndSize, file, ": not a zip archive (", size, " bytes, too small)");
+  IFLAME_REQUIRE(size >= kEndSize, file, ": not a zip archive (", size, " bytes, too small)");
 
   // End of central directory: the last 22-byte record whose comment reaches
   // exactly to the end of the file (the comment is at most 65535 bytes).
@@ -54,7 +54,7 @@ void ZipReader::index() {
       break;
     }
   }
-  IFLAME_CHECK(end_at >= 0, file, ": not a zip archive or truncated (no end-of-central-directory record)");
+  IFLAME_REQUIRE(end_at >= 0, file, ": not a zip archive or truncated (no end-of-central-directory record)");
   const unsigned char* end = tail.data() + end_at;
   const uint64_t end_offset = size - tail_len + uint64_t(end_at);
   uint64_t count = load_u16le(end + 10);
@@ -70,7 +70,7 @@ void ZipReader::index() {
       uint64_t rec_offset = load_u64le(loc + 8);
       unsigned char rec[kZip64EndSize];
       source_->read(rec_offset, kZip64EndSize, rec, "the zip64 end-of-central-directory record");
-      IFLAME_CHECK(load_u32le(rec) == kZip64EndSig, file, ": corrupt zip64 end record at offset ", rec_offset,
+      IFLAME_REQUIRE(load_u32le(rec) == kZip64EndSig, file, ": corrupt zip64 end record at offset ", rec_offset,
                    " (signature ", hex32(load_u32le(rec)), ")");
       disk = static_cast<uint16_t>(load_u32le(rec + 16) != 0);
       cd_disk = static_cast<uint16_t>(load_u32le(rec + 20) != 0);
@@ -79,11 +79,11 @@ void ZipReader::index() {
       cd_offset = load_u64le(rec + 48);
     }
   }
-  IFLAME_CHECK(disk == 0 && cd_disk == 0, file, ": multi-disk zip archives are not supported");
-  IFLAME_CHECK(cd_offset <= end_offset && cd_size <= end_offset - cd_offset, file,
+  IFLAME_REQUIRE(disk == 0 && cd_disk == 0, file, ": multi-disk zip archives are not supported");
+  IFLAME_REQUIRE(cd_offset <= end_offset && cd_size <= end_offset - cd_offset, file,
                ": corrupt zip: central directory [", cd_offset, ", +", cd_size, ") does not end before ",
                "the end record at ", end_offset);
-  IFLAME_CHECK(count <= cd_size / kCentralSize, file, ": corrupt zip: ", count, " entries cannot fit in a ",
+  IFLAME_REQUIRE(count <= cd_size / kCentralSize, file, ": corrupt zip: ", count, " entries cannot fit in a ",
                cd_size, "-byte central directory");
 
   std::vector<unsigned char> cd(cd_size);
@@ -92,10 +92,10 @@ void ZipReader::index() {
   uint64_t pos = 0;
   for (uint64_t k = 0; k < count; k++) {
     const uint64_t at = cd_offset + pos;
-    IFLAME_CHECK(cd_size - pos >= kCentralSize, file, ": corrupt zip: central directory entry ", k,
+    IFLAME_REQUIRE(cd_size - pos >= kCentralSize, file, ": corrupt zip: central directory entry ", k,
                  " at offset ", at, " runs past the directory");
     const unsigned char* p = cd.data() + pos;
-    IFLAME_CHECK(load_u32le(p) == kCentralSig, file, ": corrupt zip: bad central directory signature ",
+    IFLAME_REQUIRE(load_u32le(p) == kCentralSig, file, ": corrupt zip: bad central directory signature ",
                  hex32(load_u32le(p)), " for entry ", k, " at offset ", at);
     ZipEntry e;
     e.flags = load_u16le(p + 8);
@@ -105,7 +105,7 @@ void ZipReader::index() {
     e.size = load_u32le(p + 24);
     uint64_t name_len = load_u16le(p + 28), extra_len = load_u16le(p + 30), comment_len = load_u16le(p + 32);
     uint64_t local = load_u32le(p + 42);
-    IFLAME_CHECK(cd_size - pos - kCentralSize >= name_len + extra_len + comment_len, file,
+    IFLAME_REQUIRE(cd_size - pos - kCentralSize >= name_len + extra_len + comment_len, file,
                  ": corrupt zip: central directory entry ", k, " at offset ", at, " runs past the directory");
     e.name.assign(reinterpret_cast<const char*>(p + kCentralSize), name_len);
 
@@ -114,7 +114,7 @@ void ZipReader::index() {
     const unsigned char* x_end = x + extra_len;
     while (x_end - x >= 4) {
       uint16_t id = load_u16le(x), len = load_u16le(x + 2);
-      IFLAME_CHECK(x_end - x - 4 >= len, file, ": corrupt zip: extra field of entry '", e.name,
+      IFLAME_REQUIRE(x_end - x - 4 >= len, file, ": corrupt zip: extra field of entry '", e.name,
                    "' runs past its record");
       if (id == 0x0001) {
         const unsigned char* f = x + 4;
@@ -122,7 +122,7 @@ void ZipReader::index() {
         uint64_t* fields[3] = {&e.size, &e.compressed_size, &local};
         for (uint64_t* field : fields) {
           if (*field != 0xffffffffu) continue;
-          IFLAME_CHECK(f_end - f >= 8, file, ": corrupt zip: short zip64 field in entry '", e.name, "'");
+          IFLAME_REQUIRE(f_end - f >= 8, file, ": corrupt zip: short zip64 field in entry '", e.name, "'");
           *field = load_u64le(f);
           f += 8;
         }
@@ -133,20 +133,20 @@ void ZipReader::index() {
 
     unsigned char lh[kLocalSize];
     source_->read(local, kLocalSize, lh, "a local file header");
-    IFLAME_CHECK(load_u32le(lh) == kLocalSig, file, ": corrupt zip: bad local header signature ",
+    IFLAME_REQUIRE(load_u32le(lh) == kLocalSig, file, ": corrupt zip: bad local header signature ",
                  hex32(load_u32le(lh)), " for entry '", e.name, "' at offset ", local);
     uint64_t lname = load_u16le(lh + 26), lextra = load_u16le(lh + 28);
     std::string local_name(lname, '\0');
     source_->read(local + kLocalSize, lname, &local_name[0], "a local file name");
-    IFLAME_CHECK(local_name == e.name, file, ": corrupt zip: entry '", e.name, "' has the name '", local_name,
+    IFLAME_REQUIRE(local_name == e.name, file, ": corrupt zip: entry '", e.name, "' has the name '", local_name,
                  "' in its local header at offset ", local);
     e.data_offset = local + kLocalSize + lname + lextra;
-    IFLAME_CHECK(e.data_offset <= size && e.compressed_size <= size - e.data_offset, file,
+    IFLAME_REQUIRE(e.data_offset <= size && e.compressed_size <= size - e.data_offset, file,
                  ": truncated or corrupt zip: entry '", e.name, "' claims bytes [", e.data_offset, ", +",
                  e.compressed_size, ") but the file has ", size, " bytes");
-    IFLAME_CHECK(e.method != 0 || e.compressed_size == e.size, file, ": corrupt zip: stored entry '", e.name,
+    IFLAME_REQUIRE(e.method != 0 || e.compressed_size == e.size, file, ": corrupt zip: stored entry '", e.name,
                  "' has compressed size ", e.compressed_size, " but size ", e.size);
-    IFLAME_CHECK(by_name_.emplace(e.name, entries_.size()).second, file, ": corrupt zip: entry '", e.name,
+    IFLAME_REQUIRE(by_name_.emplace(e.name, entries_.size()).second, file, ": corrupt zip: entry '", e.name,
                  "' appears twice");
     entries_.push_back(std::move(e));
   }
@@ -159,13 +159,13 @@ const ZipEntry* ZipReader::find(const std::string& name) const {
 
 const ZipEntry& ZipReader::entry(const std::string& name) const {
   const ZipEntry* e = find(name);
-  IFLAME_CHECK(e != nullptr, path(), ": zip archive has no entry '", name, "'");
+  IFLAME_REQUIRE(e != nullptr, path(), ": zip archive has no entry '", name, "'");
   return *e;
 }
 
 void ZipReader::check_readable(const ZipEntry& e) const {
-  IFLAME_CHECK((e.flags & 1) == 0, path(), ": zip entry '", e.name, "' is encrypted (not supported)");
-  IFLAME_CHECK(e.method == 0, path(), ": zip entry '", e.name, "' is compressed (method ", e.method,
+  IFLAME_REQUIRE((e.flags & 1) == 0, path(), ": zip entry '", e.name, "' is encrypted (not supported)");
+  IFLAME_REQUIRE(e.method == 0, path(), ": zip entry '", e.name, "' is compressed (method ", e.method,
                "); only stored entries are supported, as PyTorch writes them");
 }
 
@@ -180,13 +180,13 @@ void ZipReader::read(const ZipEntry& e, void* dst) const {
   check_readable(e);
   source_->read(e.data_offset, e.size, dst, "a zip entry");
   uint32_t crc = crc32(dst, e.size);
-  IFLAME_CHECK(crc == e.crc32, path(), ": zip entry '", e.name, "' is corrupt (CRC-32 ", hex32(crc),
+  IFLAME_REQUIRE(crc == e.crc32, path(), ": zip entry '", e.name, "' is corrupt (CRC-32 ", hex32(crc),
                ", the directory says ", hex32(e.crc32), ")");
 }
 
 void ZipReader::read_range(const ZipEntry& e, uint64_t offset, uint64_t n, void* dst) const {
   check_readable(e);
-  IFLAME_CHECK(offset <= e.size && n <= e.size - offset, path(), ": read of bytes [", offset, ", +", n,
+  IFLAME_REQUIRE(offset <= e.size && n <= e.size - offset, path(), ": read of bytes [", offset, ", +", n,
                ") is outside zip entry '", e.name, "' (", e.size, " bytes)");
   source_->read(e.data_offset + offset, n, dst, "a zip entry");
 }

@@ -2,10 +2,12 @@
 #include "data/dataset.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -42,7 +44,7 @@ void write_dataset(const std::string& npy_path, const std::vector<DatasetEntry>&
                    const std::string& extra_json) {
   int64_t f_max = 1;
   for (const DatasetEntry& m : meshes) {
-    IFLAME_CHECK(max_faces <= 0 || static_cast<int>(m.triangles.size()) <= max_faces, npy_path, ": mesh '", m.name,
+    IFLAME_REQUIRE(max_faces <= 0 || static_cast<int>(m.triangles.size()) <= max_faces, npy_path, ": mesh '", m.name,
                  "' has ", m.triangles.size(), " faces, over the limit ", max_faces);
     f_max = std::max<int64_t>(f_max, static_cast<int64_t>(m.triangles.size()));
   }
@@ -52,8 +54,20 @@ void write_dataset(const std::string& npy_path, const std::vector<DatasetEntry>&
   size_t total = 10 + header.size() + 1;
   header += std::string((64 - total % 64) % 64, ' ') + "\n";
   std::string tmp = npy_path + ".tmp";
+  std::string jtmp = sidecar_path(npy_path) + ".tmp";
+  // Whatever fails below, no .tmp file is left behind.
+  struct RemoveOnFailure {
+    const std::string &a, &b;
+    bool done = false;
+    ~RemoveOnFailure() {
+      if (!done) std::remove(a.c_str()), std::remove(b.c_str());
+    }
+  } cleanup{tmp, jtmp};
+  struct stat out_stat;
+  IFLAME_REQUIRE(::stat(npy_path.c_str(), &out_stat) != 0 || !S_ISDIR(out_stat.st_mode), npy_path,
+                 " is a directory: the dataset must be a file (e.g. ", npy_path, "/dataset.npy)");
   FILE* f = std::fopen(tmp.c_str(), "wb");
-  IFLAME_CHECK(f, "cannot write ", tmp);
+  IFLAME_REQUIRE(f, "cannot write ", tmp);
   std::fwrite("\x93NUMPY\x01\x00", 1, 8, f);
   uint16_t len = static_cast<uint16_t>(header.size());
   std::fwrite(&len, 2, 1, f);
@@ -65,7 +79,7 @@ void write_dataset(const std::string& npy_path, const std::vector<DatasetEntry>&
   }
   bool ok = std::ferror(f) == 0;
   ok = (std::fclose(f) == 0) && ok;
-  IFLAME_CHECK(ok, "error writing ", tmp);
+  IFLAME_REQUIRE(ok, "error writing ", tmp);
 
   std::string js = "{\n  \"format\": \"iflame-mesh-dataset-1\",\n";
   std::string base = npy_path.substr(npy_path.find_last_of('/') == std::string::npos ? 0 : npy_path.find_last_of('/') + 1);
@@ -80,48 +94,104 @@ void write_dataset(const std::string& npy_path, const std::vector<DatasetEntry>&
               ", \"split\": ", json_quote(m.split), "}");
   }
   js += "\n  ]\n}\n";
-  std::string jtmp = sidecar_path(npy_path) + ".tmp";
   FILE* j = std::fopen(jtmp.c_str(), "wb");
-  IFLAME_CHECK(j, "cannot write ", jtmp);
+  IFLAME_REQUIRE(j, "cannot write ", jtmp);
   ok = std::fwrite(js.data(), 1, js.size(), j) == js.size();
   ok = (std::fclose(j) == 0) && ok;
-  IFLAME_CHECK(ok, "error writing ", jtmp);
-  IFLAME_CHECK(std::rename(tmp.c_str(), npy_path.c_str()) == 0, "cannot rename ", tmp);
-  IFLAME_CHECK(std::rename(jtmp.c_str(), sidecar_path(npy_path).c_str()) == 0, "cannot rename ", jtmp);
+  IFLAME_REQUIRE(ok, "error writing ", jtmp);
+  IFLAME_REQUIRE(std::rename(tmp.c_str(), npy_path.c_str()) == 0, "cannot rename ", tmp);
+  IFLAME_REQUIRE(std::rename(jtmp.c_str(), sidecar_path(npy_path).c_str()) == 0, "cannot rename ", jtmp);
+  cleanup.done = true;
 }
 
 namespace {
+
+// A dataset file truncated or rewritten in place while it is mapped makes the
+// next read of a lost page raise SIGBUS. The handler looks the faulting address
+// up among the live mappings and, when it is one of them, stops the program
+// with a message naming the file (exit status 1) instead of dying silently.
+struct LiveMapping {
+  std::atomic<uintptr_t> begin{0}, end{0};
+  char path[1024] = {};
+};
+LiveMapping g_mappings[64];
+
+void write_stderr(const char* s) {
+  if (::write(2, s, std::strlen(s)) < 0) return;
+}
+
+void on_sigbus(int sig, siginfo_t* info, void*) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (LiveMapping& m : g_mappings) {
+    if (at >= m.begin.load() && at < m.end.load()) {
+      write_stderr("error: dataset ");
+      write_stderr(m.path);
+      write_stderr(" became shorter while it was being read (truncated or rewritten in place?); stopping\n");
+      ::_exit(1);
+    }
+  }
+  ::signal(sig, SIG_DFL);  // not a dataset page: the default action (a core dump)
+  ::raise(sig);
+}
+
+void watch_mapping(const void* begin, size_t bytes, const std::string& path) {
+  static const bool installed = [] {
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return ::sigaction(SIGBUS, &sa, nullptr) == 0;
+  }();
+  (void)installed;
+  for (LiveMapping& m : g_mappings) {
+    if (m.end.load() != 0) continue;
+    std::snprintf(m.path, sizeof m.path, "%s", path.c_str());
+    m.begin.store(reinterpret_cast<uintptr_t>(begin));
+    m.end.store(reinterpret_cast<uintptr_t>(begin) + bytes);
+    return;
+  }
+}
+
+void forget_mapping(const void* begin) {
+  for (LiveMapping& m : g_mappings)
+    if (m.begin.load() == reinterpret_cast<uintptr_t>(begin)) {
+      m.end.store(0);
+      m.begin.store(0);
+    }
+}
+
 const char* kReasons[] = {"", "empty", "non_finite", "rows_after_padding", "outside_unit_cube", "over_face_limit"};
 }
 
 MeshDataset::MeshDataset(const std::string& npy_path, int max_faces) : path_(npy_path) {
   NpyHeader h = read_npy_header(npy_path);  // checks magic, header, and that the file holds the data
-  IFLAME_CHECK(h.descr == "<f4", npy_path, ": dataset dtype is ", h.descr, ", expected <f4 (float32)");
-  IFLAME_CHECK(h.shape.size() == 3 && h.shape[2] == 9, npy_path, ": dataset shape ", shape_str(h.shape),
+  IFLAME_REQUIRE(h.descr == "<f4", npy_path, ": dataset dtype is ", h.descr, ", expected <f4 (float32)");
+  IFLAME_REQUIRE(h.shape.size() == 3 && h.shape[2] == 9, npy_path, ": dataset shape ", shape_str(h.shape),
                ", expected [N, F_max, 9]");
   n_ = h.shape[0];
   f_max_ = h.shape[1];
-  IFLAME_CHECK(n_ < (int64_t(1) << 31) && f_max_ < (int64_t(1) << 24), npy_path, ": implausible shape ",
+  IFLAME_REQUIRE(n_ < (int64_t(1) << 31) && f_max_ < (int64_t(1) << 24), npy_path, ": implausible shape ",
                shape_str(h.shape));
-  IFLAME_CHECK(f_max_ > 0 || n_ == 0, npy_path, ": dataset shape ", shape_str(h.shape), " has no face rows");
+  IFLAME_REQUIRE(f_max_ > 0 || n_ == 0, npy_path, ": dataset shape ", shape_str(h.shape), " has no face rows");
   const size_t data_bytes = static_cast<size_t>(n_) * static_cast<size_t>(f_max_) * 9 * sizeof(float);
   int fd = ::open(npy_path.c_str(), O_RDONLY);
-  IFLAME_CHECK(fd >= 0, npy_path, ": cannot open: ", std::strerror(errno));
+  IFLAME_REQUIRE(fd >= 0, npy_path, ": cannot open: ", std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) < h.data_offset + data_bytes) {
     ::close(fd);
-    IFLAME_FAIL(npy_path, ": truncated: ", st.st_size, " bytes, the header promises ", h.data_offset + data_bytes);
+    IFLAME_REJECT(npy_path, ": truncated: ", st.st_size, " bytes, the header promises ", h.data_offset + data_bytes);
   }
   map_bytes_ = h.data_offset + data_bytes;
   if (map_bytes_ > 0) {
     map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
-    IFLAME_CHECK(map_ != MAP_FAILED, npy_path, ": mmap failed: ", std::strerror(errno));
+    IFLAME_REQUIRE(map_ != MAP_FAILED, npy_path, ": mmap failed: ", std::strerror(errno));
+    watch_mapping(map_, map_bytes_, npy_path);
   } else {
     ::close(fd);
   }
   data_ = reinterpret_cast<const float*>(static_cast<const char*>(map_) + h.data_offset);
-  IFLAME_CHECK(reinterpret_cast<uintptr_t>(data_) % alignof(float) == 0, npy_path, ": misaligned data offset");
+  IFLAME_REQUIRE(reinterpret_cast<uintptr_t>(data_) % alignof(float) == 0, npy_path, ": misaligned data offset");
 
   faces_.assign(static_cast<size_t>(n_), 0);
   const float bound = 0.5f + 1e-4f;
@@ -162,8 +232,8 @@ MeshDataset::MeshDataset(const std::string& npy_path, int max_faces) : path_(npy
     std::fclose(probe);
     JsonValue js = read_json_file(side);
     const JsonValue* meshes = js.find("meshes");
-    IFLAME_CHECK(meshes && meshes->is_array(), side, ": no \"meshes\" array");
-    IFLAME_CHECK(static_cast<int64_t>(meshes->items.size()) == n_, side, ": lists ", meshes->items.size(),
+    IFLAME_REQUIRE(meshes && meshes->is_array(), side, ": no \"meshes\" array");
+    IFLAME_REQUIRE(static_cast<int64_t>(meshes->items.size()) == n_, side, ": lists ", meshes->items.size(),
                  " meshes but ", npy_path, " holds ", n_);
     for (int64_t i = 0; i < n_; i++) {
       const JsonValue& m = meshes->items[i];
@@ -172,14 +242,17 @@ MeshDataset::MeshDataset(const std::string& npy_path, int max_faces) : path_(npy
       names_.push_back(nm && nm->kind == JsonValue::Kind::String ? nm->string : "");
       splits_.push_back(sp && sp->kind == JsonValue::Kind::String ? sp->string : "train");
       const JsonValue* fc = m.find("faces");
-      IFLAME_CHECK(!fc || faces_[i] < 0 || fc->number == faces_[i], side, ": mesh ", i, " has ", faces_[i],
+      IFLAME_REQUIRE(!fc || faces_[i] < 0 || fc->number == faces_[i], side, ": mesh ", i, " has ", faces_[i],
                    " face rows in ", npy_path, " but the sidecar says ", fc ? fc->number : 0);
     }
   }
 }
 
 MeshDataset::~MeshDataset() {
-  if (map_ && map_ != MAP_FAILED) ::munmap(map_, map_bytes_);
+  if (map_ && map_ != MAP_FAILED) {
+    forget_mapping(map_);
+    ::munmap(map_, map_bytes_);
+  }
 }
 
 const std::string& MeshDataset::name(int64_t i) const {

@@ -17,7 +17,7 @@ struct JsonParser {
   size_t i = 0;
   int depth = 0;
 
-  [[noreturn]] void fail(const std::string& what) { IFLAME_FAIL(name, ": byte ", i, ": ", what); }
+  [[noreturn]] void fail(const std::string& what) { IFLAME_REJECT(name, ": byte ", i, ": ", what); }
   void skip_ws() {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
   }

@@ -6,16 +6,18 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "data/mesh.h"
 
 namespace iflame {
 
 std::string read_file_bytes(const std::string& path) {
+  require_readable_file(path);
   std::ifstream in(path, std::ios::binary);
-  IFLAME_CHECK(in, "cannot open ", path);
+  IFLAME_REQUIRE(in, "cannot open ", path);
   std::ostringstream ss;
   ss << in.rdbuf();
-  IFLAME_CHECK(!in.bad(), "error reading ", path);
+  IFLAME_REQUIRE(!in.bad(), "error reading ", path);
   return ss.str();
 }
 
@@ -34,14 +36,14 @@ Mesh read_mesh(const std::string& path) {
   if (ext == "ply") return read_ply(path);
   if (ext == "stl") return read_stl(path);
   if (ext == "off") return read_off(path);
-  IFLAME_FAIL(path, ": unknown mesh extension '", ext, "' (expected .obj, .ply, .stl or .off)");
+  IFLAME_REJECT(path, ": unknown mesh extension '", ext, "' (expected .obj, .ply, .stl or .off)");
 }
 
 void check_mesh_indices(const Mesh& mesh, const std::string& name) {
   const int64_t nv = static_cast<int64_t>(mesh.vertices.size());
   for (size_t f = 0; f < mesh.faces.size(); f++)
     for (int k = 0; k < 3; k++)
-      IFLAME_CHECK(mesh.faces[f][k] >= 0 && mesh.faces[f][k] < nv, name, ": face ", f, " uses vertex ",
+      IFLAME_REQUIRE(mesh.faces[f][k] >= 0 && mesh.faces[f][k] < nv, name, ": face ", f, " uses vertex ",
                    mesh.faces[f][k], " but there are ", nv, " vertices");
 }
 
@@ -49,21 +51,21 @@ void write_obj(const std::string& path, const Mesh& mesh) {
   check_mesh_indices(mesh, path);
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
-  IFLAME_CHECK(f, "cannot write ", tmp);
+  IFLAME_REQUIRE(f, "cannot write ", tmp);
   std::fprintf(f, "# iflame.cpp: %zu vertices, %zu triangles\n", mesh.vertices.size(), mesh.faces.size());
   for (const auto& v : mesh.vertices) std::fprintf(f, "v %.9g %.9g %.9g\n", v[0], v[1], v[2]);
   for (const auto& t : mesh.faces) std::fprintf(f, "f %d %d %d\n", t[0] + 1, t[1] + 1, t[2] + 1);
   bool ok = std::ferror(f) == 0;
   ok = (std::fclose(f) == 0) && ok;
-  IFLAME_CHECK(ok, "error writing ", tmp);
-  IFLAME_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+  IFLAME_REQUIRE(ok, "error writing ", tmp);
+  IFLAME_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
 void write_mesh(const std::string& path, const Mesh& mesh) {
   std::string ext = lower_extension(path);
   if (ext == "obj") return write_obj(path, mesh);
   if (ext == "ply") return write_ply(path, mesh);
-  IFLAME_FAIL(path, ": cannot write mesh extension '", ext, "' (expected .obj or .ply)");
+  IFLAME_REJECT(path, ": cannot write mesh extension '", ext, "' (expected .obj or .ply)");
 }
 
 }  // namespace iflame

@@ -16,6 +16,9 @@
 namespace iflame {
 
 Mesh parse_obj(std::string_view data, const std::string& name) {
+  const size_t binary = scan::first_binary_byte(data);
+  IFLAME_REQUIRE(binary == std::string_view::npos, name, ": not an OBJ file (a text format), but byte ",
+                 scan::hex_byte(data[binary]), " at offset ", binary, " is binary");
   Mesh mesh;
   scan::LineReader lines{data};
   std::string_view line;
@@ -28,19 +31,19 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
     scan::split_words(line, words);
     if (words.empty()) continue;
     if (words[0] == "v") {
-      IFLAME_CHECK(words.size() >= 4, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
+      IFLAME_REQUIRE(words.size() >= 4, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
       std::array<float, 3> p;
       for (int k = 0; k < 3; k++) {
         double v;
-        IFLAME_CHECK(scan::parse_double(words[1 + k], v), name, ":", lines.line_no,
+        IFLAME_REQUIRE(scan::parse_double(words[1 + k], v), name, ":", lines.line_no,
                      ": bad vertex coordinate '", words[1 + k], "'");
-        IFLAME_CHECK(std::isfinite(v) && std::fabs(v) <= 3.0e38, name, ":", lines.line_no,
+        IFLAME_REQUIRE(std::isfinite(v) && std::fabs(v) <= 3.0e38, name, ":", lines.line_no,
                      ": vertex coordinate is not a finite float: '", words[1 + k], "'");
         p[k] = static_cast<float>(v);
       }
       mesh.vertices.push_back(p);
     } else if (words[0] == "f") {
-      IFLAME_CHECK(words.size() >= 2, name, ":", lines.line_no, ": a face without vertices");
+      IFLAME_REQUIRE(words.size() >= 2, name, ":", lines.line_no, ": a face without vertices");
       corners.clear();
       const int64_t nv = static_cast<int64_t>(mesh.vertices.size());
       for (size_t k = 1; k < words.size(); k++) {
@@ -48,14 +51,14 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
         size_t slash = w.find('/');
         std::string_view first = slash == std::string_view::npos ? w : w.substr(0, slash);
         int64_t idx;
-        IFLAME_CHECK(scan::parse_int(first, idx), name, ":", lines.line_no, ": bad face index '", w, "'");
-        IFLAME_CHECK(idx != 0, name, ":", lines.line_no, ": face index 0 (OBJ indices start at 1)");
+        IFLAME_REQUIRE(scan::parse_int(first, idx), name, ":", lines.line_no, ": bad face index '", w, "'");
+        IFLAME_REQUIRE(idx != 0, name, ":", lines.line_no, ": face index 0 (OBJ indices start at 1)");
         if (idx < 0) {
-          IFLAME_CHECK(idx >= -nv, name, ":", lines.line_no, ": relative face index ", idx, " but only ",
+          IFLAME_REQUIRE(idx >= -nv, name, ":", lines.line_no, ": relative face index ", idx, " but only ",
                        nv, " vertices so far");
           idx = nv + idx;
         } else {
-          IFLAME_CHECK(idx <= (int64_t(1) << 31) - 1, name, ":", lines.line_no, ": face index ", idx,
+          IFLAME_REQUIRE(idx <= (int64_t(1) << 31) - 1, name, ":", lines.line_no, ": face index ", idx,
                        " too large");
           idx = idx - 1;
         }
@@ -71,7 +74,7 @@ Mesh parse_obj(std::string_view data, const std::string& name) {
   // Positive indices may in principle refer to vertices defined further down.
   for (size_t f = 0; f < mesh.faces.size(); f++)
     for (int k = 0; k < 3; k++)
-      IFLAME_CHECK(mesh.faces[f][k] < static_cast<int64_t>(mesh.vertices.size()), name, ":", face_lines[f],
+      IFLAME_REQUIRE(mesh.faces[f][k] < static_cast<int64_t>(mesh.vertices.size()), name, ":", face_lines[f],
                    ": face index ", mesh.faces[f][k] + 1, " but the file has ", mesh.vertices.size(),
                    " vertices");
   return mesh;

@@ -12,6 +12,9 @@
 namespace iflame {
 
 Mesh parse_off(std::string_view data, const std::string& name) {
+  const size_t binary = scan::first_binary_byte(data);
+  IFLAME_REQUIRE(binary == std::string_view::npos, name, ": not an OFF file (a text format), but byte ",
+                 scan::hex_byte(data[binary]), " at offset ", binary, " is binary");
   scan::LineReader lines{data};
   std::string_view line;
   std::vector<std::string_view> words;
@@ -25,51 +28,51 @@ Mesh parse_off(std::string_view data, const std::string& name) {
     }
     return false;
   };
-  IFLAME_CHECK(next_words(), name, ": empty file");
+  IFLAME_REQUIRE(next_words(), name, ": empty file");
   std::string_view key = words[0];
-  IFLAME_CHECK(key.size() >= 3 && key.substr(key.size() - 3) == "OFF", name, ":", lines.line_no,
+  IFLAME_REQUIRE(key.size() >= 3 && key.substr(key.size() - 3) == "OFF", name, ":", lines.line_no,
                ": not an OFF file (first word '", key, "')");
-  IFLAME_CHECK(key.find("4") == std::string_view::npos && key.find("n") == std::string_view::npos, name, ":",
+  IFLAME_REQUIRE(key.find("4") == std::string_view::npos && key.find("n") == std::string_view::npos, name, ":",
                lines.line_no, ": OFF variant '", key, "' is not supported");
   // The counts may follow the keyword on the same line (e.g. "OFF8 6 0" is not
   // valid, but "OFF 8 6 0" is).
   std::vector<std::string_view> counts(words.begin() + 1, words.end());
   if (counts.empty()) {
-    IFLAME_CHECK(next_words(), name, ": file ends before the vertex and face counts");
+    IFLAME_REQUIRE(next_words(), name, ": file ends before the vertex and face counts");
     counts = words;
   }
   int64_t nv = 0, nf = 0;
-  IFLAME_CHECK(counts.size() >= 2 && scan::parse_int(counts[0], nv) && scan::parse_int(counts[1], nf) && nv >= 0 &&
+  IFLAME_REQUIRE(counts.size() >= 2 && scan::parse_int(counts[0], nv) && scan::parse_int(counts[1], nf) && nv >= 0 &&
                    nf >= 0,
                name, ":", lines.line_no, ": expected 'vertex_count face_count edge_count'");
   const size_t left = data.size() - std::min(data.size(), lines.pos);
-  IFLAME_CHECK(static_cast<uint64_t>(nv) <= left && static_cast<uint64_t>(nf) <= left, name, ":", lines.line_no,
+  IFLAME_REQUIRE(static_cast<uint64_t>(nv) <= left && static_cast<uint64_t>(nf) <= left, name, ":", lines.line_no,
                ": counts ", nv, " and ", nf, " are more than the file can hold");
   Mesh mesh;
   mesh.vertices.reserve(static_cast<size_t>(nv));
   for (int64_t i = 0; i < nv; i++) {
-    IFLAME_CHECK(next_words(), name, ": file ends after ", i, " of ", nv, " vertices");
-    IFLAME_CHECK(words.size() >= 3, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
+    IFLAME_REQUIRE(next_words(), name, ": file ends after ", i, " of ", nv, " vertices");
+    IFLAME_REQUIRE(words.size() >= 3, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
     std::array<float, 3> v;
     for (int k = 0; k < 3; k++) {
       double c;
-      IFLAME_CHECK(scan::parse_double(words[k], c) && std::isfinite(c) && std::fabs(c) <= 3.0e38, name, ":",
+      IFLAME_REQUIRE(scan::parse_double(words[k], c) && std::isfinite(c) && std::fabs(c) <= 3.0e38, name, ":",
                    lines.line_no, ": bad vertex coordinate '", words[k], "'");
       v[k] = static_cast<float>(c);
     }
     mesh.vertices.push_back(v);
   }
   for (int64_t i = 0; i < nf; i++) {
-    IFLAME_CHECK(next_words(), name, ": file ends after ", i, " of ", nf, " faces");
+    IFLAME_REQUIRE(next_words(), name, ": file ends after ", i, " of ", nf, " faces");
     int64_t n;
-    IFLAME_CHECK(scan::parse_int(words[0], n) && n >= 1, name, ":", lines.line_no,
+    IFLAME_REQUIRE(scan::parse_int(words[0], n) && n >= 1, name, ":", lines.line_no,
                  ": a face starts with its vertex count (at least 1), got '", words[0], "'");
-    IFLAME_CHECK(static_cast<int64_t>(words.size()) >= n + 1, name, ":", lines.line_no, ": face lists ",
+    IFLAME_REQUIRE(static_cast<int64_t>(words.size()) >= n + 1, name, ":", lines.line_no, ": face lists ",
                  words.size() - 1, " indices, expected ", n);
     std::vector<int> poly(static_cast<size_t>(n));
     for (int64_t k = 0; k < n; k++) {
       int64_t idx;
-      IFLAME_CHECK(scan::parse_int(words[1 + k], idx) && idx >= 0 && idx < nv, name, ":", lines.line_no,
+      IFLAME_REQUIRE(scan::parse_int(words[1 + k], idx) && idx >= 0 && idx < nv, name, ":", lines.line_no,
                    ": bad vertex index '", words[1 + k], "' (", nv, " vertices)");
       poly[k] = static_cast<int>(idx);
     }

@@ -74,7 +74,7 @@ struct PlyBody {
   double read(PlyType t) {
     if (binary) {
       size_t n = ply_type_size(t);
-      IFLAME_CHECK(pos + n <= data.size(), name, ": file ends at byte ", data.size(), " inside the data (needed ",
+      IFLAME_REQUIRE(pos + n <= data.size(), name, ": file ends at byte ", data.size(), " inside the data (needed ",
                    n, " bytes at byte ", pos, ")");
       const char* p = data.data() + pos;
       pos += n;
@@ -92,7 +92,7 @@ struct PlyBody {
     }
     while (word >= words.size()) {
       std::string_view line;
-      IFLAME_CHECK(lines.next(line), name, ": file ends inside the data (after line ", lines.line_no, ")");
+      IFLAME_REQUIRE(lines.next(line), name, ": file ends inside the data (after line ", lines.line_no, ")");
       scan::split_words(line, words);
       word = 0;
     }
@@ -100,10 +100,10 @@ struct PlyBody {
     double v;
     if (ply_type_is_integer(t)) {
       int64_t i;
-      IFLAME_CHECK(scan::parse_int(w, i), where(), ": expected an integer, got '", w, "'");
+      IFLAME_REQUIRE(scan::parse_int(w, i), where(), ": expected an integer, got '", w, "'");
       v = static_cast<double>(i);
     } else {
-      IFLAME_CHECK(scan::parse_double(w, v), where(), ": expected a number, got '", w, "'");
+      IFLAME_REQUIRE(scan::parse_double(w, v), where(), ": expected a number, got '", w, "'");
     }
     return v;
   }
@@ -120,7 +120,7 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
   scan::LineReader lines{data};
   std::string_view line;
   std::vector<std::string_view> words;
-  IFLAME_CHECK(lines.next(line) && (line == "ply" || line == "ply\r"), name,
+  IFLAME_REQUIRE(lines.next(line) && (line == "ply" || line == "ply\r"), name,
                ": not a PLY file (first line is not 'ply')");
   int format = -1;  // 0 ascii, 1 binary little-endian
   std::vector<PlyElement> elements;
@@ -129,31 +129,31 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
     scan::split_words(line, words);
     if (words.empty()) continue;
     if (words[0] == "format") {
-      IFLAME_CHECK(words.size() >= 2, name, ":", lines.line_no, ": bad format line");
+      IFLAME_REQUIRE(words.size() >= 2, name, ":", lines.line_no, ": bad format line");
       if (words[1] == "ascii") format = 0;
       else if (words[1] == "binary_little_endian") format = 1;
-      else if (words[1] == "binary_big_endian") IFLAME_FAIL(name, ":", lines.line_no, ": big-endian PLY is not supported");
-      else IFLAME_FAIL(name, ":", lines.line_no, ": unknown PLY format '", words[1], "'");
+      else if (words[1] == "binary_big_endian") IFLAME_REJECT(name, ":", lines.line_no, ": big-endian PLY is not supported");
+      else IFLAME_REJECT(name, ":", lines.line_no, ": unknown PLY format '", words[1], "'");
     } else if (words[0] == "element") {
-      IFLAME_CHECK(words.size() == 3, name, ":", lines.line_no, ": expected 'element <name> <count>'");
+      IFLAME_REQUIRE(words.size() == 3, name, ":", lines.line_no, ": expected 'element <name> <count>'");
       PlyElement e;
       e.name = std::string(words[1]);
-      IFLAME_CHECK(scan::parse_int(words[2], e.count) && e.count >= 0, name, ":", lines.line_no,
+      IFLAME_REQUIRE(scan::parse_int(words[2], e.count) && e.count >= 0, name, ":", lines.line_no,
                    ": bad element count '", words[2], "'");
       elements.push_back(e);
     } else if (words[0] == "property") {
-      IFLAME_CHECK(!elements.empty(), name, ":", lines.line_no, ": property before any element");
+      IFLAME_REQUIRE(!elements.empty(), name, ":", lines.line_no, ": property before any element");
       PlyProperty p;
       if (words.size() == 5 && words[1] == "list") {
         p.is_list = true;
-        IFLAME_CHECK(ply_type_from(words[2], p.count_type) && ply_type_is_integer(p.count_type), name, ":",
+        IFLAME_REQUIRE(ply_type_from(words[2], p.count_type) && ply_type_is_integer(p.count_type), name, ":",
                      lines.line_no, ": bad list count type '", words[2], "'");
-        IFLAME_CHECK(ply_type_from(words[3], p.type), name, ":", lines.line_no, ": bad list item type '",
+        IFLAME_REQUIRE(ply_type_from(words[3], p.type), name, ":", lines.line_no, ": bad list item type '",
                      words[3], "'");
         p.name = std::string(words[4]);
       } else {
-        IFLAME_CHECK(words.size() == 3, name, ":", lines.line_no, ": expected 'property <type> <name>'");
-        IFLAME_CHECK(ply_type_from(words[1], p.type), name, ":", lines.line_no, ": bad property type '",
+        IFLAME_REQUIRE(words.size() == 3, name, ":", lines.line_no, ": expected 'property <type> <name>'");
+        IFLAME_REQUIRE(ply_type_from(words[1], p.type), name, ":", lines.line_no, ": bad property type '",
                      words[1], "'");
         p.name = std::string(words[2]);
       }
@@ -164,11 +164,11 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
     } else if (words[0] == "comment" || words[0] == "obj_info") {
       continue;
     } else {
-      IFLAME_FAIL(name, ":", lines.line_no, ": unknown header line '", line, "'");
+      IFLAME_REJECT(name, ":", lines.line_no, ": unknown header line '", line, "'");
     }
   }
-  IFLAME_CHECK(ended, name, ": no end_header");
-  IFLAME_CHECK(format >= 0, name, ": no format line in the header");
+  IFLAME_REQUIRE(ended, name, ": no end_header");
+  IFLAME_REQUIRE(format >= 0, name, ": no format line in the header");
 
   Mesh mesh;
   PlyBody body(data, lines.pos, lines.line_no, format == 1, name);
@@ -188,13 +188,13 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
       if (is_face && p.is_list && (p.name == "vertex_indices" || p.name == "vertex_index")) list_prop = int(k);
     }
     if (is_vertex) {
-      IFLAME_CHECK(coord[0] >= 0 && coord[1] >= 0 && coord[2] >= 0, name,
+      IFLAME_REQUIRE(coord[0] >= 0 && coord[1] >= 0 && coord[2] >= 0, name,
                    ": the vertex element has no x, y, z properties");
       have_vertices = true;
     }
-    if (is_face) IFLAME_CHECK(list_prop >= 0, name, ": the face element has no vertex_indices list");
+    if (is_face) IFLAME_REQUIRE(list_prop >= 0, name, ": the face element has no vertex_indices list");
     // Every instance takes at least one byte (binary) or two characters (ascii).
-    IFLAME_CHECK(e.props.empty() || static_cast<uint64_t>(e.count) <= body.remaining(), name, ": element '",
+    IFLAME_REQUIRE(e.props.empty() || static_cast<uint64_t>(e.count) <= body.remaining(), name, ": element '",
                  e.name, "' claims ", e.count, " entries, more than the file can hold");
     if (is_vertex) mesh.vertices.reserve(static_cast<size_t>(e.count));
     std::vector<int64_t> poly;
@@ -204,14 +204,14 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
         const PlyProperty& p = e.props[k];
         if (p.is_list) {
           double c = body.read(p.count_type);
-          IFLAME_CHECK(c >= 0 && c <= 1e6, body.where(), ": bad list length ", c);
+          IFLAME_REQUIRE(c >= 0 && c <= 1e6, body.where(), ": bad list length ", c);
           int64_t n = static_cast<int64_t>(c);
           if (int(k) == list_prop) {
-            IFLAME_CHECK(n >= 1, body.where(), ": face ", i, " has no vertices");
+            IFLAME_REQUIRE(n >= 1, body.where(), ": face ", i, " has no vertices");
             poly.clear();
             for (int64_t j = 0; j < n; j++) {
               double idx = body.read(p.type);
-              IFLAME_CHECK(idx >= 0 && idx < 2147483647.0 && idx == std::floor(idx), body.where(),
+              IFLAME_REQUIRE(idx >= 0 && idx < 2147483647.0 && idx == std::floor(idx), body.where(),
                            ": bad vertex index ", idx, " in face ", i);
               poly.push_back(static_cast<int64_t>(idx));
             }
@@ -225,7 +225,7 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
           double x = body.read(p.type);
           for (int a = 0; a < 3; a++)
             if (is_vertex && int(k) == coord[a]) {
-              IFLAME_CHECK(std::isfinite(x) && std::fabs(x) <= 3.0e38, body.where(), ": vertex ", i,
+              IFLAME_REQUIRE(std::isfinite(x) && std::fabs(x) <= 3.0e38, body.where(), ": vertex ", i,
                            " has a non-finite coordinate");
               v[a] = static_cast<float>(x);
             }
@@ -234,7 +234,7 @@ Mesh parse_ply(std::string_view data, const std::string& name) {
       if (is_vertex) mesh.vertices.push_back(v);
     }
   }
-  IFLAME_CHECK(have_vertices, name, ": no vertex element");
+  IFLAME_REQUIRE(have_vertices, name, ": no vertex element");
   check_mesh_indices(mesh, name);
   return mesh;
 }
@@ -245,7 +245,7 @@ void write_ply(const std::string& path, const Mesh& mesh, bool binary) {
   check_mesh_indices(mesh, path);
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
-  IFLAME_CHECK(f, "cannot write ", tmp);
+  IFLAME_REQUIRE(f, "cannot write ", tmp);
   std::fprintf(f, "ply\nformat %s 1.0\nelement vertex %zu\nproperty float x\nproperty float y\n"
                "property float z\nelement face %zu\nproperty list uchar int vertex_indices\nend_header\n",
                binary ? "binary_little_endian" : "ascii", mesh.vertices.size(), mesh.faces.size());
@@ -263,8 +263,8 @@ void write_ply(const std::string& path, const Mesh& mesh, bool binary) {
   }
   bool ok = std::ferror(f) == 0;
   ok = (std::fclose(f) == 0) && ok;
-  IFLAME_CHECK(ok, "error writing ", tmp);
-  IFLAME_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+  IFLAME_REQUIRE(ok, "error writing ", tmp);
+  IFLAME_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
 }  // namespace iflame

@@ -13,13 +13,13 @@ namespace iflame {
 namespace {
 
 Mesh parse_stl_binary(std::string_view data, const std::string& name) {
-  IFLAME_CHECK(data.size() >= 84, name, ": binary STL shorter than its 84-byte header (", data.size(), " bytes)");
+  IFLAME_REQUIRE(data.size() >= 84, name, ": binary STL shorter than its 84-byte header (", data.size(), " bytes)");
   uint32_t count;
   std::memcpy(&count, data.data() + 80, 4);
   const uint64_t need = 84 + 50ull * count;
-  IFLAME_CHECK(data.size() >= need, name, ": binary STL declares ", count, " triangles (", need,
+  IFLAME_REQUIRE(data.size() >= need, name, ": binary STL declares ", count, " triangles (", need,
                " bytes) but has ", data.size(), " bytes");
-  IFLAME_CHECK(count <= 700000000u, name, ": binary STL with ", count, " triangles is too large");
+  IFLAME_REQUIRE(count <= 700000000u, name, ": binary STL with ", count, " triangles is too large");
   Mesh mesh;
   mesh.vertices.reserve(3ull * count);
   mesh.faces.reserve(count);
@@ -29,7 +29,7 @@ Mesh parse_stl_binary(std::string_view data, const std::string& name) {
       std::array<float, 3> v;
       std::memcpy(v.data(), p + 12 * k, 12);
       for (float c : v)
-        IFLAME_CHECK(std::isfinite(c), name, ": byte ", 84 + 50ull * t + 12 + 12 * k,
+        IFLAME_REQUIRE(std::isfinite(c), name, ": byte ", 84 + 50ull * t + 12 + 12 * k,
                      ": non-finite vertex coordinate in triangle ", t);
       mesh.vertices.push_back(v);
     }
@@ -50,30 +50,30 @@ Mesh parse_stl_ascii(std::string_view data, const std::string& name) {
     scan::split_words(line, words);
     if (words.empty()) continue;
     if (words[0] == "outer") {
-      IFLAME_CHECK(!in_loop, name, ":", lines.line_no, ": 'outer loop' inside a loop");
+      IFLAME_REQUIRE(!in_loop, name, ":", lines.line_no, ": 'outer loop' inside a loop");
       in_loop = true;
       loop.clear();
     } else if (words[0] == "vertex") {
-      IFLAME_CHECK(in_loop, name, ":", lines.line_no, ": vertex outside 'outer loop'");
-      IFLAME_CHECK(words.size() == 4, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
+      IFLAME_REQUIRE(in_loop, name, ":", lines.line_no, ": vertex outside 'outer loop'");
+      IFLAME_REQUIRE(words.size() == 4, name, ":", lines.line_no, ": a vertex needs 3 coordinates");
       std::array<float, 3> v;
       for (int k = 0; k < 3; k++) {
         double c;
-        IFLAME_CHECK(scan::parse_double(words[1 + k], c) && std::isfinite(c) && std::fabs(c) <= 3.0e38, name, ":",
+        IFLAME_REQUIRE(scan::parse_double(words[1 + k], c) && std::isfinite(c) && std::fabs(c) <= 3.0e38, name, ":",
                      lines.line_no, ": bad vertex coordinate '", words[1 + k], "'");
         v[k] = static_cast<float>(c);
       }
       loop.push_back(static_cast<int>(mesh.vertices.size()));
       mesh.vertices.push_back(v);
     } else if (words[0] == "endloop") {
-      IFLAME_CHECK(in_loop, name, ":", lines.line_no, ": endloop without 'outer loop'");
-      IFLAME_CHECK(loop.size() >= 3, name, ":", lines.line_no, ": a facet needs at least 3 vertices");
+      IFLAME_REQUIRE(in_loop, name, ":", lines.line_no, ": endloop without 'outer loop'");
+      IFLAME_REQUIRE(loop.size() >= 3, name, ":", lines.line_no, ": a facet needs at least 3 vertices");
       for (size_t k = 1; k + 1 < loop.size(); k++) mesh.faces.push_back({loop[0], loop[k], loop[k + 1]});
       in_loop = false;
     }
     // solid, facet normal, endfacet, endsolid: nothing to keep.
   }
-  IFLAME_CHECK(!in_loop, name, ": file ends inside a facet");
+  IFLAME_REQUIRE(!in_loop, name, ": file ends inside a facet");
   return mesh;
 }
 

@@ -3,7 +3,9 @@
 // and number parsing is locale-independent (std::from_chars).
 #pragma once
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -63,6 +65,24 @@ inline bool starts_with_ci(std::string_view s, std::string_view prefix) {
     if (a != b) return false;
   }
   return true;
+}
+
+// "0x1f": a byte shown in a message, never echoed raw to a terminal.
+inline std::string hex_byte(char c) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+  return buf;
+}
+
+// The offset of the first byte that no text file holds (NUL and the control
+// bytes other than tab, line feed, carriage return, form feed and vertical tab),
+// or npos when `data` reads as text. UTF-8 bytes are text.
+inline size_t first_binary_byte(std::string_view data) {
+  for (size_t i = 0; i < data.size(); i++) {
+    const unsigned char c = static_cast<unsigned char>(data[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '\v') || c == 0x7f) return i;
+  }
+  return std::string_view::npos;
 }
 
 }  // namespace iflame::scan

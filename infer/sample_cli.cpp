@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/flags.h"
+#include "core/paths.h"
 #include "core/profiler.h"
 #include "core/random.h"
 #include "infer/clean.h"
@@ -31,7 +32,8 @@ namespace iflame::infer {
 
 namespace {
 
-const char* kUsage =
+std::string usage() {
+  return std::string() +
     "usage: ./sample --ckpt FILE [flags]        sample meshes from a trained iFlame model\n"
     "       ./sample --bench [flags]            time cached decoding on random weights\n"
     "\n"
@@ -48,13 +50,14 @@ const char* kUsage =
     "                       first vertex lowest and the other two distinct, faces by first vertex\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
-    "  --out DIR            where mesh files go, created if missing (default samples)\n"
+    "  --out DIR            where mesh files go, created if missing (default samples); a folder that\n"
+    "                       holds an earlier run's samples is refused\n"
+    "  --overwrite          remove an earlier run's samples.jsonl and sample_* files from --out first\n"
     "  --format obj|ply     mesh file format (default obj)\n"
     "  --png FILE           also draw the samples (the first 64) as one PNG contact sheet,\n"
     "                       three-quarter and top views (tools/render.h)\n"
     "  --device cpu|cuda    (default cuda when a GPU is usable, else cpu)\n"
-    "  --precision f32|bf16 matrix products in f32, or bf16 operands with f32 sums and bf16 K/V\n"
-    "                       caches on the GPU (default f32)\n"
+    "  --precision P        " + precision_help(23) + "\n"
     "  --no-graphs          GPU: launch every kernel of a step instead of replaying the step from a\n"
     "                       CUDA graph (slower; for comparison and debugging)\n"
     "\n"
@@ -72,56 +75,44 @@ const char* kUsage =
     "(incomplete last row, degenerate and duplicate faces dropped). Sampling, and --constrained's\n"
     "masks, run on the model's device next to the decoder. DIR/samples.jsonl gets one line per\n"
     "file: faces, status, whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
+}
 
 struct Options {
-  std::string ckpt, prompt, png, out = "samples", format = "obj", device, precision = "f32", model = "shapenet";
+  std::string ckpt, prompt, png, out = "samples", format = "obj", device, model = "shapenet";
+  std::string precision;  // "" = bf16 on the GPU, f32 on the CPU (core/flags.h)
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false, constrained = false, profile = false, no_graphs = false;
+  bool bench = false, help = false, constrained = false, profile = false, no_graphs = false, overwrite = false;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError(str(flag, " needs a value"));
-      return argv[++i];
-    };
-    if (flag == "--help" || flag == "-h") o.help = true;
-    else if (flag == "--bench") o.bench = true;
-    else if (flag == "--profile") o.profile = true;
-    else if (flag == "--constrained") o.constrained = true;
-    else if (flag == "--no-graphs") o.no_graphs = true;
-    else if (flag == "--ckpt") o.ckpt = value();
-    else if (flag == "-n") o.n = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
-    else if (flag == "--batch") o.batch = static_cast<int>(flag_integer(flag, value(), 1, 1 << 16));
-    else if (flag == "--temperature") {
-      o.temperature = static_cast<float>(flag_number(flag, value()));
-      if (o.temperature < 0) throw UsageError(str(flag, ": must be >= 0, got ", o.temperature));
-    } else if (flag == "--top-k") o.top_k = static_cast<int>(flag_integer(flag, value(), 0, 1 << 20));
-    else if (flag == "--top-p") {
-      o.top_p = static_cast<float>(flag_number(flag, value()));
-      if (!(o.top_p > 0 && o.top_p <= 1)) throw UsageError(str(flag, ": must be in (0, 1], got ", o.top_p));
-    } else if (flag == "--seed") o.seed = static_cast<uint64_t>(flag_integer(flag, value(), 0, INT64_MAX));
-    else if (flag == "--max-faces") o.max_faces = static_cast<int>(flag_integer(flag, value(), 1, 1 << 20));
-    else if (flag == "--prompt") o.prompt = value();
-    else if (flag == "--out") o.out = value();
-    else if (flag == "--png") o.png = value();
-    else if (flag == "--format") {
-      o.format = value();
-      if (o.format != "obj" && o.format != "ply") throw UsageError(str(flag, ": expected obj or ply, got '", o.format, "'"));
-    } else if (flag == "--device") {
-      o.device = value();
-      if (o.device != "cpu" && o.device != "cuda") throw UsageError(str(flag, ": expected cpu or cuda, got '", o.device, "'"));
-    } else if (flag == "--precision") {
-      o.precision = value();
-      if (o.precision != "f32" && o.precision != "bf16")
-        throw UsageError(str(flag, ": expected f32 or bf16, got '", o.precision, "'"));
-    } else if (flag == "--model") o.model = value();
-    else if (flag == "--tokens") o.tokens = static_cast<int>(flag_integer(flag, value(), 1, 1 << 24));
-    else throw UsageError(str("unknown flag '", flag, "' (see --help)"));
+  FlagReader f("sample", argc, argv);
+  while (f.next()) {
+    if (f.is_help()) o.help = true;
+    else if (f.is("--bench")) o.bench = true;
+    else if (f.is("--profile")) o.profile = true;
+    else if (f.is("--constrained")) o.constrained = true;
+    else if (f.is("--no-graphs")) o.no_graphs = true;
+    else if (f.is("--overwrite")) o.overwrite = true;
+    else if (f.is("--ckpt")) o.ckpt = f.text();
+    else if (f.is("-n")) o.n = f.integer<int>(1, 1 << 20);
+    else if (f.is("--batch")) o.batch = f.integer<int>(1, 1 << 16);
+    else if (f.is("--temperature")) o.temperature = f.real<float>(0, 1e6);
+    else if (f.is("--top-k")) o.top_k = f.integer<int>(0, 1 << 20);
+    else if (f.is("--top-p")) o.top_p = f.real<float>(0, 1, /*low_open=*/true);
+    else if (f.is("--seed")) o.seed = f.integer<uint64_t>(0);
+    else if (f.is("--max-faces")) o.max_faces = f.integer<int>(1, 1 << 20);
+    else if (f.is("--prompt")) o.prompt = f.text();
+    else if (f.is("--out")) o.out = f.text();
+    else if (f.is("--png")) o.png = f.text();
+    else if (f.is("--format")) o.format = f.choice({"obj", "ply"});
+    else if (f.is("--device")) o.device = f.choice({"cpu", "cuda"});
+    else if (f.is("--precision")) o.precision = precision_flag(f);
+    else if (f.is("--model")) o.model = f.choice({"shapenet", "small", "tiny"});
+    else if (f.is("--tokens")) o.tokens = f.integer<int>(1, 1 << 24);
+    else f.unknown();
   }
   if (o.profile && !o.bench && !o.help) throw UsageError("--profile goes with --bench");
   return o;
@@ -138,7 +129,7 @@ void limit_cpu_threads(Device device) {
 Device pick_device(const Options& o) {
   if (o.device == "cpu") return Device::CPU;
   if (o.device == "cuda") {
-    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu samples on the CPU)");
+    IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu samples on the CPU)");
     return Device::CUDA;
   }
   return cuda_available() ? Device::CUDA : Device::CPU;
@@ -146,16 +137,40 @@ Device pick_device(const Options& o) {
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-// The output folder exists (made if needed) and accepts a file.
-void prepare_out_dir(const std::string& dir) {
+// Files of an earlier ./sample run in `dir`: its samples.jsonl and sample_NNNN.* meshes.
+std::vector<std::filesystem::path> earlier_samples(const std::string& dir) {
+  std::vector<std::filesystem::path> found;
   std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "samples.jsonl" || name.rfind("sample_", 0) == 0) found.push_back(it->path());
+  }
+  return found;
+}
+
+// The output folder exists (made if needed), holds no earlier samples (with
+// --overwrite they are removed first, and nothing else is) and accepts a file.
+void prepare_out_dir(const std::string& dir, bool overwrite, const std::vector<std::string>& inputs) {
+  std::error_code ec;
+  IFLAME_REQUIRE(!std::filesystem::exists(dir) || std::filesystem::is_directory(dir), "--out ", dir,
+                 " exists and is not a directory");
+  const std::vector<std::filesystem::path> earlier = earlier_samples(dir);
+  if (!earlier.empty() && !overwrite)
+    throw UsageError(str("--out ", dir, " already holds ", earlier.size(),
+                         " files of an earlier ./sample run (samples.jsonl, sample_*); pass --overwrite to remove "
+                         "them first, or choose another --out (nothing was written)"));
+  for (const std::filesystem::path& p : earlier) refuse_output_over_input(p.string(), inputs, "--overwrite: removing");
+  for (const std::filesystem::path& p : earlier) {
+    std::filesystem::remove(p, ec);
+    IFLAME_REQUIRE(!ec, "--overwrite: cannot remove ", p.string(), ": ", ec.message());
+  }
   std::filesystem::create_directories(dir, ec);
-  IFLAME_CHECK(!ec && std::filesystem::is_directory(dir), "cannot create output directory '", dir, "'",
-               ec ? str(": ", ec.message()) : std::string());
+  IFLAME_REQUIRE(!ec && std::filesystem::is_directory(dir), "cannot create output directory '", dir, "'",
+                 ec ? str(": ", ec.message()) : std::string());
   const std::string probe = dir + "/.sample_write_test";
   {
     std::ofstream f(probe);
-    IFLAME_CHECK(f.good() && (f << "x") && (f.flush(), f.good()), "output directory '", dir, "' is not writable");
+    IFLAME_REQUIRE(f.good() && (f << "x") && (f.flush(), f.good()), "output directory '", dir, "' is not writable");
   }
   std::filesystem::remove(probe, ec);
 }
@@ -164,21 +179,23 @@ void prepare_out_dir(const std::string& dir) {
 constexpr size_t kMaxSheetMeshes = 64;
 
 int run_sampling(const Options& o) {
-  IFLAME_CHECK(!o.ckpt.empty(), "no checkpoint given: --ckpt FILE (or --bench for random weights)");
-  IFLAME_CHECK(std::filesystem::is_regular_file(o.ckpt), "checkpoint '", o.ckpt, "' does not exist");
+  if (o.ckpt.empty()) throw UsageError("no checkpoint given: --ckpt FILE (or --bench for random weights)");
+  require_readable_file(o.ckpt, "--ckpt");
+  if (!o.png.empty()) refuse_output_over_input(o.png, {o.ckpt, o.prompt}, "--png");
   const Device device = pick_device(o);
   std::vector<int32_t> prompt;
   if (!o.prompt.empty()) {
     prompt = prompt_tokens_from_mesh(o.prompt);
     const int64_t prompt_faces = (int64_t(prompt.size()) - kTokensPerFace) / kTokensPerFace;
-    IFLAME_CHECK(prompt_faces < o.max_faces, "prompt '", o.prompt, "' has ", prompt_faces,
+    IFLAME_REQUIRE(prompt_faces < o.max_faces, "prompt '", o.prompt, "' has ", prompt_faces,
                  " faces, not fewer than --max-faces ", o.max_faces);
   }
-  prepare_out_dir(o.out);
   limit_cpu_threads(device);
   const ModelWeights model = load_model_weights(o.ckpt, device);
+  prepare_out_dir(o.out, o.overwrite, {o.ckpt, o.prompt});  // only once the checkpoint has loaded
+  const DType matmul = precision_matmul(o.precision, device);
   std::printf("model %s from %s on %s, %s matmuls\n", model.config().describe().c_str(), o.ckpt.c_str(),
-              device_name(device), o.precision.c_str());
+              device_name(device), dtype_name(matmul));
   if (!prompt.empty())
     std::printf("prompt %s: %zu faces\n", o.prompt.c_str(), (prompt.size() - kTokensPerFace) / kTokensPerFace);
 
@@ -187,14 +204,14 @@ int run_sampling(const Options& o) {
   cfg.max_faces = o.max_faces;
   cfg.constrained = o.constrained;
   cfg.cuda_graphs = !o.no_graphs;
-  cfg.ctx.matmul = o.precision == "bf16" ? DType::BF16 : DType::F32;
+  cfg.ctx.matmul = matmul;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
   // One JSON line per written file, for ./evaluate (closed with END, cleaned).
   const std::string summary_path = o.out + "/samples.jsonl";
   std::ofstream summary(summary_path, std::ios::trunc);
-  IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
+  IFLAME_REQUIRE(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
@@ -231,7 +248,7 @@ int run_sampling(const Options& o) {
     }
     std::fflush(stdout);
     summary.flush();
-    IFLAME_CHECK(summary.good(), "cannot write ", summary_path);
+    IFLAME_REQUIRE(summary.good(), "cannot write ", summary_path);
   }
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
@@ -253,11 +270,11 @@ int run_bench(const Options& o) {
   limit_cpu_threads(device);
   Generator gen(o.seed);
   const ModelWeights model = init_model_weights(IFlameConfig::preset(o.model), device, gen);
-  ForwardContext ctx{o.precision == "bf16" ? DType::BF16 : DType::F32};
+  ForwardContext ctx{precision_matmul(o.precision, device)};
   const int B = o.batch > 0 ? o.batch : 1;
   const int N = o.tokens;
   std::printf("bench: model %s (%s), %s, %s matmuls, batch %d, %d positions\n", o.model.c_str(),
-              model.config().describe().c_str(), device_name(device), o.precision.c_str(), B, N);
+              model.config().describe().c_str(), device_name(device), dtype_name(ctx.matmul), B, N);
   std::printf("bench: kernels %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
   // Tokens: the START row, then coordinates from the seed.
   std::vector<int32_t> tokens(size_t(B) * N);
@@ -367,20 +384,14 @@ int run_bench(const Options& o) {
 }  // namespace
 
 int sample_main(int argc, char** argv) {
-  try {
+  return run_program("sample", [&] {
     Options o = parse(argc, argv);
     if (o.help) {
-      std::fputs(kUsage, stdout);
+      std::fputs(usage().c_str(), stdout);
       return 0;
     }
     return o.bench ? run_bench(o) : run_sampling(o);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "sample: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sample: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace iflame::infer

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -59,7 +60,7 @@ class FileWriter {
  public:
   explicit FileWriter(const std::string& path) : path_(path) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    IFLAME_CHECK(fd_ >= 0, path, ": cannot create file: ", std::strerror(errno));
+    IFLAME_REQUIRE(fd_ >= 0, path, ": cannot create file: ", std::strerror(errno));
   }
   ~FileWriter() {
     if (fd_ >= 0) ::close(fd_);
@@ -70,7 +71,7 @@ class FileWriter {
     while (n > 0) {
       ssize_t w = ::write(fd_, p, n > (1u << 30) ? (1u << 30) : n);
       if (w < 0 && errno == EINTR) continue;
-      IFLAME_CHECK(w > 0, path_, ": write failed: ", std::strerror(errno));
+      IFLAME_REQUIRE(w > 0, path_, ": write failed: ", std::strerror(errno));
       p += w;
       n -= static_cast<uint64_t>(w);
       pos_ += static_cast<uint64_t>(w);
@@ -82,10 +83,10 @@ class FileWriter {
     write(zeros, offset - pos_);
   }
   void sync_and_close() {
-    IFLAME_CHECK(::fsync(fd_) == 0, path_, ": fsync failed: ", std::strerror(errno));
+    IFLAME_REQUIRE(::fsync(fd_) == 0, path_, ": fsync failed: ", std::strerror(errno));
     int fd = fd_;
     fd_ = -1;
-    IFLAME_CHECK(::close(fd) == 0, path_, ": close failed: ", std::strerror(errno));
+    IFLAME_REQUIRE(::close(fd) == 0, path_, ": close failed: ", std::strerror(errno));
   }
   uint32_t crc() const { return crc_; }
   uint64_t pos() const { return pos_; }
@@ -195,7 +196,7 @@ class HeaderCursor {
  public:
   HeaderCursor(const std::string& h, const std::string& file) : h_(h), file_(file) {}
   const unsigned char* take(uint64_t n, const char* what) {
-    IFLAME_CHECK(n <= h_.size() - pos_, file_, ": corrupt checkpoint header: ", what, " at header byte ", pos_,
+    IFLAME_REQUIRE(n <= h_.size() - pos_, file_, ": corrupt checkpoint header: ", what, " at header byte ", pos_,
                  " runs past the header (", h_.size(), " bytes)");
     const unsigned char* p = reinterpret_cast<const unsigned char*>(h_.data()) + pos_;
     pos_ += n;
@@ -218,46 +219,46 @@ void parse_header(const std::string& header, const std::string& file, uint64_t d
                   CheckpointData& out, std::vector<TableEntry>& table) {
   HeaderCursor c(header, file);
   uint32_t n_meta = c.u32("the meta count");
-  IFLAME_CHECK(n_meta <= header.size() / 12, file, ": corrupt checkpoint header: ", n_meta, " meta entries");
+  IFLAME_REQUIRE(n_meta <= header.size() / 12, file, ": corrupt checkpoint header: ", n_meta, " meta entries");
   std::set<std::string> keys;
   for (uint32_t i = 0; i < n_meta; i++) {
     std::string key = c.bytes(c.u32("a meta key length"), "a meta key");
     std::string value = c.bytes(c.u64("a meta value length"), "a meta value");
-    IFLAME_CHECK(keys.insert(key).second, file, ": corrupt checkpoint: meta key '", key, "' appears twice");
+    IFLAME_REQUIRE(keys.insert(key).second, file, ": corrupt checkpoint: meta key '", key, "' appears twice");
     out.meta.emplace_back(std::move(key), std::move(value));
   }
   uint32_t n_tensors = c.u32("the tensor count");
-  IFLAME_CHECK(n_tensors <= header.size() / 22, file, ": corrupt checkpoint header: ", n_tensors, " tensors");
+  IFLAME_REQUIRE(n_tensors <= header.size() / 22, file, ": corrupt checkpoint header: ", n_tensors, " tensors");
   std::set<std::string> names;
   uint64_t next_free = data_start;  // tensors are stored in table order, without overlap
   for (uint32_t i = 0; i < n_tensors; i++) {
     TableEntry e;
     e.name = c.bytes(c.u32("a tensor name length"), "a tensor name");
     uint8_t code = c.u8("a dtype");
-    IFLAME_CHECK(code <= 2, file, ": corrupt checkpoint: tensor '", e.name, "' has unknown dtype code ", int(code));
+    IFLAME_REQUIRE(code <= 2, file, ": corrupt checkpoint: tensor '", e.name, "' has unknown dtype code ", int(code));
     e.dtype = code == 0 ? DType::F32 : code == 1 ? DType::BF16 : DType::I32;
     uint8_t ndim = c.u8("a dimension count");
-    IFLAME_CHECK(ndim <= kMaxDims, file, ": corrupt checkpoint: tensor '", e.name, "' has ", int(ndim), " dims");
+    IFLAME_REQUIRE(ndim <= kMaxDims, file, ": corrupt checkpoint: tensor '", e.name, "' has ", int(ndim), " dims");
     uint64_t numel = 1;
     for (uint8_t d = 0; d < ndim; d++) {
       uint64_t dim = c.u64("a dimension");
-      IFLAME_CHECK(dim <= data_end, file, ": corrupt checkpoint: tensor '", e.name, "' has dimension ", dim);
+      IFLAME_REQUIRE(dim <= data_end, file, ": corrupt checkpoint: tensor '", e.name, "' has dimension ", dim);
       e.shape.push_back(static_cast<int64_t>(dim));
       numel = (numel == 0 || dim == 0) ? 0 : (numel > data_end / dim ? data_end + 1 : numel * dim);
     }
     e.offset = c.u64("a tensor offset");
     e.nbytes = c.u64("a tensor length");
-    IFLAME_CHECK(numel <= data_end && e.nbytes == numel * dtype_size(e.dtype), file, ": corrupt checkpoint: tensor '",
+    IFLAME_REQUIRE(numel <= data_end && e.nbytes == numel * dtype_size(e.dtype), file, ": corrupt checkpoint: tensor '",
                  e.name, "' ", dtype_name(e.dtype), shape_str(e.shape), " has length ", e.nbytes);
-    IFLAME_CHECK(e.offset % kAlign == 0 && e.offset >= next_free && e.offset <= data_end &&
+    IFLAME_REQUIRE(e.offset % kAlign == 0 && e.offset >= next_free && e.offset <= data_end &&
                      e.nbytes <= data_end - e.offset,
                  file, ": corrupt checkpoint: tensor '", e.name, "' at [", e.offset, ", +", e.nbytes,
                  ") is outside the data region [", next_free, ", ", data_end, ") or misaligned");
     next_free = e.offset + e.nbytes;
-    IFLAME_CHECK(names.insert(e.name).second, file, ": corrupt checkpoint: tensor '", e.name, "' appears twice");
+    IFLAME_REQUIRE(names.insert(e.name).second, file, ": corrupt checkpoint: tensor '", e.name, "' appears twice");
     table.push_back(std::move(e));
   }
-  IFLAME_CHECK(c.done(), file, ": corrupt checkpoint header: ", header.size() - c.pos(), " unexpected trailing bytes");
+  IFLAME_REQUIRE(c.done(), file, ": corrupt checkpoint header: ", header.size() - c.pos(), " unexpected trailing bytes");
 }
 
 uint32_t whole_file_crc(const ByteSource& src, uint64_t end) {
@@ -290,29 +291,41 @@ const Tensor* CheckpointData::find_tensor(const std::string& name) const {
 
 const std::string& CheckpointData::meta_at(const std::string& key) const {
   const std::string* v = find_meta(key);
-  IFLAME_CHECK(v != nullptr, "checkpoint has no meta entry '", key, "'");
+  IFLAME_REQUIRE(v != nullptr, "checkpoint has no meta entry '", key, "'");
   return *v;
 }
 
 const Tensor& CheckpointData::tensor_at(const std::string& name) const {
   const Tensor* t = find_tensor(name);
-  IFLAME_CHECK(t != nullptr, "checkpoint has no tensor '", name, "'");
+  IFLAME_REQUIRE(t != nullptr, "checkpoint has no tensor '", name, "'");
   return *t;
+}
+
+int64_t CheckpointData::meta_integer(const std::string& key, const std::string& source, int64_t lo,
+                                     int64_t hi) const {
+  const std::string* v = find_meta(key);
+  IFLAME_REQUIRE(v != nullptr, source, ": checkpoint has no '", key, "' entry");
+  char* end = nullptr;
+  errno = 0;
+  const long long x = v->empty() ? 0 : std::strtoll(v->c_str(), &end, 10);
+  IFLAME_REQUIRE(!v->empty() && *end == '\0' && errno != ERANGE && x >= lo && x <= hi, source,
+                 ": checkpoint entry '", key, "' = '", *v, "' is not an integer in [", lo, ", ", hi, "]");
+  return x;
 }
 
 void save_checkpoint(const std::string& path, const CheckpointData& data) {
   std::set<std::string> seen;
   for (const auto& kv : data.meta) {
-    IFLAME_CHECK(seen.insert(kv.first).second, path, ": cannot save: meta key '", kv.first, "' appears twice");
-    IFLAME_CHECK(kv.first.size() < (1ull << 32), path, ": cannot save: meta key too long");
+    IFLAME_REQUIRE(seen.insert(kv.first).second, path, ": cannot save: meta key '", kv.first, "' appears twice");
+    IFLAME_REQUIRE(kv.first.size() < (1ull << 32), path, ": cannot save: meta key too long");
   }
   seen.clear();
   for (const auto& nt : data.tensors) {
-    IFLAME_CHECK(seen.insert(nt.first).second, path, ": cannot save: tensor '", nt.first, "' appears twice");
-    IFLAME_CHECK(nt.second.defined(), path, ": cannot save: tensor '", nt.first, "' is undefined");
-    IFLAME_CHECK(nt.second.ndim() <= int(kMaxDims), path, ": cannot save: tensor '", nt.first, "' has ",
+    IFLAME_REQUIRE(seen.insert(nt.first).second, path, ": cannot save: tensor '", nt.first, "' appears twice");
+    IFLAME_REQUIRE(nt.second.defined(), path, ": cannot save: tensor '", nt.first, "' is undefined");
+    IFLAME_REQUIRE(nt.second.ndim() <= int(kMaxDims), path, ": cannot save: tensor '", nt.first, "' has ",
                  nt.second.ndim(), " dims");
-    IFLAME_CHECK(nt.first.size() < (1ull << 32), path, ": cannot save: tensor name too long");
+    IFLAME_REQUIRE(nt.first.size() < (1ull << 32), path, ": cannot save: tensor name too long");
   }
   const std::string tmp = path + ".tmp";
   try {
@@ -324,7 +337,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& data) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     std::remove(tmp.c_str());
-    IFLAME_FAIL(path, ": cannot rename ", tmp, " into place: ", std::strerror(err));
+    IFLAME_REJECT(path, ": cannot rename ", tmp, " into place: ", std::strerror(err));
   }
   sync_directory_of(path);
 }
@@ -338,19 +351,22 @@ CheckpointData load_checkpoint(std::unique_ptr<ByteSource> source) {
   SequentialReader r(src);
 
   unsigned char fixed[kFixedSize];
-  IFLAME_CHECK(size >= 8, file, ": not an iflame checkpoint (bad magic: only ", size, " bytes)");
+  IFLAME_REQUIRE(size >= 8, file, ": not an iflame checkpoint (bad magic: only ", size, " bytes)");
   r.read(fixed, 8, "the magic", false);
-  IFLAME_CHECK(std::memcmp(fixed, kMagic, 8) == 0, file, ": not an iflame checkpoint (bad magic)");
-  IFLAME_CHECK(size >= kFixedSize + kCrcSize, file, ": truncated checkpoint: ", size, " bytes");
+  IFLAME_REQUIRE(std::memcmp(fixed, kMagic, 8) == 0, file, ": not an iflame checkpoint (bad magic)");
+  IFLAME_REQUIRE(size >= kFixedSize + kCrcSize, file, ": truncated checkpoint: ", size, " bytes");
   r.read(fixed + 8, kFixedSize - 8, "the fixed header");
   const uint32_t version = load_u32le(fixed + 8);
-  IFLAME_CHECK(version <= kCheckpointFormatVersion, file, ": checkpoint format version ", version,
-               " is newer than this program reads (", kCheckpointFormatVersion, "); update the program");
-  IFLAME_CHECK(version >= 1, file, ": corrupt checkpoint: format version 0");
   const uint64_t file_size = load_u64le(fixed + 16);
   const uint64_t header_len = load_u64le(fixed + 24);
-  IFLAME_CHECK(size >= file_size, file, ": truncated checkpoint: ", size, " bytes, its header says ", file_size);
-  IFLAME_CHECK(size == file_size, file, ": corrupt checkpoint: ", size, " bytes, its header says ", file_size,
+  // A newer format still states its own size; garbage after the magic does not.
+  IFLAME_REQUIRE(version <= kCheckpointFormatVersion || file_size != size, file, ": checkpoint format version ",
+                 version, " is newer than this program reads (", kCheckpointFormatVersion, "); update the program");
+  IFLAME_REQUIRE(version >= 1 && version <= kCheckpointFormatVersion, file,
+                 ": corrupt checkpoint: the bytes after the magic are not a checkpoint header (format version ",
+                 version, ", stated size ", file_size, " bytes, the file has ", size, ")");
+  IFLAME_REQUIRE(size >= file_size, file, ": truncated checkpoint: ", size, " bytes, its header says ", file_size);
+  IFLAME_REQUIRE(size == file_size, file, ": corrupt checkpoint: ", size, " bytes, its header says ", file_size,
                " (trailing data?)");
   const uint64_t data_end = file_size - kCrcSize;
 
@@ -358,7 +374,7 @@ CheckpointData load_checkpoint(std::unique_ptr<ByteSource> source) {
   CheckpointData out;
   std::vector<TableEntry> table;
   try {
-    IFLAME_CHECK(header_len <= data_end - kFixedSize, file, ": corrupt checkpoint: header length ", header_len,
+    IFLAME_REQUIRE(header_len <= data_end - kFixedSize, file, ": corrupt checkpoint: header length ", header_len,
                  " exceeds the file");
     std::string header(header_len, '\0');
     r.read(&header[0], header_len, "the header");
@@ -370,7 +386,7 @@ CheckpointData load_checkpoint(std::unique_ptr<ByteSource> source) {
     stored = load_u32le(b);
     uint32_t computed = whole_file_crc(src, data_end);
     if (stored != computed)
-      IFLAME_FAIL(file, ": checkpoint is corrupt: CRC-32 mismatch (stored ", hex32(stored), ", computed ",
+      IFLAME_REJECT(file, ": checkpoint is corrupt: CRC-32 mismatch (stored ", hex32(stored), ", computed ",
                   hex32(computed), "); parsing it failed with: ", e.what());
     throw;
   }
@@ -385,7 +401,7 @@ CheckpointData load_checkpoint(std::unique_ptr<ByteSource> source) {
   unsigned char b[4];
   r.read(b, 4, "the CRC", false);
   const uint32_t stored = load_u32le(b);
-  IFLAME_CHECK(stored == r.crc(), file, ": checkpoint is corrupt: CRC-32 mismatch (stored ", hex32(stored),
+  IFLAME_REQUIRE(stored == r.crc(), file, ": checkpoint is corrupt: CRC-32 mismatch (stored ", hex32(stored),
                ", computed ", hex32(r.crc()), ")");
   return out;
 }

@@ -30,6 +30,10 @@ struct CheckpointData {
   // The same, throwing an Error naming the key if absent.
   const std::string& meta_at(const std::string& key) const;
   const Tensor& tensor_at(const std::string& name) const;
+  // A meta entry as a whole decimal integer in [lo, hi]; an absent entry or
+  // any other text is an InputError naming `source`, the key and the value.
+  int64_t meta_integer(const std::string& key, const std::string& source, int64_t lo = INT64_MIN,
+                       int64_t hi = INT64_MAX) const;
 };
 
 // Writes `data` to path + ".tmp", fsyncs it and renames it to `path`.

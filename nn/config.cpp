@@ -6,12 +6,12 @@
 namespace iflame {
 
 void IFlameConfig::validate() const {
-  IFLAME_CHECK(dim > 0 && heads > 0 && dim % heads == 0, "model width ", dim,
+  IFLAME_REQUIRE(dim > 0 && heads > 0 && dim % heads == 0, "model width ", dim,
                " is not divisible by the head count ", heads);
-  IFLAME_CHECK(head_dim() % 4 == 0, "head dimension ", head_dim(), " must be a multiple of 4 (RoPE)");
-  IFLAME_CHECK(blocks_per_stage > 0 && full_attention_every > 0, "bad block layout");
-  IFLAME_CHECK(vocab == kVocabSize, "vocabulary must be ", kVocabSize, ", got ", vocab);
-  IFLAME_CHECK(hidden() > 0, "bad FFN width ", hidden());
+  IFLAME_REQUIRE(head_dim() % 4 == 0, "head dimension ", head_dim(), " must be a multiple of 4 (RoPE)");
+  IFLAME_REQUIRE(blocks_per_stage > 0 && full_attention_every > 0, "bad block layout");
+  IFLAME_REQUIRE(vocab == kVocabSize, "vocabulary must be ", kVocabSize, ", got ", vocab);
+  IFLAME_REQUIRE(hidden() > 0, "bad FFN width ", hidden());
 }
 
 std::string IFlameConfig::describe() const {
@@ -31,7 +31,7 @@ IFlameConfig IFlameConfig::preset(const std::string& name) {
     c.heads = 2;
     return c;
   }
-  IFLAME_FAIL("unknown model preset '", name, "' (expected shapenet, small or tiny)");
+  IFLAME_REJECT("unknown model preset '", name, "' (expected shapenet, small or tiny)");
 }
 
 }  // namespace iflame

@@ -14,23 +14,6 @@ const char* recompute_name(Recompute r) {
   return r == Recompute::Blocks ? "blocks" : r == Recompute::Ffn ? "ffn" : "none";
 }
 
-Recompute parse_recompute(const std::string& name, int* ffn_blocks) {
-  if (ffn_blocks) *ffn_blocks = -1;
-  if (name == "none") return Recompute::None;
-  if (name == "blocks") return Recompute::Blocks;
-  if (name == "ffn") return Recompute::Ffn;
-  if (name.rfind("ffn:", 0) == 0) {
-    const std::string count = name.substr(4);
-    char* end = nullptr;
-    const long k = count.empty() ? -1 : std::strtol(count.c_str(), &end, 10);
-    IFLAME_CHECK(!count.empty() && end && *end == '\0' && k >= 0 && k <= 100000,
-                 "--recompute ffn:K needs a block count K >= 0, not '", name, "'");
-    if (ffn_blocks) *ffn_blocks = int(k);
-    return Recompute::Ffn;
-  }
-  IFLAME_FAIL("--recompute must be none, blocks, ffn or ffn:K, not '", name, "'");
-}
-
 std::string recompute_label(Recompute r, int ffn_blocks) {
   if (r == Recompute::Ffn && ffn_blocks >= 0) return "ffn:" + std::to_string(ffn_blocks);
   return recompute_name(r);

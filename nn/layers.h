@@ -28,10 +28,8 @@ class ParameterList {
 
 // Recompute (nn/forward_context.h) by name.
 const char* recompute_name(Recompute r);      // "none", "blocks", "ffn"
-// "none", "blocks", "ffn" or "ffn:K" (K >= 0 blocks); throws on anything else.
-// ffn_blocks, when given, is set to K, or -1 (every block) for the others.
-Recompute parse_recompute(const std::string& name, int* ffn_blocks = nullptr);
-// What parse_recompute reads back: "ffn:K" for a limited ffn, else recompute_name.
+// "ffn:K" for a limited ffn, else recompute_name (what ./train's --recompute
+// reads back: training/train_config.h).
 std::string recompute_label(Recompute r, int ffn_blocks);
 
 struct Linear {

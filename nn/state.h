@@ -24,6 +24,8 @@ void load_parameters(IFlame& model, const std::vector<std::pair<std::string, Ten
 
 // Config meta entries and parameters of the model, ready for save_checkpoint.
 void add_model_to_checkpoint(const IFlame& model, CheckpointData& out);
+// The config entries of a native checkpoint, checked against its tensor table
+// (embedding, feed-forward and block count) before anything is allocated.
 IFlameConfig config_from_checkpoint(const CheckpointData& ckpt, const std::string& source);
 // The config a published state dict implies (head dimension 32).
 IFlameConfig config_from_state_dict(const std::vector<std::pair<std::string, Tensor>>& named,

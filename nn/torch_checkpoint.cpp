@@ -65,25 +65,25 @@ class Loader {
     find_archive_prefix();
     if (const ZipEntry* bo = zip_.find(prefix_ + "byteorder")) {
       std::string order = zip_.read(bo->name);
-      IFLAME_CHECK(order == "little", file_, ": checkpoint byte order is '", order, "' (only little supported)");
+      IFLAME_REQUIRE(order == "little", file_, ": checkpoint byte order is '", order, "' (only little supported)");
     }
     std::string pkl_name = prefix_ + "data.pkl";
     Pickle pickle = unpickle(zip_.read(pkl_name), file_ + ":" + pkl_name);
     const PickleValue* root = pickle.root;
-    IFLAME_CHECK(root->is(K::Dict), file_, ": checkpoint pickle is a ", root->kind_name(), ", expected a dict");
+    IFLAME_REQUIRE(root->is(K::Dict), file_, ": checkpoint pickle is a ", root->kind_name(), ", expected a dict");
 
     TorchCheckpoint ck;
     const PickleValue* model = nullptr;
     for (const char* key : {"model_state_dict", "state_dict", "model"})
       if ((model = root->get(key))) break;
     if (!model) model = root;  // a bare state dict
-    IFLAME_CHECK(model->is(K::Dict), file_, ": model state is a ", model->kind_name(), ", expected a dict");
+    IFLAME_REQUIRE(model->is(K::Dict), file_, ": model state is a ", model->kind_name(), ", expected a dict");
     for (const auto& kv : model->entries) {
-      IFLAME_CHECK(kv.first->is(K::String), file_, ": model state has a key of type ", kv.first->kind_name());
+      IFLAME_REQUIRE(kv.first->is(K::String), file_, ": model state has a key of type ", kv.first->kind_name());
       std::string name = strip_prefixes(kv.first->text);
-      IFLAME_CHECK(kv.second->is(K::Reduce), file_, ": model state entry '", kv.first->text, "' is a ",
+      IFLAME_REQUIRE(kv.second->is(K::Reduce), file_, ": model state entry '", kv.first->text, "' is a ",
                    kv.second->kind_name(), ", not a tensor");
-      IFLAME_CHECK(ck.find_param(name) == nullptr, file_, ": model state has '", name, "' twice (after ",
+      IFLAME_REQUIRE(ck.find_param(name) == nullptr, file_, ": model state has '", name, "' twice (after ",
                    "stripping the _orig_mod./module. prefixes)");
       ck.model.emplace_back(name, tensor(kv.second, kv.first->text, /*floating_only=*/true));
     }
@@ -108,10 +108,10 @@ class Loader {
       const std::string& n = e.name;
       if (n != "data.pkl" && !(n.size() > 9 && n.compare(n.size() - 9, 9, "/data.pkl") == 0)) continue;
       if (std::count(n.begin(), n.end(), '/') > 1) continue;
-      IFLAME_CHECK(best == nullptr, file_, ": checkpoint has two pickles, '", best->name, "' and '", n, "'");
+      IFLAME_REQUIRE(best == nullptr, file_, ": checkpoint has two pickles, '", best->name, "' and '", n, "'");
       best = &e;
     }
-    IFLAME_CHECK(best != nullptr, file_, ": zip archive is not a PyTorch checkpoint (no <name>/data.pkl entry)");
+    IFLAME_REQUIRE(best != nullptr, file_, ": zip archive is not a PyTorch checkpoint (no <name>/data.pkl entry)");
     prefix_ = best->name.substr(0, best->name.size() - 8);
   }
 
@@ -130,41 +130,41 @@ class Loader {
   }
 
   int64_t int_arg(const PickleValue* v, const std::string& what, const std::string& field) {
-    IFLAME_CHECK(v->is(K::Int), file_, ": tensor '", what, "': ", field, " is a ", v->kind_name(), ", expected an int");
+    IFLAME_REQUIRE(v->is(K::Int), file_, ": tensor '", what, "': ", field, " is a ", v->kind_name(), ", expected an int");
     return v->integer;
   }
 
   // Rebuilds the tensor of a _rebuild_tensor_v2 node as a contiguous CPU tensor
   // (f32 for floating storages, i32 for integer ones).
   Tensor tensor(const PickleValue* v, const std::string& what, bool floating_only) {
-    IFLAME_CHECK(v->is(K::Reduce) && v->text == "torch._utils._rebuild_tensor_v2", file_, ": '", what,
+    IFLAME_REQUIRE(v->is(K::Reduce) && v->text == "torch._utils._rebuild_tensor_v2", file_, ": '", what,
                  "' is a ", v->kind_name(), " ", v->text, ", expected a tensor");
-    IFLAME_CHECK(v->items.size() >= 4, file_, ": tensor '", what, "': _rebuild_tensor_v2 has ", v->items.size(),
+    IFLAME_REQUIRE(v->items.size() >= 4, file_, ": tensor '", what, "': _rebuild_tensor_v2 has ", v->items.size(),
                  " arguments, expected at least 4");
     const PickleValue* pid = v->items[0];
-    IFLAME_CHECK(pid->is(K::PersistentId) && pid->items.size() == 1 && pid->items[0]->is(K::Tuple) &&
+    IFLAME_REQUIRE(pid->is(K::PersistentId) && pid->items.size() == 1 && pid->items[0]->is(K::Tuple) &&
                      pid->items[0]->items.size() == 5,
                  file_, ": tensor '", what, "': storage is not a persistent id ('storage', type, key, location, numel)");
     const auto& id = pid->items[0]->items;
-    IFLAME_CHECK(id[0]->is(K::String) && id[0]->text == "storage" && id[1]->is(K::Global) && id[2]->is(K::String),
+    IFLAME_REQUIRE(id[0]->is(K::String) && id[0]->text == "storage" && id[1]->is(K::Global) && id[2]->is(K::String),
                  file_, ": tensor '", what, "': malformed storage persistent id");
     const StorageInfo* info = nullptr;
     for (const StorageInfo& s : kStorages)
       if (id[1]->text == s.global) info = &s;
-    IFLAME_CHECK(info != nullptr, file_, ": tensor '", what, "': unsupported storage type ", id[1]->text);
-    IFLAME_CHECK(info->floating || !floating_only, file_, ": tensor '", what, "' has an integer storage (",
+    IFLAME_REQUIRE(info != nullptr, file_, ": tensor '", what, "': unsupported storage type ", id[1]->text);
+    IFLAME_REQUIRE(info->floating || !floating_only, file_, ": tensor '", what, "' has an integer storage (",
                  id[1]->text, "); model weights must be floating point");
     const int64_t storage_numel = int_arg(id[4], what, "storage size");
     const int64_t offset = int_arg(v->items[1], what, "storage offset");
     const PickleValue* size_v = v->items[2];
     const PickleValue* stride_v = v->items[3];
-    IFLAME_CHECK(size_v->is(K::Tuple) && stride_v->is(K::Tuple) && size_v->items.size() == stride_v->items.size() &&
+    IFLAME_REQUIRE(size_v->is(K::Tuple) && stride_v->is(K::Tuple) && size_v->items.size() == stride_v->items.size() &&
                      size_v->items.size() <= 16,
                  file_, ": tensor '", what, "': malformed size/stride tuples");
     const std::string entry_name = prefix_ + "data/" + id[2]->text;
     const ZipEntry* entry = zip_.find(entry_name);
-    IFLAME_CHECK(entry != nullptr, file_, ": tensor '", what, "': storage entry '", entry_name, "' is missing");
-    IFLAME_CHECK(storage_numel >= 0 && uint64_t(storage_numel) <= entry->size / info->item, file_, ": tensor '",
+    IFLAME_REQUIRE(entry != nullptr, file_, ": tensor '", what, "': storage entry '", entry_name, "' is missing");
+    IFLAME_REQUIRE(storage_numel >= 0 && uint64_t(storage_numel) <= entry->size / info->item, file_, ": tensor '",
                  what, "': storage of ", storage_numel, " elements does not fit in entry '", entry_name, "' (",
                  entry->size, " bytes)");
 
@@ -175,26 +175,26 @@ class Loader {
     for (size_t d = 0; d < size_v->items.size(); d++) {
       shape.push_back(int_arg(size_v->items[d], what, "size"));
       stride.push_back(int_arg(stride_v->items[d], what, "stride"));
-      IFLAME_CHECK(shape[d] >= 0 && shape[d] <= storage_numel && stride[d] >= 0 && stride[d] <= storage_numel,
+      IFLAME_REQUIRE(shape[d] >= 0 && shape[d] <= storage_numel && stride[d] >= 0 && stride[d] <= storage_numel,
                    file_, ": tensor '", what, "': size ", shape[d], " / stride ", stride[d], " of dim ", d,
                    " is outside its storage of ", storage_numel, " elements");
       if (shape[d] == 0) empty = true;
     }
-    IFLAME_CHECK(offset >= 0 && offset <= storage_numel, file_, ": tensor '", what, "': storage offset ", offset,
+    IFLAME_REQUIRE(offset >= 0 && offset <= storage_numel, file_, ": tensor '", what, "': storage offset ", offset,
                  " is outside its storage of ", storage_numel, " elements");
     if (!empty) {
       for (size_t d = 0; d < shape.size(); d++) {
-        IFLAME_CHECK(numel <= storage_numel / shape[d], file_, ": tensor '", what, "' of size ", shape_str(shape),
+        IFLAME_REQUIRE(numel <= storage_numel / shape[d], file_, ": tensor '", what, "' of size ", shape_str(shape),
                      " has more elements than its storage (", storage_numel, ")");
         numel *= shape[d];
         // (shape - 1) * stride < storage_numel - last, without overflow
         const int64_t room = storage_numel - last;
-        IFLAME_CHECK(stride[d] == 0 || shape[d] - 1 < (room + stride[d] - 1) / stride[d], file_, ": tensor '",
+        IFLAME_REQUIRE(stride[d] == 0 || shape[d] - 1 < (room + stride[d] - 1) / stride[d], file_, ": tensor '",
                      what, "' (size ", shape_str(shape), ", stride ", shape_str(stride), ", offset ", offset, ") reaches past its storage of ",
                      storage_numel, " elements");
         last += (shape[d] - 1) * stride[d];
       }
-      IFLAME_CHECK(last < storage_numel, file_, ": tensor '", what, "': offset ", offset,
+      IFLAME_REQUIRE(last < storage_numel, file_, ": tensor '", what, "': offset ", offset,
                    " is past its storage of ", storage_numel, " elements");
     } else {
       numel = 0;
@@ -228,7 +228,7 @@ class Loader {
         case StorageType::I32: std::memcpy(out.data<int32_t>() + i, p, 4); break;
         case StorageType::I64: {
           int64_t x = static_cast<int64_t>(load_u64le(p));
-          IFLAME_CHECK(x >= INT32_MIN && x <= INT32_MAX, file_, ": tensor '", what, "': int64 value ", x,
+          IFLAME_REQUIRE(x >= INT32_MIN && x <= INT32_MAX, file_, ": tensor '", what, "': int64 value ", x,
                        " does not fit in int32");
           out.data<int32_t>()[i] = static_cast<int32_t>(x);
           break;
@@ -246,7 +246,7 @@ class Loader {
 
   double scalar_tensor(const PickleValue* v, const std::string& what) {
     Tensor t = tensor(v, what, false);
-    IFLAME_CHECK(t.numel() == 1, file_, ": '", what, "' is a tensor of size ", shape_str(t.shape()),
+    IFLAME_REQUIRE(t.numel() == 1, file_, ": '", what, "' is a tensor of size ", shape_str(t.shape()),
                  ", expected one value");
     return t.dtype() == DType::F32 ? double(t.data<float>()[0]) : double(t.data<int32_t>()[0]);
   }
@@ -254,15 +254,15 @@ class Loader {
   void read_optimizer(const PickleValue& opt, TorchCheckpoint& ck) {
     ck.has_optimizer = true;
     if (const PickleValue* state = opt.get("state")) {
-      IFLAME_CHECK(state->is(K::Dict), file_, ": optimizer state is a ", state->kind_name(), ", expected a dict");
+      IFLAME_REQUIRE(state->is(K::Dict), file_, ": optimizer state is a ", state->kind_name(), ", expected a dict");
       for (const auto& kv : state->entries) {
-        IFLAME_CHECK(kv.first->is(K::Int) && kv.second->is(K::Dict), file_,
+        IFLAME_REQUIRE(kv.first->is(K::Int) && kv.second->is(K::Dict), file_,
                      ": optimizer state entries must map an int index to a dict");
         TorchOptimizerEntry e;
         e.index = kv.first->integer;
-        IFLAME_CHECK(ck.find_state(e.index) == nullptr, file_, ": optimizer index ", e.index, " appears twice");
+        IFLAME_REQUIRE(ck.find_state(e.index) == nullptr, file_, ": optimizer index ", e.index, " appears twice");
         for (const auto& f : kv.second->entries) {
-          IFLAME_CHECK(f.first->is(K::String), file_, ": optimizer state ", e.index, " has a non-string key");
+          IFLAME_REQUIRE(f.first->is(K::String), file_, ": optimizer state ", e.index, " has a non-string key");
           const std::string& key = f.first->text;
           const std::string what = str("optimizer state ", e.index, " ", key);
           if (f.second->is(K::Reduce)) e.tensors.emplace_back(key, tensor(f.second, what, false));
@@ -282,19 +282,19 @@ class Loader {
                 [](const TorchOptimizerEntry& a, const TorchOptimizerEntry& b) { return a.index < b.index; });
     }
     if (const PickleValue* groups = opt.get("param_groups")) {
-      IFLAME_CHECK(groups->is(K::List), file_, ": optimizer param_groups is a ", groups->kind_name(),
+      IFLAME_REQUIRE(groups->is(K::List), file_, ": optimizer param_groups is a ", groups->kind_name(),
                    ", expected a list");
       for (const PickleValue* g : groups->items) {
-        IFLAME_CHECK(g->is(K::Dict), file_, ": an optimizer param group is a ", g->kind_name(), ", expected a dict");
+        IFLAME_REQUIRE(g->is(K::Dict), file_, ": an optimizer param group is a ", g->kind_name(), ", expected a dict");
         TorchParamGroup pg;
         for (const auto& kv : g->entries) {
           if (!kv.first->is(K::String)) continue;
           const std::string& key = kv.first->text;
           const PickleValue* val = kv.second;
           if (key == "params") {
-            IFLAME_CHECK(val->is(K::List), file_, ": optimizer param group 'params' is a ", val->kind_name());
+            IFLAME_REQUIRE(val->is(K::List), file_, ": optimizer param group 'params' is a ", val->kind_name());
             for (const PickleValue* p : val->items) {
-              IFLAME_CHECK(p->is(K::Int), file_, ": optimizer param group 'params' holds a ", p->kind_name());
+              IFLAME_REQUIRE(p->is(K::Int), file_, ": optimizer param group 'params' holds a ", p->kind_name());
               pg.params.push_back(p->integer);
             }
           } else if (val->is_number()) {

@@ -8,17 +8,23 @@
 // tests/test_util.h). Where no GPU is usable the runner leaves that suite out, so
 // doctest's summary counts those cases as skipped rather than passed, and says
 // so on one line first; with a GPU every case runs.
+//
+// Training runs refuse a run folder that already holds a run (training/
+// run_folder.h), so the folders the training tests write are cleared once
+// here, before any test runs: each run of the suite starts from none.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "core/device.h"
 #include "ops/kernel_choices.h"
 
 int main(int argc, char** argv) {
   iflame::ops::read_kernel_choices_from_environment();
+  for (const char* runs : {"build/test_runs", "build/test_dist_runs"}) std::filesystem::remove_all(runs);
   doctest::Context context(argc, argv);
   if (!iflame::cuda_available()) {
     int gpu_cases = 0;

@@ -402,7 +402,9 @@ TEST_CASE("eval: ./evaluate on folders and on a dataset split, JSON report, erro
   CHECK(j.find("generated")->find("files")->number == 5);
   CHECK(j.find("cov")->number == 1.0);
   CHECK(j.find("validity")->find("status_known")->number == 2);
-  CHECK(j.find("validity")->find("closed_with_end")->number == doctest::Approx(4.0 / 5.0));  // m01 open, 3 assumed closed
+  // Of the 2 files with a record, m00 closed and m01 did not; the other 3 are unknown, not closed.
+  CHECK(j.find("validity")->find("closed_with_end")->number == doctest::Approx(0.5));
+  CHECK(j.find("validity")->find("status_unknown")->number == 3);
   CHECK(j.find("validity")->find("no_cleaning")->number == doctest::Approx(0.5));
   REQUIRE(run_evaluate({root + "/gen", "--dataset", root + "/ds.npy", "--reference-split", "all", "--device", "cpu",
                         "--points", "64", "--json", root + "/report3.json"}) == 0);

@@ -394,9 +394,10 @@ TEST_CASE("sample: ./sample on the tiny golden checkpoint writes valid OBJ files
     for (const auto& v : m.vertices)
       for (float c : v) CHECK(std::fabs(c) <= 0.5f);
   }
-  // Continuing a prompt, PLY output.
+  // Continuing a prompt, PLY output, into the same folder (--overwrite clears the first run's samples).
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "--max-faces", "32", "--prompt",
-                 golden("meshes/tatami.obj"), "--out", out, "--format", "ply", "--device", "cpu"}) == 0);
+                 golden("meshes/tatami.obj"), "--out", out, "--format", "ply", "--device", "cpu", "--overwrite"}) == 0);
+  CHECK_FALSE(std::filesystem::exists(out + "/sample_0001.obj"));
   Mesh cont = read_ply(out + "/sample_0000.ply");
   CHECK(cont.faces.size() >= 20);  // the prompt's 28 faces, minus any the cleaner drops (none expected)
   CHECK(run_cli({"--help"}) == 0);

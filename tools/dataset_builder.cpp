@@ -13,7 +13,9 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "data/json.h"
+#include "data/text_scan.h"
 #include "data/tokenize.h"
 
 namespace iflame {
@@ -30,13 +32,13 @@ std::vector<BuildInput> collect_inputs(const std::vector<std::string>& paths) {
   std::vector<BuildInput> out;
   for (const std::string& p : paths) {
     std::error_code ec;
-    IFLAME_CHECK(fs::exists(p, ec), p, ": no such file or directory");
+    IFLAME_REQUIRE(fs::exists(p, ec), "no such file or folder: ", p);
     if (fs::is_directory(p, ec)) {
       std::vector<std::string> found;
       for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
            it.increment(ec))
         if (it->is_regular_file() && is_mesh_extension(it->path())) found.push_back(it->path().string());
-      IFLAME_CHECK(!ec, p, ": cannot list: ", ec.message());
+      IFLAME_REQUIRE(!ec, p, ": cannot list: ", ec.message());
       std::sort(found.begin(), found.end());
       for (const auto& f : found) out.push_back({f, fs::path(f).stem().string(), ""});
     } else {
@@ -47,12 +49,17 @@ std::vector<BuildInput> collect_inputs(const std::vector<std::string>& paths) {
 }
 
 std::vector<BuildInput> read_input_list(const std::string& list_path) {
+  require_readable_file(list_path, "--list");
   std::ifstream in(list_path);
-  IFLAME_CHECK(in, "cannot open ", list_path);
+  IFLAME_REQUIRE(in, "cannot open ", list_path);
   std::vector<BuildInput> out;
   std::string line;
-  while (std::getline(in, line)) {
+  for (int64_t number = 1; std::getline(in, line); number++) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t binary = scan::first_binary_byte(line);
+    IFLAME_REQUIRE(binary == std::string::npos, list_path, ":", number,
+                   ": not a text list of mesh files (byte ", scan::hex_byte(line[binary]), " at column ", binary + 1,
+                   ")");
     if (line.empty() || line[0] == '#') continue;
     std::vector<std::string> cols;
     size_t start = 0;
@@ -262,6 +269,8 @@ BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::stri
     entries.push_back(std::move(e));
   }
   report.kept = static_cast<int64_t>(entries.size());
+  IFLAME_REQUIRE(report.kept > 0, "no mesh of the ", n, " inputs was kept, so nothing was written to ", out_npy,
+                 "\n", report.text());
   write_dataset(out_npy, entries, opt.max_faces, report.json());
   return report;
 }

@@ -20,6 +20,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/flags.h"
+#include "core/paths.h"
 #include "data/dataset.h"
 #include "data/json.h"
 #include "data/mesh.h"
@@ -65,37 +66,29 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError(str(flag, " needs a value"));
-      return argv[++i];
-    };
-    if (flag == "--help" || flag == "-h") o.help = true;
-    else if (flag == "--dataset") o.dataset = value();
-    else if (flag == "--reference-split") {
-      o.split = value();
-      if (o.split != "train" && o.split != "val" && o.split != "all")
-        throw UsageError(str(flag, ": expected train, val or all, got '", o.split, "'"));
-    } else if (flag == "--reference-folder") o.reference_folder = value();
-    else if (flag == "--generated-split") {
-      o.generated_split = value();
-      if (o.generated_split != "train" && o.generated_split != "val" && o.generated_split != "all")
-        throw UsageError(str(flag, ": expected train, val or all, got '", o.generated_split, "'"));
-    }
-    else if (flag == "--sample-summary") o.summary = value();
-    else if (flag == "--device") {
-      o.device = value();
-      if (o.device != "cpu" && o.device != "cuda") throw UsageError(str(flag, ": expected cpu or cuda, got '", o.device, "'"));
-    } else if (flag == "--points") o.points = int(flag_integer(flag, value(), 1, 1 << 20));
-    else if (flag == "--seed") o.seed = uint64_t(flag_integer(flag, value(), 0, INT64_MAX));
-    else if (flag == "--max-meshes") o.max_meshes = flag_integer(flag, value(), 1, INT64_MAX);
-    else if (flag == "--resolution") o.resolution = int(flag_integer(flag, value(), 1, 512));
-    else if (flag == "--json") o.json = value();
-    else if (!flag.empty() && flag[0] == '-') throw UsageError(str("unknown flag '", flag, "' (see --help)"));
-    else if (o.generated.empty()) o.generated = flag;
-    else throw UsageError(str("one generated folder expected, got '", o.generated, "' and '", flag, "'"));
+  FlagReader f("evaluate", argc, argv);
+  std::vector<std::string> generated;
+  bool dataset_given = false;
+  while (f.next()) {
+    if (f.is_help()) o.help = true;
+    else if (f.is("--dataset")) o.dataset = f.text(), dataset_given = true;
+    else if (f.is("--reference-split")) o.split = f.choice({"train", "val", "all"});
+    else if (f.is("--reference-folder")) o.reference_folder = f.text();
+    else if (f.is("--generated-split")) o.generated_split = f.choice({"train", "val", "all"});
+    else if (f.is("--sample-summary")) o.summary = f.text();
+    else if (f.is("--device")) o.device = f.choice({"cpu", "cuda"});
+    else if (f.is("--points")) o.points = f.integer<int>(1, 1 << 20);
+    else if (f.is("--seed")) o.seed = f.integer<uint64_t>(0);
+    else if (f.is("--max-meshes")) o.max_meshes = f.integer<int64_t>(1);
+    else if (f.is("--resolution")) o.resolution = f.integer<int>(1, 512);
+    else if (f.is("--json")) o.json = f.text();
+    else f.positional_or_unknown(generated);
   }
+  if (generated.size() > 1)
+    throw UsageError(str("one generated folder expected, got '", generated[0], "' and '", generated[1], "'"));
+  if (!generated.empty()) o.generated = generated[0];
+  if (dataset_given && !o.reference_folder.empty() && o.generated_split.empty())
+    throw UsageError("--dataset and --reference-folder both name the references: give one");
   return o;
 }
 
@@ -107,12 +100,13 @@ bool is_mesh_file(const std::filesystem::path& p) {
 
 // Mesh files directly in `dir`, by name; the first max_meshes when > 0.
 std::vector<std::string> list_meshes(const std::string& dir, int64_t max_meshes, const char* what) {
-  IFLAME_CHECK(std::filesystem::is_directory(dir), what, " folder '", dir, "' does not exist or is not a folder");
+  IFLAME_REQUIRE(std::filesystem::exists(dir), what, " folder: no such folder: ", dir);
+  IFLAME_REQUIRE(std::filesystem::is_directory(dir), what, " folder ", dir, " is a file, not a folder");
   std::vector<std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.is_regular_file() && is_mesh_file(e.path())) files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
-  IFLAME_CHECK(!files.empty(), what, " folder '", dir, "' holds no .obj, .ply, .stl or .off file");
+  IFLAME_REQUIRE(!files.empty(), what, " folder '", dir, "' holds no .obj, .ply, .stl or .off file");
   if (max_meshes > 0 && int64_t(files.size()) > max_meshes) files.resize(size_t(max_meshes));
   return files;
 }
@@ -126,8 +120,9 @@ std::vector<EvalMesh> read_meshes(const std::vector<std::string>& files) {
 
 // samples.jsonl: {"file": NAME, "status": ..., "ended": bool, "dropped_*": n} per line.
 std::map<std::string, SampleRecord> read_summary(const std::string& path) {
+  require_readable_file(path, "sample summary");
   std::ifstream in(path);
-  IFLAME_CHECK(in.good(), "cannot read sample summary '", path, "'");
+  IFLAME_REQUIRE(in.good(), "cannot read sample summary '", path, "'");
   std::map<std::string, SampleRecord> records;
   std::string line;
   for (int number = 1; std::getline(in, line); number++) {
@@ -135,14 +130,14 @@ std::map<std::string, SampleRecord> read_summary(const std::string& path) {
     const JsonValue v = parse_json(line, str(path, " line ", number));
     const JsonValue* file = v.find("file");
     const JsonValue* ended = v.find("ended");
-    IFLAME_CHECK(file && file->kind == JsonValue::Kind::String && ended && ended->kind == JsonValue::Kind::Bool,
+    IFLAME_REQUIRE(file && file->kind == JsonValue::Kind::String && ended && ended->kind == JsonValue::Kind::Bool,
                  path, " line ", number, ": expected \"file\" (string) and \"ended\" (bool)");
     SampleRecord r;
     r.known = true;
     r.ended = ended->boolean;
     for (const char* key : {"dropped_incomplete", "dropped_invalid", "dropped_degenerate", "dropped_duplicate"}) {
       const JsonValue* d = v.find(key);
-      IFLAME_CHECK(d && d->kind == JsonValue::Kind::Number, path, " line ", number, ": expected \"", key,
+      IFLAME_REQUIRE(d && d->kind == JsonValue::Kind::Number, path, " line ", number, ": expected \"", key,
                    "\" (number)");
       if (d->number > 0) r.cleaned = true;
     }
@@ -168,11 +163,12 @@ std::string json_number(double x) {
 // The meshes of one split of a dataset, as triangle lists in the unit cube.
 std::vector<std::vector<Triangle>> dataset_split(const std::string& path, const std::string& split,
                                                   int64_t max_meshes) {
-  IFLAME_CHECK(std::filesystem::is_regular_file(path), "dataset '", path,
-               "' does not exist (make data builds data/furniture.npy; or give --dataset / --reference-folder)");
+  IFLAME_REQUIRE(std::filesystem::exists(path), "no such file: ", path,
+                 " (make data builds data/furniture.npy; or give --dataset / --reference-folder)");
+  require_readable_file(path, "dataset");
   MeshDataset ds(path);
   std::vector<int64_t> idx = ds.indices(split == "all" ? "" : split);
-  IFLAME_CHECK(!idx.empty(), path, ": no usable meshes in the '", split, "' split",
+  IFLAME_REQUIRE(!idx.empty(), path, ": no usable meshes in the '", split, "' split",
                ds.has_sidecar() ? "" : " (no sidecar: every mesh counts as train; try the split all)");
   if (max_meshes > 0 && int64_t(idx.size()) > max_meshes) idx.resize(size_t(max_meshes));
   std::vector<std::vector<Triangle>> out;
@@ -214,7 +210,7 @@ int run(const Options& o) {
     throw UsageError("give one generated set: a folder, or --generated-split (see --help)");
   Device device = Device::CPU;
   if (o.device == "cuda") {
-    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu evaluates on the CPU)");
+    IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu evaluates on the CPU)");
     device = Device::CUDA;
   } else if (o.device.empty() && cuda_available()) {
     device = Device::CUDA;
@@ -242,6 +238,11 @@ int run(const Options& o) {
   if (summary_path.empty() && !o.generated.empty() &&
       std::filesystem::is_regular_file(o.generated + "/samples.jsonl"))
     summary_path = o.generated + "/samples.jsonl";
+  if (!o.json.empty()) {  // the report never replaces an input
+    std::vector<std::string> inputs = gen_files;
+    for (const std::string& in : {o.dataset, summary_path}) inputs.push_back(in);
+    refuse_output_over_input(o.json, inputs, "--json");
+  }
   std::vector<SampleRecord> records;
   if (!summary_path.empty()) {
     const std::map<std::string, SampleRecord> by_name = read_summary(summary_path);
@@ -258,6 +259,7 @@ int run(const Options& o) {
   int64_t references_read = 0;
   if (!o.reference_folder.empty()) {
     const std::vector<std::string> ref_files = list_meshes(o.reference_folder, o.max_meshes, "reference");
+    if (!o.json.empty()) refuse_output_over_input(o.json, ref_files, "--json");
     say(str("reading ", ref_files.size(), " reference meshes from ", o.reference_folder));
     const std::vector<EvalMesh> refs = read_meshes(ref_files);
     references_read = int64_t(refs.size());
@@ -270,8 +272,8 @@ int run(const Options& o) {
     reference_desc = str(o.split, " split of ", o.dataset);
   }
   const std::vector<std::vector<Triangle>> samples = nonempty(generated);
-  IFLAME_CHECK(!samples.empty(), "no generated mesh in '", generated_desc, "' has a face left after cleaning");
-  IFLAME_CHECK(!references.empty(), "no reference mesh has a face (", reference_desc, ")");
+  IFLAME_REQUIRE(!samples.empty(), "no generated mesh in '", generated_desc, "' has a face left after cleaning");
+  IFLAME_REQUIRE(!references.empty(), "no reference mesh has a face (", reference_desc, ")");
 
   // Point clouds and metrics.
   say(str("sampling point clouds: ", o.points, " points on each of ", samples.size(), " generated and ",
@@ -292,8 +294,9 @@ int run(const Options& o) {
   // Validity shares over all generated files.
   const double n = double(validity.meshes);
   const int64_t unknown = validity.meshes - validity.status_known;
-  const double closed = (double(validity.ended) + double(unknown)) / n;  // files without a record count as closed
   const bool status_known = validity.status_known > 0;
+  // Among files with a ./sample record; a file without one is unknown, never counted as closed.
+  const double closed = status_known ? double(validity.ended) / double(validity.status_known) : NAN;
   int64_t no_cleaning = 0;  // among files with a record: neither ./sample nor the evaluator cleaned
   for (size_t i = 0; i < records.size(); i++)
     no_cleaning += records[i].known && !records[i].cleaned && !generated[i].needed_cleaning();
@@ -314,9 +317,12 @@ int run(const Options& o) {
   if (m.identical_pairs > 0)
     std::printf("%-34s %12lld   (skipped as 1-NNA neighbours)\n", "identical sample/reference pairs",
                 (long long)m.identical_pairs);
-  std::printf("\n%-34s %12.4f   %s\n", "closed with END", closed,
-              status_known ? str("(", validity.status_known, " files with a ./sample record)").c_str()
-                           : "(assumed: no ./sample record)");
+  if (status_known)
+    std::printf("\n%-34s %12.4f   (of %lld files with a ./sample record%s)\n", "closed with END", closed,
+                (long long)validity.status_known,
+                unknown > 0 ? str("; ", unknown, " without one: unknown").c_str() : "");
+  else
+    std::printf("\n%-34s %12s   (no ./sample record)\n", "closed with END", "unknown");
   std::printf("%-34s %12.4f\n", ">= 1 face after cleaning", double(validity.with_faces) / n);
   if (status_known)
     std::printf("%-34s %12.4f   (of %lld with a record)\n", "needed no cleaning", no_cleaning_share,
@@ -342,7 +348,7 @@ int run(const Options& o) {
       << "  \"jsd\": " << json_number(jsd) << ", \"jsd_resolution\": " << o.resolution
       << ", \"identical_pairs\": " << m.identical_pairs << ",\n"
       << "  \"validity\": {\"closed_with_end\": " << json_number(closed)
-      << ", \"status_known\": " << validity.status_known
+      << ", \"status_known\": " << validity.status_known << ", \"status_unknown\": " << unknown
       << ", \"with_faces\": " << json_number(double(validity.with_faces) / n)
       << ", \"no_cleaning\": " << json_number(no_cleaning_share)
       << ", \"clean_files\": " << json_number(double(validity.clean_files) / n)
@@ -354,14 +360,14 @@ int run(const Options& o) {
     const std::string tmp = o.json + ".tmp";
     {
       std::ofstream f(tmp, std::ios::trunc);
-      IFLAME_CHECK(f.good(), "cannot write --json file '", o.json, "'");
+      IFLAME_REQUIRE(f.good(), "cannot write --json file '", o.json, "'");
       f << j.str();
       f.flush();
-      IFLAME_CHECK(f.good(), "cannot write --json file '", o.json, "'");
+      IFLAME_REQUIRE(f.good(), "cannot write --json file '", o.json, "'");
     }
     std::error_code ec;
     std::filesystem::rename(tmp, o.json, ec);
-    IFLAME_CHECK(!ec, "cannot write --json file '", o.json, "': ", ec.message());
+    IFLAME_REQUIRE(!ec, "cannot write --json file '", o.json, "': ", ec.message());
   }
   return 0;
 }
@@ -369,26 +375,14 @@ int run(const Options& o) {
 }  // namespace
 
 int evaluate_main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "evaluate: %s\n", e.what());
-    return 2;
-  }
-  if (o.help) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
-  try {
+  return run_program("evaluate", [&] {
+    const Options o = parse(argc, argv);
+    if (o.help) {
+      std::printf("%s", kUsage);
+      return 0;
+    }
     return run(o);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "evaluate: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "evaluate: %s\n", e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace iflame

@@ -201,12 +201,12 @@ static bool is_mesh_file(const std::filesystem::path& p) {
 std::vector<std::string> list_mesh_files(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  IFLAME_CHECK(fs::exists(path, ec), "'", path, "' does not exist");
+  IFLAME_REQUIRE(fs::exists(path, ec), "no such file or folder: ", path);
   if (!fs::is_directory(path, ec)) return {path};
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(path, ec))
     if (entry.is_regular_file() && is_mesh_file(entry.path())) files.push_back(entry.path().string());
-  IFLAME_CHECK(!ec, "cannot list '", path, "': ", ec.message());
+  IFLAME_REQUIRE(!ec, "cannot list '", path, "': ", ec.message());
   std::sort(files.begin(), files.end());
   return files;
 }

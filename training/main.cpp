@@ -6,6 +6,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "ops/kernel_choices.h"
+#include "core/flags.h"
 #include "training/benchmark.h"
 #include "training/distributed.h"
 #include "training/launcher.h"
@@ -50,15 +51,15 @@ int main(int argc, char** argv) {
       if (dist.mpi) {
         int mpi_rank = 0, mpi_size = 0;
         mpi_start(mpi_rank, mpi_size);
-        IFLAME_CHECK(mpi_rank == dist.rank && mpi_size == dist.world_size, "MPI says rank ", mpi_rank, " of ",
+        IFLAME_REQUIRE(mpi_rank == dist.rank && mpi_size == dist.world_size, "MPI says rank ", mpi_rank, " of ",
                      mpi_size, ", the environment rank ", dist.rank, " of ", dist.world_size);
       }
       if (!nccl_built())  // throws, saying what this build lacks (CUDA or NCCL)
         make_nccl_communicator(dist.rank, dist.world_size, dist.rendezvous, 0);
-      IFLAME_CHECK(config.device != "cpu", "data-parallel training (", dist.world_size,
+      IFLAME_REQUIRE(config.device != "cpu", "data-parallel training (", dist.world_size,
                    " processes) runs over NCCL and needs --device cuda");
       const int gpus = cuda_device_count();
-      IFLAME_CHECK(gpus > 0, "data-parallel training needs a GPU, and none is usable (",
+      IFLAME_REQUIRE(gpus > 0, "data-parallel training needs a GPU, and none is usable (",
                    cuda_unavailable_reason(), ")");
       const int local = dist.local_rank >= 0 ? dist.local_rank : dist.rank;
       cuda_set_device(local % gpus);  // before any other GPU work
@@ -75,8 +76,10 @@ int main(int argc, char** argv) {
     mpi_finish();
     return rc;
   } catch (const std::exception& e) {
-    if (rank > 0) std::fprintf(stderr, "train (rank %d): error: %s\n", rank, e.what());
-    else std::fprintf(stderr, "train: error: %s\n", e.what());
-    return 2;
+    // Bad usage (flags, a run folder that holds a run) is status 2, anything else 1 (core/flags.h).
+    const bool usage = dynamic_cast<const UsageError*>(&e) != nullptr;
+    const std::string who = rank > 0 ? str("train (rank ", rank, ")") : std::string("train");
+    std::fprintf(stderr, "%s: %s%s\n", who.c_str(), usage ? "" : "error: ", e.what());
+    return usage ? 2 : 1;
   }
 }

@@ -89,16 +89,16 @@ void MuonAdamW::step(float lr) {
 
 namespace {
 void copy_state(Tensor& dst, const Tensor& src, const std::string& what, const std::string& source) {
-  IFLAME_CHECK(src.defined(), source, ": optimizer state has no ", what);
-  IFLAME_CHECK(src.shape() == dst.shape(), source, ": ", what, " has shape ", shape_str(src.shape()),
+  IFLAME_REQUIRE(src.defined(), source, ": optimizer state has no ", what);
+  IFLAME_REQUIRE(src.shape() == dst.shape(), source, ": ", what, " has shape ", shape_str(src.shape()),
                ", expected ", shape_str(dst.shape()));
   dst.copy_from(src);
 }
 }  // namespace
 
 void MuonAdamW::load_torch_state(const TorchCheckpoint& ckpt, const std::string& source) {
-  IFLAME_CHECK(ckpt.has_optimizer, source, ": no optimizer_state_dict to resume from");
-  IFLAME_CHECK(ckpt.param_groups.size() == 1, source, ": expected one optimizer parameter group, found ",
+  IFLAME_REQUIRE(ckpt.has_optimizer, source, ": no optimizer_state_dict to resume from");
+  IFLAME_REQUIRE(ckpt.param_groups.size() == 1, source, ": expected one optimizer parameter group, found ",
                ckpt.param_groups.size());
   const auto& h = ckpt.param_groups[0].hyper;
   auto take = [&](const char* key, float& field) {
@@ -116,17 +116,17 @@ void MuonAdamW::load_torch_state(const TorchCheckpoint& ckpt, const std::string&
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : ckpt.model) shapes.push_back({name, t.shape()});
   std::vector<std::string> order = optimizer_param_order(shapes);
-  IFLAME_CHECK(order.size() == slots_.size(), source, ": the checkpoint's optimizer covers ", order.size(),
+  IFLAME_REQUIRE(order.size() == slots_.size(), source, ": the checkpoint's optimizer covers ", order.size(),
                " parameters, this model has ", slots_.size());
   for (const TorchOptimizerEntry& e : ckpt.optimizer_state) {
-    IFLAME_CHECK(e.index >= 0 && e.index < static_cast<int64_t>(order.size()), source,
+    IFLAME_REQUIRE(e.index >= 0 && e.index < static_cast<int64_t>(order.size()), source,
                  ": optimizer state index ", e.index, " out of range");
     const std::string& name = order[e.index];
     Slot* slot = nullptr;
     for (Slot& s : slots_)
       if (s.name == name) slot = &s;
-    IFLAME_CHECK(slot, source, ": optimizer state for unknown parameter ", name);
-    IFLAME_CHECK(slot->muon == e.use_muon, source, ": parameter ", name, " is ",
+    IFLAME_REQUIRE(slot, source, ": optimizer state for unknown parameter ", name);
+    IFLAME_REQUIRE(slot->muon == e.use_muon, source, ": parameter ", name, " is ",
                  slot->muon ? "Muon" : "AdamW", " here but ", e.use_muon ? "Muon" : "AdamW", " in the file");
     if (slot->muon) {
       copy_state(slot->momentum, e.momentum_buffer, "momentum_buffer of " + name, source);
@@ -154,7 +154,7 @@ void MuonAdamW::load_from_checkpoint(const CheckpointData& ckpt, const std::stri
   for (Slot& s : slots_) {
     auto get = [&](const std::string& key) -> const Tensor& {
       const Tensor* t = ckpt.find_tensor(key);
-      IFLAME_CHECK(t, source, ": checkpoint has no optimizer state '", key, "'");
+      IFLAME_REQUIRE(t, source, ": checkpoint has no optimizer state '", key, "'");
       return *t;
     };
     if (s.muon) {
@@ -162,9 +162,7 @@ void MuonAdamW::load_from_checkpoint(const CheckpointData& ckpt, const std::stri
     } else {
       copy_state(s.moment1, get("opt.m/" + s.name), "opt.m/" + s.name, source);
       copy_state(s.moment2, get("opt.v/" + s.name), "opt.v/" + s.name, source);
-      const std::string* step = ckpt.find_meta("opt.step/" + s.name);
-      IFLAME_CHECK(step, source, ": checkpoint has no 'opt.step/", s.name, "'");
-      s.step = std::stoll(*step);
+      s.step = ckpt.meta_integer("opt.step/" + s.name, source, 0);
     }
   }
 }

@@ -10,6 +10,10 @@
 namespace iflame {
 
 std::string TrainConfig::run_dir() const {
+  if (name.empty() && !resume.empty()) {  // a resumed run continues in its checkpoint's folder
+    const size_t slash = resume.find_last_of('/');
+    return slash == std::string::npos ? "." : resume.substr(0, slash);
+  }
   std::string n = name;
   if (n.empty()) {
     std::string stem = dataset.substr(dataset.find_last_of('/') + 1);
@@ -28,7 +32,7 @@ Device TrainConfig::resolved_device() const {
   Device d = device.empty() ? (cuda_available() ? Device::CUDA : Device::CPU)
                             : (device == "cuda" ? Device::CUDA : Device::CPU);
   if (d == Device::CUDA)
-    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu trains on the CPU)");
+    IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu trains on the CPU)");
   return d;
 }
 
@@ -37,10 +41,7 @@ DType TrainConfig::muon_ns_dtype(Device d) const {
   return muon_ns == "bf16" ? DType::BF16 : DType::F32;
 }
 
-DType TrainConfig::resolved_matmul(Device d) const {
-  if (precision.empty()) return d == Device::CUDA ? DType::BF16 : DType::F32;
-  return precision == "f32" ? DType::F32 : DType::BF16;
-}
+DType TrainConfig::resolved_matmul(Device d) const { return precision_matmul(precision, d); }
 
 ForwardContext TrainConfig::forward_context(Device d) const {
   ForwardContext ctx;
@@ -101,9 +102,7 @@ schedule
                         runs it (on the GPU's tensor cores)
                         [bf16 with bf16 products on the GPU, else f32]
 precision and device
-  --precision P         bf16: bf16 products (f32 sums) and bf16 tensors inside the
-                        blocks, f32 residual stream; bf16-matmul: bf16 products only;
-                        f32: everything f32      [bf16 on the GPU, f32 on the CPU]
+  --precision P         )" + precision_help(24) + R"(
   --device D            cuda or cpu                 [cuda when a GPU is usable]
   --recompute R         none: keep every activation backward needs; blocks:
                         keep only each transformer block's input and run the
@@ -124,6 +123,9 @@ precision and device
 output and checkpoints
   --out DIR             where runs go                            [runs]
   --name NAME           run folder name     [<dataset stem>-<model>]
+                        A new run never writes into a folder that holds a run:
+                        with --name it refuses (use --resume), with the default
+                        name it takes <name>-2, <name>-3, ... and says so
   --val-interval N      validate every N steps (0: at the end)   [500]
   --val-batches N       batches per validation (0: whole split)  [20]
   --ckpt-interval N     checkpoint every N steps                 [1000]
@@ -136,7 +138,9 @@ output and checkpoints
                         choice per mesh)                                [0.05]
   --resume FILE         continue a run from its checkpoint (exactly: same
                         batches, same random draws; the model comes from the
-                        checkpoint, --model is ignored)
+                        checkpoint, --model is ignored), in the checkpoint's
+                        folder unless --name is given; log rows after the
+                        checkpoint's step and stale .tmp files are removed
   --init-from FILE      start from the weights of a published .pth or a native
                         checkpoint (fresh optimizer and schedule)
   --max-bad-steps N     stop after N consecutive non-finite steps [5]
@@ -188,101 +192,90 @@ small models on full-length meshes need a GPU.
 )";
 }
 
-namespace {
-struct ArgReader {
-  int argc;
-  char** argv;
-  int i = 1;
-  std::string value(const std::string& flag) {
-    IFLAME_CHECK(i + 1 < argc, "flag ", flag, " needs a value (see ./train --help)");
-    return argv[++i];
+Recompute parse_recompute(const std::string& name, int* ffn_blocks) {
+  if (ffn_blocks) *ffn_blocks = -1;
+  if (name == "none") return Recompute::None;
+  if (name == "blocks") return Recompute::Blocks;
+  if (name == "ffn") return Recompute::Ffn;
+  if (name.rfind("ffn:", 0) == 0) {
+    const int k = static_cast<int>(flag_integer("--recompute ffn:K", name.substr(4), 0, 100000));
+    if (ffn_blocks) *ffn_blocks = k;
+    return Recompute::Ffn;
   }
-  int64_t integer(const std::string& flag, int64_t lo) {
-    return flag_integer(flag, value(flag), lo, INT64_MAX);
-  }
-  float real(const std::string& flag, double lo) {
-    double x = flag_number(flag, value(flag));
-    if (x < lo) throw UsageError(str(flag, ": ", x, " is below the minimum ", lo));
-    return static_cast<float>(x);
-  }
-};
-}  // namespace
+  throw UsageError(str("--recompute: expected none, blocks, ffn or ffn:K, got '", name, "'"));
+}
 
 TrainConfig parse_train_args(int argc, char** argv, bool& help) {
   TrainConfig c;
   help = false;
-  ArgReader r{argc, argv};
-  for (; r.i < argc; r.i++) {
-    std::string a = argv[r.i];
-    if (a == "-h" || a == "--help") help = true;
-    else if (a == "--model") c.model = r.value(a);
-    else if (a == "--batch") c.batch_size = static_cast<int>(r.integer(a, 1));
-    else if (a == "--max-faces") c.max_faces = static_cast<int>(r.integer(a, 1));
-    else if (a == "--bucket") c.bucket_window = static_cast<int>(r.integer(a, 0));
-    else if (a == "--no-augment") c.augment = false;
-    else if (a == "--loader-threads") c.loader_threads = static_cast<int>(r.integer(a, 0));
-    else if (a == "--steps") c.steps = r.integer(a, 0);
-    else if (a == "--epochs") c.epochs = static_cast<int>(r.integer(a, 1));
-    else if (a == "--lr") c.lr = r.real(a, 0);
-    else if (a == "--min-lr") c.min_lr = r.real(a, 0);
-    else if (a == "--warmup") c.warmup_fraction = r.real(a, 0);
-    else if (a == "--weight-decay") c.weight_decay = r.real(a, 0);
-    else if (a == "--clip") c.grad_clip = r.real(a, 0);
-    else if (a == "--muon-ns") c.muon_ns = r.value(a);
-    else if (a == "--precision") c.precision = r.value(a);
-    else if (a == "--device") c.device = r.value(a);
-    else if (a == "--recompute") c.recompute = r.value(a);
-    else if (a == "--seed") c.seed = static_cast<uint64_t>(r.integer(a, 0));
-    else if (a == "--out") c.out_dir = r.value(a);
-    else if (a == "--name") c.name = r.value(a);
-    else if (a == "--val-interval") c.val_interval = static_cast<int>(r.integer(a, 0));
-    else if (a == "--val-batches") c.val_batches = static_cast<int>(r.integer(a, 0));
-    else if (a == "--ckpt-interval") c.ckpt_interval = static_cast<int>(r.integer(a, 1));
-    else if (a == "--log-interval") c.log_interval = static_cast<int>(r.integer(a, 1));
-    else if (a == "--render-samples") c.render_samples = static_cast<int>(r.integer(a, 0));
-    else if (a == "--val-fraction") c.val_fraction = r.real(a, 0);
-    else if (a == "--resume") c.resume = r.value(a);
-    else if (a == "--init-from") c.init_from = r.value(a);
-    else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
-    else if (a == "--quiet") c.quiet = true;
-    else if (a == "--force") c.force = true;
-    else if (a == "--bench") c.bench = true;
-    else if (a == "--bench-length") c.bench_length = static_cast<int>(r.integer(a, 9));
-    else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));
-    else if (a == "--bench-kernels") c.bench_kernels = true;
-    else if (a == "--profile") c.profile = true;
-    else if (a == "--estimate-memory") c.estimate_memory = true;
-    else if (a == "--time-limit") c.time_limit_s = r.real(a, 0);
-    else if (a == "--gpus") c.gpus = static_cast<int>(r.integer(a, 1));
-    else if (a == "--rank") c.rank = static_cast<int>(r.integer(a, 0));
-    else if (a == "--world-size") c.world_size = static_cast<int>(r.integer(a, 1));
-    else if (a == "--local-rank") c.local_rank = static_cast<int>(r.integer(a, 0));
-    else if (a == "--rendezvous") c.rendezvous = r.value(a);
-    else if (a == "--rendezvous-timeout") c.rendezvous_timeout_s = r.real(a, 0.001);
-    else if (a == "--bucket-mb") c.bucket_mb = static_cast<int>(r.integer(a, 1));
-    else if (!a.empty() && a[0] == '-') IFLAME_FAIL("unknown flag ", a, " (see ./train --help)");
-    else {
-      IFLAME_CHECK(c.dataset.empty(), "more than one dataset given: ", c.dataset, " and ", a);
-      c.dataset = a;
-    }
+  FlagReader f("train", argc, argv);
+  std::vector<std::string> datasets;
+  while (f.next()) {
+    if (f.is_help()) help = true;
+    else if (f.is("--model")) c.model = f.choice({"shapenet", "small", "tiny"});
+    else if (f.is("--batch")) c.batch_size = f.integer<int>(1, 1 << 20);
+    else if (f.is("--max-faces")) c.max_faces = f.integer<int>(1, 1 << 20);
+    else if (f.is("--bucket")) c.bucket_window = f.integer<int>(0, 1 << 20);
+    else if (f.is("--no-augment")) c.augment = false;
+    else if (f.is("--loader-threads")) c.loader_threads = f.integer<int>(0, 1024);
+    else if (f.is("--steps")) c.steps = f.integer<int64_t>(0, int64_t(1) << 40);
+    else if (f.is("--epochs")) c.epochs = f.integer<int>(1, 1 << 24);
+    else if (f.is("--lr")) c.lr = f.real<float>(0, 1e3);
+    else if (f.is("--min-lr")) c.min_lr = f.real<float>(0, 1e3);
+    else if (f.is("--warmup")) c.warmup_fraction = f.real<float>(0, 1);
+    else if (f.is("--weight-decay")) c.weight_decay = f.real<float>(0, 1e3);
+    else if (f.is("--clip")) c.grad_clip = f.real<float>(0, 1e9);
+    else if (f.is("--muon-ns")) c.muon_ns = f.choice({"f32", "bf16"});
+    else if (f.is("--precision")) c.precision = precision_flag(f);
+    else if (f.is("--device")) c.device = f.choice({"cuda", "cpu"});
+    else if (f.is("--recompute")) {
+      c.recompute = f.text();
+      parse_recompute(c.recompute);  // throws on a bad name
+    } else if (f.is("--seed")) c.seed = f.integer<uint64_t>(0);
+    else if (f.is("--out")) c.out_dir = f.text();
+    else if (f.is("--name")) c.name = f.text();
+    else if (f.is("--val-interval")) c.val_interval = f.integer<int>(0);
+    else if (f.is("--val-batches")) c.val_batches = f.integer<int>(0);
+    else if (f.is("--ckpt-interval")) c.ckpt_interval = f.integer<int>(1);
+    else if (f.is("--log-interval")) c.log_interval = f.integer<int>(1);
+    else if (f.is("--render-samples")) c.render_samples = f.integer<int>(0, 64);
+    else if (f.is("--val-fraction")) c.val_fraction = f.real<float>(0, 0.999);
+    else if (f.is("--resume")) c.resume = f.text();
+    else if (f.is("--init-from")) c.init_from = f.text();
+    else if (f.is("--max-bad-steps")) c.max_bad_steps = f.integer<int>(1);
+    else if (f.is("--quiet")) c.quiet = true;
+    else if (f.is("--force")) c.force = true;
+    else if (f.is("--bench")) c.bench = true;
+    else if (f.is("--bench-length")) c.bench_length = f.integer<int>(9, 1 << 24);
+    else if (f.is("--bench-steps")) c.bench_steps = f.integer<int>(1, 1 << 20);
+    else if (f.is("--bench-kernels")) c.bench_kernels = true;
+    else if (f.is("--profile")) c.profile = true;
+    else if (f.is("--estimate-memory")) c.estimate_memory = true;
+    else if (f.is("--time-limit")) c.time_limit_s = f.real<double>(0, 1e9);
+    else if (f.is("--gpus")) c.gpus = f.integer<int>(1, 1024);
+    else if (f.is("--rank")) c.rank = f.integer<int>(0, 1 << 20);
+    else if (f.is("--world-size")) c.world_size = f.integer<int>(1, 1 << 20);
+    else if (f.is("--local-rank")) c.local_rank = f.integer<int>(0, 1024);
+    else if (f.is("--rendezvous")) c.rendezvous = f.text();
+    else if (f.is("--rendezvous-timeout")) c.rendezvous_timeout_s = f.real<double>(0.001, 1e9);
+    else if (f.is("--bucket-mb")) c.bucket_mb = f.integer<int>(1, 1 << 16);
+    else f.positional_or_unknown(datasets);
   }
   if (help) return c;
-  IFLAME_CHECK(c.bench || c.bench_kernels || c.estimate_memory || !c.dataset.empty(), "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
-  IFLAME_CHECK(c.precision.empty() || c.precision == "bf16" || c.precision == "bf16-matmul" || c.precision == "f32",
-               "--precision must be bf16, bf16-matmul or f32, not '", c.precision, "'");
-  IFLAME_CHECK(c.muon_ns.empty() || c.muon_ns == "f32" || c.muon_ns == "bf16", "--muon-ns must be f32 or bf16, not '", c.muon_ns, "'");
-  IFLAME_CHECK(c.device.empty() || c.device == "cuda" || c.device == "cpu",
-               "--device must be cuda or cpu, not '", c.device, "'");
-  if (!c.recompute.empty()) parse_recompute(c.recompute);  // throws on a bad name
-  IFLAME_CHECK(c.render_samples <= 64, "--render-samples draws at most 64 meshes, not ", c.render_samples);
-  IFLAME_CHECK(c.warmup_fraction <= 1, "--warmup is a fraction of the steps, at most 1");
-  IFLAME_CHECK(c.val_fraction < 1, "--val-fraction must be below 1, not ", c.val_fraction);
-  IFLAME_CHECK(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
-  IFLAME_CHECK((c.rank < 0) == (c.world_size == 0), "--rank and --world-size go together");
-  IFLAME_CHECK(c.rank < c.world_size || c.rank < 0, "--rank ", c.rank, " is outside --world-size ", c.world_size);
-  IFLAME_CHECK(c.gpus <= 1 || c.rank < 0, "--gpus starts its own ranks: leave out --rank and --world-size");
-  IFLAME_CHECK(c.gpus <= 1 || c.device != "cpu", "--gpus needs --device cuda");
-  IFLAME_CHECK(!c.profile || c.bench, "--profile goes with --bench");
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw UsageError(what);
+  };
+  require(datasets.size() <= 1, str("more than one dataset given: ", datasets.size() > 1 ? datasets[0] : "", " and ",
+                                    datasets.size() > 1 ? datasets[1] : ""));
+  if (!datasets.empty()) c.dataset = datasets[0];
+  require(c.bench || c.bench_kernels || c.estimate_memory || !c.dataset.empty(),
+          "no dataset given (usage: ./train DATASET.npy [flags]; see --help)");
+  require(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
+  require((c.rank < 0) == (c.world_size == 0), "--rank and --world-size go together");
+  require(c.rank < c.world_size || c.rank < 0, str("--rank ", c.rank, " is outside --world-size ", c.world_size));
+  require(c.gpus <= 1 || c.rank < 0, "--gpus starts its own ranks: leave out --rank and --world-size");
+  require(c.gpus <= 1 || c.device != "cpu", "--gpus needs --device cuda");
+  require(!c.profile || c.bench, "--profile goes with --bench");
   return c;
 }
 

@@ -72,8 +72,12 @@ struct TrainConfig {
   std::string run_dir() const;
 };
 
-// Parses argv (throws iflame::Error naming the bad flag). Sets `help` for --help.
+// Parses argv with core/flags.h (throws UsageError naming the bad flag). Sets `help` for --help.
 TrainConfig parse_train_args(int argc, char** argv, bool& help);
+// --recompute's value: "none", "blocks", "ffn" or "ffn:K" (K >= 0 blocks);
+// throws UsageError on anything else. ffn_blocks, when given, is set to K, or
+// -1 (every block) for the others.
+Recompute parse_recompute(const std::string& name, int* ffn_blocks = nullptr);
 std::string train_usage();
 
 }  // namespace iflame

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 
 #include "core/allocator.h"
 #include "core/device.h"
@@ -26,19 +27,6 @@ namespace iflame {
 
 namespace {
 void on_stop_signal(int) { g_stop_requested = true; }
-
-void make_dirs(const std::string& path) {
-  std::string partial;
-  for (size_t i = 0; i <= path.size(); i++) {
-    if (i == path.size() || path[i] == '/') {
-      if (!partial.empty()) {
-        if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
-          IFLAME_FAIL("cannot create folder ", partial, ": ", std::strerror(errno));
-      }
-    }
-    if (i < path.size()) partial += path[i];
-  }
-}
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -80,10 +68,10 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   const std::string precision = forward_ctx.matmul == DType::F32 ? "f32"
                                 : forward_ctx.activations == DType::BF16 ? "bf16 (products and block activations)"
                                                                          : "bf16 products";
-  IFLAME_CHECK(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
+  IFLAME_REQUIRE(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
   if (device_ == Device::CPU && config_.model == "shapenet" && config_.init_from.empty() && config_.resume.empty())
-    IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU (", cuda_unavailable_reason(),
-                "). Pick a smaller one: --model small or --model tiny");
+    IFLAME_REJECT("the published shapenet model (75.7M parameters) needs a GPU (", cuda_unavailable_reason(),
+                  "). Pick a smaller one: --model small or --model tiny");
 
   // Data.
   dataset_ = std::make_unique<MeshDataset>(config_.dataset, config_.max_faces);
@@ -100,7 +88,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
     }
   }
   if (config_.render_samples < 0) config_.render_samples = device_ == Device::CUDA ? 4 : 0;
-  IFLAME_CHECK(!train_indices_.empty(), config_.dataset, ": no usable training meshes");
+  IFLAME_REQUIRE(!train_indices_.empty(), config_.dataset, ": no usable training meshes");
   LoaderOptions lo;
   lo.batch_size = config_.batch_size;
   lo.seed = config_.seed;
@@ -112,7 +100,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   loader_ = std::make_unique<Loader>(*dataset_, train_indices_, lo);
   loader_->start_epoch(0);
   batches_per_epoch_ = loader_->batches_in_epoch();
-  IFLAME_CHECK(batches_per_epoch_ > 0, config_.dataset, ": not enough meshes for one batch");
+  IFLAME_REQUIRE(batches_per_epoch_ > 0, config_.dataset, ": not enough meshes for one batch");
   total_steps_ = config_.steps > 0 ? config_.steps : batches_per_epoch_ * config_.epochs;
 
   // Model and optimizer.
@@ -148,11 +136,25 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
     comm_->broadcast(state, 0);
   }
 
+  // The run folder, claimed once the inputs have loaded and before anything is
+  // written (training/run_folder.h).
   if (is_root()) {
-    make_dirs(config_.run_dir());
+    run_folder_ = RunFolder(config_.run_dir(), config_.name.empty(), !config_.resume.empty());
+    if (run_folder_.renamed())
+      std::fprintf(stderr, "train: %s already holds a run; this run goes to %s\n", config_.run_dir().c_str(),
+                   run_folder_.path().c_str());
+    const std::filesystem::path claimed(run_folder_.path());
+    config_.out_dir = claimed.parent_path().string();
+    config_.name = claimed.filename().string();
+    if (!config_.resume.empty()) {
+      const int64_t dropped = run_folder_.prepare_resume(step_);
+      if (dropped > 0)
+        std::fprintf(stderr, "train: dropped %lld rows of steps after %lld from %s/log.jsonl\n",
+                     static_cast<long long>(dropped), static_cast<long long>(step_), config_.run_dir().c_str());
+    }
     std::string log_path = config_.run_dir() + "/log.jsonl";
     log_ = std::fopen(log_path.c_str(), "a");
-    IFLAME_CHECK(log_, "cannot open ", log_path, " for appending: ", std::strerror(errno));
+    IFLAME_REQUIRE(log_, "cannot open ", log_path, " for appending: ", std::strerror(errno));
   }
 
   if (!config_.quiet) {
@@ -247,14 +249,18 @@ void Trainer::check_step_time() {
 
 void Trainer::resume_from(const CheckpointData& ck, const std::string& path) {
   const std::string* kind = ck.find_meta("kind");
-  IFLAME_CHECK(kind && *kind == "iflame-train", path, ": not a training checkpoint (no optimizer state)");
+  IFLAME_REQUIRE(kind && *kind == "iflame-train", path, ": not a training checkpoint (no optimizer state)");
   std::vector<std::pair<std::string, Tensor>> params;
   for (const auto& [name, t] : ck.tensors)
     if (name.rfind("param/", 0) == 0) params.push_back({name.substr(6), t});
   load_parameters(*model_, params, path);
   optimizer_->load_from_checkpoint(ck, path);
-  auto num = [&](const char* key) { return std::stoll(ck.meta_at(key)); };
-  IFLAME_CHECK(num("train.seed") == static_cast<long long>(config_.seed), path, ": checkpoint was trained with --seed ",
+  auto num = [&](const char* key) { return ck.meta_integer(key, path, 0); };
+  const std::string* saved_dataset = ck.find_meta("train.dataset");
+  if (saved_dataset && *saved_dataset != config_.dataset && is_root())
+    std::fprintf(stderr, "train: warning: %s was trained on %s; this run continues it on %s\n", path.c_str(),
+                 saved_dataset->c_str(), config_.dataset.c_str());
+  IFLAME_REQUIRE(num("train.seed") == static_cast<long long>(config_.seed), path, ": checkpoint was trained with --seed ",
                num("train.seed"), ", not ", config_.seed, " (the data order would differ)");
   // Checkpoints from before data parallelism: one process, global batch = batch.
   const int64_t saved_global =

@@ -30,6 +30,7 @@
 #include "training/distributed.h"
 #include "training/optimizer.h"
 #include "training/step_estimate.h"
+#include "training/run_folder.h"
 #include "training/train_config.h"
 
 namespace iflame {
@@ -104,6 +105,7 @@ class Trainer {
   int64_t skipped_total_ = 0, stop_at_step_ = -1;
   StepEstimate step_estimate_;
   std::FILE* log_ = nullptr;
+  RunFolder run_folder_;  // rank 0: the claimed (locked) run folder
 };
 
 }  // namespace iflame

@@ -4,62 +4,11 @@
 //                 [--list meshes.tsv]... [--no-simplify] [--threads N] [paths...]
 //
 // paths are mesh files or directories (searched recursively); a list file has
-// one mesh per line: path<TAB>name<TAB>category.
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string>
-#include <vector>
-
-#include "core/error.h"
+// one mesh per line: path<TAB>name<TAB>category. The flags and the run are in
+// tools/dataset_builder_cli.cpp; this program adds meshoptimizer's simplifier.
 #include "tools/build_dataset/simplify_meshopt.h"
-#include "tools/dataset_builder.h"
-
-using namespace iflame;
-
-static void usage() {
-  std::fprintf(stderr,
-               "usage: build_dataset -o OUT.npy [--max-faces N] [--val-fraction F] [--list FILE]...\n"
-               "                     [--no-simplify] [--threads N] [--quiet] [PATH...]\n");
-}
+#include "tools/dataset_builder_cli.h"
 
 int main(int argc, char** argv) {
-  try {
-    std::string out;
-    BuildOptions opt;
-    opt.simplify = simplify_with_meshoptimizer;
-    opt.progress = true;
-    std::vector<std::string> paths, lists;
-    for (int i = 1; i < argc; i++) {
-      std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        IFLAME_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "-o" || a == "--out") out = value();
-      else if (a == "--max-faces") opt.max_faces = std::atoi(value().c_str());
-      else if (a == "--val-fraction") opt.val_fraction = std::atof(value().c_str());
-      else if (a == "--list") lists.push_back(value());
-      else if (a == "--no-simplify") opt.simplify = nullptr;
-      else if (a == "--threads") opt.threads = std::atoi(value().c_str());
-      else if (a == "--quiet") opt.progress = false;
-      else if (a == "-h" || a == "--help") { usage(); return 0; }
-      else if (!a.empty() && a[0] == '-') { usage(); IFLAME_FAIL("unknown option ", a); }
-      else paths.push_back(a);
-    }
-    if (out.empty()) { usage(); return 2; }
-    std::vector<BuildInput> inputs = collect_inputs(paths);
-    for (const auto& l : lists) {
-      auto more = read_input_list(l);
-      inputs.insert(inputs.end(), more.begin(), more.end());
-    }
-    IFLAME_CHECK(!inputs.empty(), "no mesh files given");
-    BuildReport r = build_dataset(inputs, out, opt);
-    std::printf("%s", r.text().c_str());
-    std::printf("wrote %s and %s\n", out.c_str(), sidecar_path(out).c_str());
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "build_dataset: %s\n", e.what());
-    return 1;
-  }
+  return iflame::build_dataset_main(argc, argv, iflame::simplify_with_meshoptimizer);
 }

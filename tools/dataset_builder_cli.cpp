@@ -1,0 +1,80 @@
+// dataset_builder_cli.cpp: the build_dataset program's flags and run, in the
+// library so the tests run it in-process (tools/build_dataset/main.cpp passes
+// meshoptimizer's simplifier, which the library does not link).
+#include "tools/dataset_builder_cli.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/flags.h"
+#include "core/paths.h"
+
+namespace iflame {
+
+namespace {
+
+const char* kUsage =
+    "usage: build_dataset -o OUT.npy [--max-faces N] [--val-fraction F] [--list FILE]...\n"
+    "                     [--no-simplify] [--threads N] [--quiet] [PATH...]\n"
+    "\n"
+    "  -o, --out FILE     the dataset to write (FILE and its .json sidecar; docs/data.md)\n"
+    "  --max-faces N      meshes are simplified to at most N faces, or dropped (default 800)\n"
+    "  --val-fraction F   share of meshes in the validation split, in [0, 1) (default 0.05)\n"
+    "  --list FILE        a text list of meshes: path[<TAB>name[<TAB>category]] per line\n"
+    "  --no-simplify      drop meshes over --max-faces instead of simplifying them\n"
+    "  --threads N        reading threads (default: OpenMP's)\n"
+    "  --quiet            no progress bar\n"
+    "  PATH               mesh files (.obj .ply .stl .off) or folders, searched recursively\n"
+    "\n"
+    "Exits 1 when no mesh is kept (nothing is written), 2 on bad flags.\n";
+
+int run(int argc, char** argv, const SimplifyFn& simplify) {
+  std::string out;
+  BuildOptions opt;
+  opt.simplify = simplify;
+  opt.progress = true;
+  std::vector<std::string> paths, lists;
+  FlagReader f("build_dataset", argc, argv);
+  while (f.next()) {
+    if (f.is_help()) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f.is("-o") || f.is("--out")) out = f.text();
+    else if (f.is("--max-faces")) opt.max_faces = f.integer<int>(1, 1 << 20);
+    else if (f.is("--val-fraction")) opt.val_fraction = f.real<double>(0, 0.999);
+    else if (f.is("--list")) lists.push_back(f.text());
+    else if (f.is("--no-simplify")) opt.simplify = nullptr;
+    else if (f.is("--threads")) opt.threads = f.integer<int>(1, 1024);
+    else if (f.is("--quiet")) opt.progress = false;
+    else f.positional_or_unknown(paths);
+  }
+  if (out.empty()) throw UsageError("no output given: -o OUT.npy (see --help)");
+  if (paths.empty() && lists.empty()) throw UsageError("no mesh files given: PATH... or --list FILE (see --help)");
+  IFLAME_REQUIRE(!std::filesystem::is_directory(out), "-o ", out,
+                 " is a directory: the dataset must be a file (e.g. ", out, "/dataset.npy)");
+  std::vector<BuildInput> inputs = collect_inputs(paths);
+  for (const auto& l : lists) {
+    auto more = read_input_list(l);
+    inputs.insert(inputs.end(), more.begin(), more.end());
+  }
+  IFLAME_REQUIRE(!inputs.empty(), "no mesh files (.obj .ply .stl .off) in the given paths and lists");
+  std::vector<std::string> input_paths = lists;
+  for (const BuildInput& in : inputs) input_paths.push_back(in.path);
+  refuse_output_over_input(out, input_paths, "-o");
+  refuse_output_over_input(sidecar_path(out), input_paths, "-o (its sidecar)");
+  BuildReport r = build_dataset(inputs, out, opt);
+  std::printf("%s", r.text().c_str());
+  std::printf("wrote %s and %s\n", out.c_str(), sidecar_path(out).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int build_dataset_main(int argc, char** argv, const SimplifyFn& simplify) {
+  return run_program("build_dataset", [&] { return run(argc, argv, simplify); });
+}
+
+}  // namespace iflame
