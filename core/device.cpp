@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/gpu_capability.h"
 #ifdef IFLAME_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -13,6 +14,7 @@ namespace iflame {
 namespace {
 struct Probe {
   bool ok = false;
+  bool unsupported = false;  // a GPU is there, but this build cannot run on it
   std::string reason;
 };
 const Probe& probe() {
@@ -26,6 +28,9 @@ const Probe& probe() {
       cudaGetLastError();  // clear the sticky error so later queries are clean
     } else if (n == 0) {
       r.reason = "no CUDA device found";
+    } else if (std::string problem = gpu_support_problem(0); !problem.empty()) {
+      r.unsupported = true;
+      r.reason = problem;
     } else {
       r.ok = true;
     }
@@ -40,6 +45,11 @@ const Probe& probe() {
 
 bool cuda_available() { return probe().ok; }
 std::string cuda_unavailable_reason() { return probe().ok ? "" : probe().reason; }
+bool cuda_default_device() {
+  // No file:line here: the message is for the user, and names the GPU.
+  if (probe().unsupported) throw Error(probe().reason);
+  return probe().ok;
+}
 
 #ifdef IFLAME_CUDA
 int cuda_device_count() {
@@ -54,6 +64,7 @@ void cuda_set_device(int index) {
   int n = cuda_device_count();
   IFLAME_CHECK(index >= 0 && index < n, "GPU ", index, " does not exist (", n, " visible)");
   CUDA_CHECK(cudaSetDevice(index));
+  if (std::string problem = gpu_support_problem(index); !problem.empty()) throw Error(problem);
 }
 
 cudaStream_t cuda_stream() {

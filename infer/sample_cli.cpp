@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/flags.h"
+#include "core/gpu_capability.h"
 #include "core/profiler.h"
 #include "core/random.h"
 #include "infer/clean.h"
@@ -140,7 +141,7 @@ Device pick_device(const Options& o) {
     IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
     return Device::CUDA;
   }
-  return cuda_available() ? Device::CUDA : Device::CPU;
+  return cuda_default_device() ? Device::CUDA : Device::CPU;
 }
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
@@ -258,6 +259,8 @@ int run_bench(const Options& o) {
   const int N = o.tokens;
   std::printf("bench: model %s (%s), %s, %s matmuls, batch %d, %d positions\n", o.model.c_str(),
               model.config().describe().c_str(), device_name(device), o.precision.c_str(), B, N);
+  if (device == Device::CUDA)
+    std::printf("bench: %s; kernels: %s\n", cuda_device_description().c_str(), gpu_paths_description().c_str());
   // Tokens: the START row, then coordinates from the seed.
   std::vector<int32_t> tokens(size_t(B) * N);
   for (int t = 0; t < N; t++)

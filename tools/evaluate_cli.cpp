@@ -194,7 +194,7 @@ int run(const Options& o) {
   if (o.device == "cuda") {
     IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
     device = Device::CUDA;
-  } else if (o.device.empty() && cuda_available()) {
+  } else if (o.device.empty() && cuda_default_device()) {
     device = Device::CUDA;
   }
 

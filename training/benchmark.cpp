@@ -13,6 +13,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/gpu_capability.h"
 #include "core/philox.h"
 #include "core/random.h"
 #include "nn/iflame.h"
@@ -111,6 +112,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   r.estimate_gib = estimate.total() / double(1ull << 30);
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
+    if (device == Device::CUDA) std::printf("kernels     %s\n", gpu_paths_description().c_str());
     std::printf("model       %s (%s), %s matrix products, %s block activations, Muon (Newton-Schulz in %s) + AdamW, "
                 "recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
@@ -181,6 +183,7 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
   r.linear_total_gbps = 11 * tensor_bytes / (r.linear_forward_backward_ms * 1e-3) / 1e9;
   if (!config.quiet) {
     std::printf("device      %s\n", cuda_device_description().c_str());
+    std::printf("kernels     %s\n", gpu_paths_description().c_str());
     std::printf("attention   causal softmax, bf16, B=%lld H=%lld T=%lld D=%lld, median of %d runs\n",
                 static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
                 static_cast<long long>(D), config.bench_steps);
