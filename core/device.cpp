@@ -28,7 +28,10 @@ const Probe& probe() {
       cudaGetLastError();  // clear the sticky error so later queries are clean
     } else if (n == 0) {
       r.reason = "no CUDA device found";
-    } else if (std::string problem = gpu_support_problem(0); !problem.empty()) {
+    } else if (std::string problem = gpu_support_problem(0, false); !problem.empty()) {
+      // Only the GPU's age here: loading the code would make a context on GPU 0
+      // in every process of a multi-GPU run. The code is checked on the GPU
+      // chosen (cuda_set_device, or the stream's first use).
       r.unsupported = true;
       r.reason = problem;
     } else {
@@ -70,6 +73,10 @@ void cuda_set_device(int index) {
 cudaStream_t cuda_stream() {
   static cudaStream_t s = [] {
     IFLAME_CHECK(cuda_available(), "no GPU: ", cuda_unavailable_reason());
+    // Every kernel runs on this stream: before the first, is there code for this GPU?
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (std::string problem = gpu_support_problem(dev); !problem.empty()) throw Error(problem);
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     return st;

@@ -11,9 +11,10 @@ bool cuda_available();
 // Why cuda_available() is false ("built without CUDA", the driver's error text, ...).
 std::string cuda_unavailable_reason();
 // For the programs' default device: true when a GPU is usable, false when there
-// is none; throws, naming the GPU and what is needed, when there is a GPU this
-// build cannot run on (older than sm_80, no code for it), rather than falling
-// back to the CPU unasked (--device cpu still runs there).
+// is none; throws, naming the GPU and what is needed, when the GPU is older than
+// this build supports (sm_80), rather than falling back to the CPU unasked
+// (--device cpu still runs there). A GPU this binary has no code for stops the
+// program the same way at its first GPU work (cuda_stream(), cuda_set_device()).
 bool cuda_default_device();
 // How many GPUs this process sees (0 without CUDA or a usable driver).
 int cuda_device_count();

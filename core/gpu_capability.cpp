@@ -53,12 +53,12 @@ struct DeviceScope {
 
 }  // namespace
 
-std::string gpu_support_problem(int device) {
+std::string gpu_support_problem(int device, bool load_code) {
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   GpuCode code = GpuCode::Runs;
   cudaError_t err = cudaSuccess;
-  if (prop.major >= 8) {
+  if (prop.major >= 8 && load_code) {
     DeviceScope scope(device);
     cudaFuncAttributes attributes;
     err = gpu_probe_attributes(&attributes);
@@ -116,7 +116,7 @@ std::string gpu_paths_description() {
 }
 #else
 const char* gpu_code_built() { return "none (CPU-only build)"; }
-std::string gpu_support_problem(int) { return ""; }
+std::string gpu_support_problem(int, bool) { return ""; }
 const GpuCapability& gpu_capability() { IFLAME_FAIL("gpu_capability: built without CUDA"); }
 std::string gpu_paths_description() { return "no GPU code (CPU-only build)"; }
 #endif

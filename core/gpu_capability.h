@@ -33,10 +33,12 @@ struct GpuCapability {
 const GpuCapability& gpu_capability();
 
 // Empty when this build can run on GPU `device`; else why not, naming the GPU
-// and what is needed (older than sm_80, no code for it in this binary, a driver
-// too old for the code's PTX). Does not need cuda_available() (device.cpp's
-// probe asks it). "" in a CPU-only build.
-std::string gpu_support_problem(int device);
+// and what is needed (older than sm_80; with load_code, also no code for it in
+// this binary or a driver too old for the code's PTX: that loads the code, so
+// it makes the device's context). Does not need cuda_available() (device.cpp
+// asks it: the GPU's age when probing, the code once the GPU is chosen, before
+// any kernel runs). "" in a CPU-only build.
+std::string gpu_support_problem(int device, bool load_code = true);
 
 // The message gpu_support_problem builds, apart so that it can be tested without
 // such a GPU: `code` says what loading the build's kernels on it gave, `error`
