@@ -1,17 +1,40 @@
 # Makefile: builds ./train, ./sample, ./evaluate, ./render and the test runner.
 #
-#   make              build everything (CUDA for sm_90 when nvcc is found, else CPU-only)
+#   make              build everything (CUDA when nvcc is found, else CPU-only)
 #   make test         build and run the whole doctest suite
+#   make deps         install the Debian packages the build and `make data` need (as root)
 #   make CUDA=0       force a CPU-only build
+#   make CUDA_ARCH=sm_90        GPU code for these architectures only (a list: "sm_80 sm_90"
+#                               or sm_80,sm_90; compute_XX adds PTX); default: every one below
 #   make NCCL=0 MPI=0 leave out NCCL / MPI (found automatically when installed)
 #   make BUILD=dir    put objects in another folder (parallel builds of one tree)
+#   make BIN=dir      put the programs in another folder (default: the repository root)
+#   make ptx80        the test build with PTX for compute_80 only, in build-ptx80/
+#
+# Before compiling, `make` checks that the packages of .ci/packages.txt it needs
+# are there (tools/deps.sh) and stops with the apt-get line when one is not.
 #
 # Every .cpp/.cu under the library folders goes into one static library; a
 # folder's main.cpp is a program, not library code. The training code lives in
 # training/ (not train/) because ./train, the program, sits at the root.
 
 BUILD    ?= build
+BIN      ?= .
 CXX      ?= g++
+
+# Packages first: one line naming what is missing (tools/deps.sh), before any
+# compiling. `make deps`, `make clean` and `make demo` (which installs them
+# itself) skip the check; DEPS_CHECK=0 skips it too.
+DEPS_GROUPS := build $(if $(filter data build_dataset data/furniture.npy,$(MAKECMDGOALS)),data)
+ifneq ($(DEPS_CHECK),0)
+  ifneq ($(if $(MAKECMDGOALS),$(filter-out deps clean demo ptx80,$(MAKECMDGOALS)),all),)
+    DEPS_PROBLEM := $(shell CXX="$(CXX)" tools/deps.sh check $(DEPS_GROUPS) 2>&1)
+    ifneq ($(DEPS_PROBLEM),)
+      $(error $(DEPS_PROBLEM))
+    endif
+  endif
+endif
+
 # nvcc, followed through links (an nvcc reached through a link elsewhere
 # cannot find its own toolkit).
 ifeq ($(origin NVCC),undefined)
@@ -35,11 +58,46 @@ ifneq ($(NVCC),)
     $(warning nvcc is $(NVCC) but no cublas_v2.h under "$(CUDA_HOME)/include": building CPU-only (set CUDA_HOME=/path/to/cuda to use the GPU))
   endif
 endif
-CUDA_ARCH ?= sm_90
+
+# The GPU code: real code (sm_XX) for every architecture from the A100 on, and
+# PTX (compute_XX) of the newest, which the driver compiles for GPUs newer
+# still. sm_100 and sm_120 only where this nvcc knows them (CUDA 12.8 on).
+# CUDA_ARCH narrows it: CUDA_ARCH=sm_90 (fast builds), a list ("sm_80 sm_90"
+# or sm_80,sm_90), or compute_80 alone (PTX only, run through the JIT).
+comma := ,
+ifeq ($(CUDA),1)
+  NVCC_ARCHS := $(shell $(NVCC) --list-gpu-arch 2>/dev/null)
+  ifeq ($(origin CUDA_ARCH),undefined)
+    CUDA_REAL := sm_80 sm_86 sm_89 sm_90 $(if $(filter compute_100,$(NVCC_ARCHS)),sm_100) \
+                 $(if $(filter compute_120,$(NVCC_ARCHS)),sm_120)
+    CUDA_ARCH := $(CUDA_REAL) $(patsubst sm_%,compute_%,$(lastword $(CUDA_REAL)))
+  endif
+  CUDA_ARCH_LIST := $(strip $(subst $(comma), ,$(CUDA_ARCH)))
+  $(foreach a,$(CUDA_ARCH_LIST),\
+    $(if $(filter sm_% compute_%,$(a)),,$(error CUDA_ARCH: '$(a)' is neither sm_XX nor compute_XX))\
+    $(if $(filter 8% 9% 1%,$(patsubst sm_%,%,$(patsubst compute_%,%,$(a)))),,\
+      $(error CUDA_ARCH: $(a) is older than sm_80; the kernels need sm_80 (A100) or newer))\
+    $(if $(NVCC_ARCHS),$(if $(filter compute_$(patsubst sm_%,%,$(patsubst compute_%,%,$(a))),$(NVCC_ARCHS)),,\
+      $(error CUDA_ARCH: $(a) is not known to $(NVCC) (it knows: $(NVCC_ARCHS))))))
+  CUDA_GENCODE := $(foreach a,$(CUDA_ARCH_LIST),-gencode arch=compute_$(patsubst sm_%,%,$(patsubst compute_%,%,$(a)))$(comma)code=$(a))
+  # Objects are rebuilt when the list changes: the list is kept in the build folder.
+  ARCH_STAMP := $(BUILD)/cuda_arch.txt
+  $(shell mkdir -p $(BUILD) && (test "$$(cat $(ARCH_STAMP) 2>/dev/null)" = "$(CUDA_ARCH_LIST)" || echo "$(CUDA_ARCH_LIST)" > $(ARCH_STAMP)))
+endif
+# Which CUDA this build uses, or why none (once, not in sub-makes or `make clean`).
+ifeq ($(MAKELEVEL)$(filter clean deps,$(MAKECMDGOALS)),0)
+  ifeq ($(CUDA),1)
+    $(info CUDA: $(NVCC), toolkit $(CUDA_HOME); GPU code: $(CUDA_ARCH_LIST))
+  else
+    $(info CUDA: none, CPU-only build ($(if $(filter 0,$(origin CUDA)),,$(if $(filter command line environment,$(origin CUDA)),CUDA=0 given,$(if $(NVCC),no cublas_v2.h beside $(NVCC),no nvcc on the PATH or in /usr/local/cuda/bin)))))
+  endif
+endif
+# nvcc compiles a file's architectures NVCC_THREADS at a time (make's -j runs files in parallel).
+NVCC_THREADS ?= 1
 
 CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -fopenmp -I. -MMD -MP
 LDFLAGS  := -fopenmp -lpthread
-NVFLAGS  := -std=c++17 -O3 -arch=$(CUDA_ARCH) -I. -MMD -MP --expt-relaxed-constexpr \
+NVFLAGS  := -std=c++17 -O3 $(CUDA_GENCODE) --threads $(NVCC_THREADS) -I. -MMD -MP --expt-relaxed-constexpr \
             -Xcompiler -Wall,-Wno-unused-parameter
 
 LIB_DIRS := core ops ops/cpu ops/cuda autograd nn data training infer tools
@@ -79,34 +137,40 @@ TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libiflame.a
 PROGRAMS := train sample evaluate render
 
-.PHONY: all test clean demo
-all: $(PROGRAMS) $(BUILD)/iflame_tests
+.PHONY: all test clean demo deps ptx80
+all: $(PROGRAMS:%=$(BIN)/%) $(BUILD)/iflame_tests
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/%.cu.o: %.cu
+$(BUILD)/%.cu.o: %.cu $(ARCH_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# The architecture list, for the messages of core/gpu_capability.cpp.
+ifeq ($(CUDA),1)
+$(BUILD)/core/gpu_capability.o: CXXFLAGS += -DIFLAME_CUDA_ARCHS='"$(CUDA_ARCH_LIST)"'
+$(BUILD)/core/gpu_capability.o: $(ARCH_STAMP)
+endif
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-train: $(BUILD)/training/main.o $(LIB)
+$(BIN)/train: $(BUILD)/training/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
-sample: $(BUILD)/infer/main.o $(LIB)
+$(BIN)/sample: $(BUILD)/infer/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
 # ./evaluate (generated meshes against a reference set). The metrics live in the
 # library (tools/eval_metrics.cpp, tools/evaluate_cli.cpp) so the tests link them too.
-evaluate: $(BUILD)/tools/evaluate/main.o $(LIB)
+$(BIN)/evaluate: $(BUILD)/tools/evaluate/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
 # ./render: contact sheets of meshes and training curves as PNG (tools/render.h).
-render: $(BUILD)/tools/render/main.o $(LIB)
+$(BIN)/render: $(BUILD)/tools/render/main.o $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
 $(BUILD)/iflame_tests: $(TEST_OBJ) $(LIB)
@@ -117,7 +181,22 @@ test: $(BUILD)/iflame_tests
 	./$(BUILD)/iflame_tests $(TESTS)
 
 clean:
-	rm -rf $(BUILD) $(PROGRAMS)
+	rm -rf $(BUILD) $(PROGRAMS:%=$(BIN)/%) $(BIN)/build_dataset
+
+# The packages of .ci/packages.txt that `make` and `make data` need (apt-get, as root).
+deps:
+	tools/deps.sh install build data
+
+# The portable paths on any GPU: PTX for compute_80 only (no sm_90 code), which
+# the driver compiles for the GPU at hand; programs and tests in build-ptx80/.
+ptx80:
+	$(MAKE) CUDA_ARCH=compute_80 BUILD=build-ptx80 BIN=build-ptx80
+
+# `make train` and the like when the programs go elsewhere (BIN=dir).
+ifneq ($(abspath $(BIN)),$(abspath .))
+.PHONY: $(PROGRAMS) build_dataset
+$(PROGRAMS) build_dataset: %: $(BIN)/%
+endif
 
 # The newcomer path: packages, build, data, a short training run, samples and
 # pictures in runs/demo (tools/demo.sh says what it does and how long it takes).
@@ -132,15 +211,15 @@ demo:
 #                        furniture (needs unzip; fetches the .debs if not installed)
 #   make fuzz            libFuzzer targets for the mesh and JSON parsers (clang)
 BUILD_DATASET_OBJ := $(BUILD)/tools/build_dataset/main.o $(BUILD)/tools/build_dataset/simplify_meshopt.o
-build_dataset: $(BUILD_DATASET_OBJ) $(LIB)
+$(BIN)/build_dataset: $(BUILD_DATASET_OBJ) $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS) -lmeshoptimizer
 
 .PHONY: data fuzz
 data: data/furniture.npy
-data/furniture.npy: build_dataset tools/furniture_list.sh
+data/furniture.npy: $(BIN)/build_dataset tools/furniture_list.sh
 	@mkdir -p $(BUILD)/furniture
 	tools/furniture_list.sh $(BUILD)/furniture > $(BUILD)/furniture/list.tsv
-	./build_dataset --list $(BUILD)/furniture/list.tsv --max-faces 800 -o $@ > $(BUILD)/furniture/report.txt
+	$(BIN)/build_dataset --list $(BUILD)/furniture/list.tsv --max-faces 800 -o $@ > $(BUILD)/furniture/report.txt
 	@cat $(BUILD)/furniture/report.txt
 
 FUZZ_TARGETS := obj ply stl off json

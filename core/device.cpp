@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/gpu_capability.h"
 #ifdef IFLAME_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -13,6 +14,7 @@ namespace iflame {
 namespace {
 struct Probe {
   bool ok = false;
+  bool unsupported = false;  // a GPU is there, but this build cannot run on it
   std::string reason;
 };
 const Probe& probe() {
@@ -40,6 +42,12 @@ const Probe& probe() {
       cudaGetLastError();  // clear the sticky error so later queries are clean
     } else if (n == 0) {
       r.reason = "no usable NVIDIA GPU: no CUDA device found";
+    } else if (std::string problem = gpu_support_problem(0, false); !problem.empty()) {
+      // Only the GPU's age here: loading the code would make a context on GPU 0
+      // in every process of a multi-GPU run. The code is checked on the GPU
+      // chosen (cuda_set_device, or the stream's first use).
+      r.unsupported = true;
+      r.reason = problem;
     } else {
       r.ok = true;
     }
@@ -54,6 +62,11 @@ const Probe& probe() {
 
 bool cuda_available() { return probe().ok; }
 std::string cuda_unavailable_reason() { return probe().ok ? "" : probe().reason; }
+bool cuda_default_device() {
+  // No file:line here: the message is for the user, and names the GPU.
+  if (probe().unsupported) throw Error(probe().reason);
+  return probe().ok;
+}
 
 #ifdef IFLAME_CUDA
 int cuda_device_count() {
@@ -68,11 +81,16 @@ void cuda_set_device(int index) {
   int n = cuda_device_count();
   IFLAME_CHECK(index >= 0 && index < n, "GPU ", index, " does not exist (", n, " visible)");
   CUDA_CHECK(cudaSetDevice(index));
+  if (std::string problem = gpu_support_problem(index); !problem.empty()) throw Error(problem);
 }
 
 cudaStream_t cuda_stream() {
   static cudaStream_t s = [] {
     IFLAME_CHECK(cuda_available(), cuda_unavailable_reason());
+    // Every kernel runs on this stream: before the first, is there code for this GPU?
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (std::string problem = gpu_support_problem(dev); !problem.empty()) throw Error(problem);
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     return st;

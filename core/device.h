@@ -11,6 +11,12 @@ bool cuda_available();
 // Why cuda_available() is false, as "no usable NVIDIA GPU: <cause>" (driver not
 // found, driver too old, no device, built without CUDA, the runtime's error).
 std::string cuda_unavailable_reason();
+// For the programs' default device: true when a GPU is usable, false when there
+// is none; throws, naming the GPU and what is needed, when the GPU is older than
+// this build supports (sm_80), rather than falling back to the CPU unasked
+// (--device cpu still runs there). A GPU this binary has no code for stops the
+// program the same way at its first GPU work (cuda_stream(), cuda_set_device()).
+bool cuda_default_device();
 // How many GPUs this process sees (0 without CUDA or a usable driver).
 int cuda_device_count();
 // Makes GPU `index` the current one. Call before any other GPU work (the stream

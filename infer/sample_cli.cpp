@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/flags.h"
+#include "core/gpu_capability.h"
 #include "core/paths.h"
 #include "core/profiler.h"
 #include "core/random.h"
@@ -132,7 +133,7 @@ Device pick_device(const Options& o) {
     IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu samples on the CPU)");
     return Device::CUDA;
   }
-  return cuda_available() ? Device::CUDA : Device::CPU;
+  return cuda_default_device() ? Device::CUDA : Device::CPU;
 }
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
@@ -276,6 +277,8 @@ int run_bench(const Options& o) {
   std::printf("bench: model %s (%s), %s, %s matmuls, batch %d, %d positions\n", o.model.c_str(),
               model.config().describe().c_str(), device_name(device), dtype_name(ctx.matmul), B, N);
   std::printf("bench: kernels %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
+  if (device == Device::CUDA)
+    std::printf("bench: %s; kernels: %s\n", cuda_device_description().c_str(), gpu_paths_description().c_str());
   // Tokens: the START row, then coordinates from the seed.
   std::vector<int32_t> tokens(size_t(B) * N);
   for (int t = 0; t < N; t++)

@@ -42,7 +42,8 @@ Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias,
 // both contiguous and 16-byte aligned); y f32 [rows, N] ([rows, N / 2] with swiglu).
 Tensor small_batch_product_mma(const Tensor& x, const Tensor& w, const Tensor& bias, bool swiglu);
 // Bytes of shared memory a block of it needs for rows x K, or -1 where it cannot
-// run (this build's kernels are for an architecture before sm_90: no clusters).
+// run (a GPU or code older than sm_90: no clusters; or more shared memory than
+// a block of this GPU may have).
 int64_t small_batch_mma_shared(int64_t rows, int64_t K, bool swiglu);
 }  // namespace cuda
 

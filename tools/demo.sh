@@ -18,28 +18,9 @@ dir=runs/$run
 say() { printf '\n== %s\n' "$*"; }
 
 # --- 1. packages -------------------------------------------------------------
-packages="build-essential doctest-dev $(grep -v '^#' .ci/packages.txt | tr '\n' ' ')"
-if command -v dpkg-query >/dev/null 2>&1; then
-  missing=""
-  for p in $packages; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-  done
-  if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      say "installing:$missing"
-      apt-get update -qq
-      # shellcheck disable=SC2086  # one word per package
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-    else
-      echo "demo: these Debian packages are missing:$missing"
-      echo "      install them with:  sudo apt-get install$missing"
-      exit 1
-    fi
-  fi
-else
-  echo "demo: not a Debian system; make sure these (or your system's equivalents) are installed:"
-  echo "      $packages"
-fi
+# Those of .ci/packages.txt that the build and `make data` need: installed with
+# apt-get when run as root, else the sudo line is printed (tools/deps.sh).
+tools/deps.sh install build data
 
 # --- 2. build and data ---------------------------------------------------------
 jobs=$(nproc 2>/dev/null || echo 2)

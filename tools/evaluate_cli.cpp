@@ -212,7 +212,7 @@ int run(const Options& o) {
   if (o.device == "cuda") {
     IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu evaluates on the CPU)");
     device = Device::CUDA;
-  } else if (o.device.empty() && cuda_available()) {
+  } else if (o.device.empty() && cuda_default_device()) {
     device = Device::CUDA;
   }
 

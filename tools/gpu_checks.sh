@@ -3,7 +3,8 @@
 # measure them, in as few calls as possible. Full logs go to $OUT (default
 # gpu-logs/), a short table of the key lines is printed last.
 #
-#   tools/gpu_checks.sh build          make -j all for sm_90 (nproc jobs)
+#   tools/gpu_checks.sh build          make -j all (nproc jobs): the fat binary; CUDA_ARCH=sm_90
+#                                      in the environment builds the H100 code alone
 #   tools/gpu_checks.sh pack           (on the machine without a GPU) build, then put stripped
 #                                      binaries in .prebuilt/ (~15 MiB): carried to the GPU
 #                                      machine, they save its build minutes

@@ -13,6 +13,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/gpu_capability.h"
 #include "core/philox.h"
 #include "core/random.h"
 #include "nn/iflame.h"
@@ -113,6 +114,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
     std::printf("kernels     %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
+    if (device == Device::CUDA) std::printf("gpu paths   %s\n", gpu_paths_description().c_str());
     std::printf("model       %s (%s), %s matrix products, %s block activations, Muon (Newton-Schulz in %s) + AdamW, "
                 "recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
@@ -184,6 +186,7 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
   if (!config.quiet) {
     std::printf("device      %s\n", cuda_device_description().c_str());
     std::printf("kernels     %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
+    std::printf("gpu paths   %s\n", gpu_paths_description().c_str());
     std::printf("attention   causal softmax, bf16, B=%lld H=%lld T=%lld D=%lld, median of %d runs\n",
                 static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
                 static_cast<long long>(D), config.bench_steps);

@@ -29,7 +29,7 @@ std::string TrainConfig::run_dir() const {
 }
 
 Device TrainConfig::resolved_device() const {
-  Device d = device.empty() ? (cuda_available() ? Device::CUDA : Device::CPU)
+  Device d = device.empty() ? (cuda_default_device() ? Device::CUDA : Device::CPU)
                             : (device == "cuda" ? Device::CUDA : Device::CPU);
   if (d == Device::CUDA)
     IFLAME_REQUIRE(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu trains on the CPU)");

@@ -15,11 +15,15 @@
 // kernels below stay correct under <<<>>> launches too. Stream capture turns
 // these launches into programmatic edges of the CUDA graph.
 // The kernel choice `pdl` (ops/kernel_choices.h; IFLAME_PDL=0) launches them the
-// ordinary way.
+// ordinary way, and so does a GPU or code older than sm_90 (core/gpu_capability.h):
+// the instructions exist from sm_90 on, and code compiled without them
+// (compute_80 PTX run on an H100) must not let a kernel start before the one it
+// reads from ends.
 #pragma once
 
 #include "core/cuda_check.h"
 #include "core/device.h"
+#include "core/gpu_capability.h"
 #include "ops/kernel_choices.h"
 
 namespace iflame::ops::cuda {
@@ -47,7 +51,7 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
   config.stream = cuda_stream();
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = kernel_choices().pdl ? 1 : 0;
+  attribute[0].val.programmaticStreamSerializationAllowed = kernel_choices().pdl && gpu_capability().pdl ? 1 : 0;
   config.attrs = attribute;
   config.numAttrs = 1;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...));

@@ -52,6 +52,7 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
+#include "core/gpu_capability.h"
 #include "ops/cuda/elem_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
@@ -224,9 +225,11 @@ void launch(const Plan& plan, unsigned tiles, const Tensor& x, const Tensor& w, 
   auto kernel = small_product_mma_kernel<kHeld, kGate>;
   if (plan.shared > 48 * 1024) {
     // Once per kernel: dynamic shared memory past the default 48 KiB must be
-    // asked for (the dispatch keeps it within kSmallBatchMmaShared).
+    // asked for (the dispatch keeps it within kSmallBatchMmaShared and within
+    // what a block of this GPU may have).
     static const bool allowed = [&] {
-      CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmallBatchMmaShared)));
+      const int64_t limit = std::min<int64_t>(kSmallBatchMmaShared, gpu_capability().shared_per_block);
+      CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
       return true;
     }();
     (void)allowed;
@@ -265,14 +268,13 @@ void launch_held(const Plan& plan, unsigned tiles, const Tensor& x, const Tensor
 }  // namespace
 
 int64_t small_batch_mma_shared(int64_t rows, int64_t K, bool swiglu) {
-  // The kernel needs clusters (sm_90): built for an earlier architecture its
-  // body is empty, and the dispatch must not take it.
-  static const bool available = [] {
-    cudaFuncAttributes attributes;
-    CUDA_CHECK(cudaFuncGetAttributes(&attributes, small_product_mma_kernel<1, false>));
-    return attributes.binaryVersion >= 90;
-  }();
-  return available ? plan_for(rows, K, swiglu).shared : -1;
+  // The kernel needs clusters (a GPU and code of sm_90 or newer: compiled for
+  // an earlier architecture its body is empty) and its shared memory within
+  // what a block of this GPU may have (227 KiB on the H100, 99 KiB on an RTX
+  // 5090); otherwise the dispatch must not take it.
+  const GpuCapability& gpu = gpu_capability();
+  const int64_t shared = plan_for(rows, K, swiglu).shared;
+  return gpu.clusters && shared <= gpu.shared_per_block ? shared : -1;
 }
 
 Tensor small_batch_product_mma(const Tensor& x, const Tensor& w, const Tensor& bias, bool swiglu) {
@@ -289,6 +291,9 @@ Tensor small_batch_product_mma(const Tensor& x, const Tensor& w, const Tensor& b
   const Plan plan = plan_for(rows, K, swiglu);
   IFLAME_CHECK(plan.shared <= kSmallBatchMmaShared, op, ": ", rows, " rows of ", K, " need ", plan.shared,
                " bytes of shared memory, past the tensor-core kernel's ", kSmallBatchMmaShared);
+  IFLAME_CHECK(small_batch_mma_shared(rows, K, swiglu) > 0, op, ": the tensor-core kernel needs thread-block ",
+               "clusters and ", plan.shared, " bytes of shared memory per block; this GPU and code: ",
+               gpu_paths_description());
   const int64_t outputs = swiglu ? N / 2 : N;
   Tensor y = Tensor::empty({rows, outputs}, DType::F32, Device::CUDA);
   if (outputs == 0) return y;
