@@ -5,7 +5,8 @@
 #   path<TAB>name<TAB>category<TAB>package<TAB>license<TAB>original path<TAB>up axis
 # Sources (docs/data.md): kicad-packages3d (VRML), 0ad-data (PMD inside
 # public.zip; only art/meshes is unzipped), flightgear-data-{base,models,ai}
-# (AC3D, read through Assimp), supertuxkart-data (SPM), ufoai-data (MD2) and
+# (AC3D, read through Assimp), supertuxkart-data (SPM), ufoai-data (MD2 inside
+# 0models.pk3; only those are unzipped) and
 # Sweet Home 3D's furniture (OBJ, tools/furniture_list.sh). Downloads and
 # unpacked trees are kept, so a second run only lists (a few GB on disk).
 set -eu
@@ -25,6 +26,9 @@ for p in $packages; do
     zip=$(find "$out/unpacked/$p" -name public.zip | head -n 1)
     unzip -qo "$zip" 'art/meshes/*' -d "$out/unpacked/$p/public" >&2
     rm -f "$zip"  # 3 GB of textures and sounds the dataset does not need
+  fi
+  if [ "$p" = ufoai-data ]; then  # the models are inside a .pk3 (zip)
+    unzip -qo "$out/unpacked/$p/usr/share/games/ufoai/base/0models.pk3" '*.md2' -d "$out/unpacked/$p/models" >&2
   fi
   touch "$out/unpacked/$p/.done"
 done
@@ -50,7 +54,7 @@ for p in flightgear-data-base flightgear-data-models flightgear-data-ai; do
   list $p GPL-2+ y "$u/$p/usr/share/games/flightgear" '*.ac'
 done
 list supertuxkart-data "CC-BY-SA/CC0 (per file, see the package)" y "$u/supertuxkart-data/usr/share/games/supertuxkart/data" '*.spm'
-list ufoai-data GPL-2+ z "$u/ufoai-data/usr/share/games/ufoai/base/models" '*.md2'
+list ufoai-data GPL-2+ z "$u/ufoai-data/models/models" '*.md2'
 # Sweet Home 3D's furniture, as `make data` lists it (path, name, category).
 tools/furniture_list.sh "$out/furniture" | awk -F'\t' -v pre="$out/furniture/" '{
   printf "%s\t%s\t%s\tsweethome3d\tCC-BY-3.0/CC0 (per catalog)\t%s\ty\n", $1, $2, $3, substr($1, length(pre) + 1)
