@@ -308,10 +308,11 @@ uint64_t topology_key(const Mesh& m) {
 
 Prepared prepare_input(const BuildInput& in, const BuildOptions& opt) {
   Prepared p;
-  p.mesh.dropped = drop_reason_by_name(in.path);
+  p.mesh.dropped = in.mesh ? "" : drop_reason_by_name(in.path);
   if (!p.mesh.dropped.empty()) return p;
   MeshTraits traits;
-  Mesh mesh = (is_mesh_extension(in.path) || !opt.extra_reader) ? read_mesh(in.path, &traits)
+  Mesh mesh = in.mesh ? *in.mesh
+              : (is_mesh_extension(in.path) || !opt.extra_reader) ? read_mesh(in.path, &traits)
                                                                   : opt.extra_reader(in.path, &traits);
   if (traits.skinned) {
     p.mesh.dropped = "skinned";
@@ -415,7 +416,7 @@ BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::stri
     e.path = in.original_path;
     e.family = mesh_family(in);
     const uint64_t h = fnv1a(e.family);
-    e.split = static_cast<double>(h % 1000000) / 1e6 < opt.val_fraction ? "val" : "train";
+    e.split = !in.split.empty() ? in.split : static_cast<double>(h % 1000000) / 1e6 < opt.val_fraction ? "val" : "train";
     for (BuildReport* r : {&report, &pkg}) {
       (e.split == "val" ? r->val : r->train)++;
       r->kept++;

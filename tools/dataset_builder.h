@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,8 @@ struct BuildInput {
   std::string category;  // may be empty
   std::string package, license, original_path;  // provenance for the sidecar (may be empty)
   bool z_up = false;     // the source's up axis is +Z (turned to +Y)
+  std::shared_ptr<const Mesh> mesh;  // the mesh itself, read already (then `path` only labels it)
+  std::string split;     // a fixed split ("train" / "val"), else the family hash decides
 };
 
 // Reads a file that data/mesh.h does not know (e.g. through Assimp); empty: none.

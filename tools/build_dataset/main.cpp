@@ -3,6 +3,7 @@
 //   build_dataset -o data/furniture.npy [--max-faces 800] [--val-fraction 0.05]
 //                 [--list meshes.tsv]... [--no-simplify] [--threads N] [paths...]
 //                 [--layout indexed16|triangles32] [--min-faces 20] [--sheets DIR]
+//                 [--from-pickle reference.pkl]
 //
 // paths are mesh files or directories (searched recursively); a list file has
 // one mesh per line: path<TAB>name<TAB>category[<TAB>package<TAB>license<TAB>
@@ -18,6 +19,7 @@
 #include "tools/build_dataset/read_assimp.h"
 #include "tools/build_dataset/simplify_meshopt.h"
 #include "tools/dataset_builder.h"
+#include "tools/pickle_dataset.h"
 
 using namespace iflame;
 
@@ -26,6 +28,9 @@ static void usage() {
                "usage: build_dataset -o OUT.npy [--max-faces N] [--val-fraction F] [--list FILE]...\n"
                "                     [--no-simplify] [--threads N] [--quiet] [PATH...]\n"
                "                     [--layout indexed16|triangles32] [--min-faces N] [--sheets DIR [--sheet-count N]]\n"
+               "                     [--from-pickle FILE]\n"
+               "  --from-pickle the reference implementation's preprocessed pickle (dict of vertices_train,\n"
+               "                faces_train, name_train and the same for val); its splits are kept\n"
                "  --layout      indexed16 (default): vertices as 16-bit fixed point + faces; triangles32: the old\n"
                "                float32 [N, F_max, 9] layout\n"
                "  --min-faces   meshes with fewer faces after cleaning are dropped (default 20)\n"
@@ -40,7 +45,7 @@ int main(int argc, char** argv) {
     opt.simplify = simplify_with_meshoptimizer;
     opt.progress = true;
     if (assimp_available()) opt.extra_reader = read_with_assimp;
-    std::vector<std::string> paths, lists;
+    std::vector<std::string> paths, lists, pickles;
     for (int i = 1; i < argc; i++) {
       std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -51,6 +56,7 @@ int main(int argc, char** argv) {
       else if (a == "--max-faces") opt.max_faces = std::atoi(value().c_str());
       else if (a == "--val-fraction") opt.val_fraction = std::atof(value().c_str());
       else if (a == "--list") lists.push_back(value());
+      else if (a == "--from-pickle") pickles.push_back(value());
       else if (a == "--no-simplify") opt.simplify = nullptr;
       else if (a == "--threads") opt.threads = std::atoi(value().c_str());
       else if (a == "--quiet") opt.progress = false;
@@ -70,6 +76,10 @@ int main(int argc, char** argv) {
     std::vector<BuildInput> inputs = collect_inputs(paths);
     for (const auto& l : lists) {
       auto more = read_input_list(l);
+      inputs.insert(inputs.end(), more.begin(), more.end());
+    }
+    for (const auto& p : pickles) {
+      auto more = read_reference_pickle(p);
       inputs.insert(inputs.end(), more.begin(), more.end());
     }
     IFLAME_CHECK(!inputs.empty(), "no mesh files given");
