@@ -251,13 +251,12 @@ static std::string counts_json(const BuildReport& r) {
   s += "}, \"events\": {";
   first = true;
   for (const auto& d : r.events) s += str(first ? "" : ", ", json_quote(d.first), ": ", d.second), first = false;
-  s += "}";
-  return s;
+  return s + "}}";
 }
 
 std::string BuildReport::json() const {
   std::string s = "\"counts\": " + counts_json(*this);
-  s.pop_back();
+  s.pop_back();  // reopen the object for the histogram and the table
   s += ", \"face_histogram_bin\": 50, \"face_histogram\": [";
   for (size_t i = 0; i < face_histogram.size(); i++) s += str(i ? ", " : "", face_histogram[i]);
   s += "], \"per_package\": {";

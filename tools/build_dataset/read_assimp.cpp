@@ -45,7 +45,8 @@ void add_node(const aiScene* scene, const aiNode* node, const aiMatrix4x4& paren
 
 Mesh read_with_assimp(const std::string& path, MeshTraits* traits) {
   Assimp::Importer importer;
-  const aiScene* scene = importer.ReadFile(path, aiProcess_Triangulate);
+  const aiScene* scene = importer.ReadFile(path, 0);  // no post-processing: Debian's Assimp aborts in its
+  // triangulation on some .ac files (an ai_assert); add_node fans the polygons itself.
   IFLAME_CHECK(scene && scene->mRootNode, path, ": Assimp cannot read it: ", importer.GetErrorString());
   Mesh out;
   MeshTraits t;
