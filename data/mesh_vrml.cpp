@@ -59,7 +59,7 @@ class VrmlParser {
   size_t pos_ = 0;
   std::string_view tok_;
   bool is_string_ = false;
-  bool has_peek_ = false;
+  bool has_peek_ = false, peek_ok_ = false;
   std::string_view peek_tok_;
   bool peek_string_ = false;
   size_t peek_pos_ = 0;
@@ -115,7 +115,7 @@ class VrmlParser {
       has_peek_ = false;
       tok_ = peek_tok_;
       is_string_ = peek_string_;
-      return true;
+      return peek_ok_;
     }
     return scan(tok_, is_string_);
   }
@@ -123,7 +123,8 @@ class VrmlParser {
   std::string_view peek() {
     if (!has_peek_) {
       has_peek_ = true;
-      if (!scan(peek_tok_, peek_string_)) peek_tok_ = std::string_view();
+      peek_ok_ = scan(peek_tok_, peek_string_);
+      if (!peek_ok_) peek_tok_ = std::string_view();
     }
     return peek_tok_;
   }

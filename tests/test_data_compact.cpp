@@ -14,6 +14,7 @@
 #include "data/indexed16.h"
 #include "data/loader.h"
 #include "data/mesh.h"
+#include "data/tokenize.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -88,9 +89,17 @@ TEST_CASE("data: the indexed 16-bit layout round-trips and tokenizes like the fl
 }
 
 TEST_CASE("data: the encoder keeps 7-bit tokens even for coordinates on a rounding boundary") {
-  // x = 0.5/128 - 0.5 + tiny sits just above a token boundary; plain rounding
-  // to the 16-bit grid would put it below.
-  const float edge = static_cast<float>(0.5 / 128 - 0.5 + 2e-6);
+  // A token boundary (k + 0.5) / 128 with a 16-bit grid point a little above
+  // it (less than 0.4 of a step): a coordinate a quarter of that gap below the
+  // boundary (token k) is still nearest to that grid point (token k + 1).
+  double best_gap = 0, boundary = 0;
+  for (int k = 0; k < 128; k++) {
+    const double b = (k + 0.5) / 128, gap = std::nearbyint(b * kFixedScale) / kFixedScale - b;
+    if (gap > best_gap && gap < 0.4 / kFixedScale) best_gap = gap, boundary = b;
+  }
+  REQUIRE(best_gap > 2e-6);
+  const float edge = static_cast<float>(boundary - best_gap / 4 - 0.5);
+  REQUIRE(quantize_coord(edge) != quantize_coord(fixed_to_coord(coord_to_fixed(edge))));
   std::vector<Triangle> tris = {{-0.5f, -0.5f, -0.5f, 0.5f, 0.5f, 0.5f, edge, 0.1f, 0.2f}};
   Indexed16 enc = encode_indexed16(tris, "edge");
   CHECK(enc.vertices.size() == 3);

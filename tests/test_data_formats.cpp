@@ -129,7 +129,7 @@ TEST_CASE("data: 0 A.D. PMD versions 3 and 4, the skinned flag, bad indices and 
   const size_t faces_at = 12 + 4 + 4 * (24 + 8 + 20) + 4;
   bad[faces_at + 4] = 9;  // second index of the first face: 9 of 4
   CHECK(contains(error_of([&] { parse_pmd(bad, "bad.pmd"); }), "bad.pmd: face 0 uses vertex 9 of 4"));
-  CHECK(contains(error_of([] { parse_pmd("PSMD\x07\0\0\0", "v7.pmd"); }), "PMD version 7"));
+  CHECK(contains(error_of([] { parse_pmd(std::string("PSMD\x07\0\0\0", 8), "v7.pmd"); }), "PMD version 7"));
   CHECK(contains(error_of([] { parse_pmd("OBJ!", "x.pmd"); }), "x.pmd: not a PMD file"));
   const std::string good = pmd_bytes(4, 1);
   CHECK(contains(error_of([&] { parse_pmd(good.substr(0, 60), "cut.pmd"); }), "cut.pmd: the header promises"));

@@ -3,6 +3,7 @@
 // are built here, opcode by opcode, the way Python and numpy write them with
 // protocol 2 (_codecs.encode for bytes), 4 (FRAME, STACK_GLOBAL, MEMOIZE,
 // SHORT_BINBYTES) and 5 (_frombuffer with an in-band BYTEARRAY8).
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -120,18 +121,21 @@ class PickleWriter {
   int protocol_;
 };
 
-// A cube (8 vertices, 12 triangles) stretched by `sx` along x.
-std::pair<std::vector<float>, std::vector<int64_t>> cube(float sx) {
+// A cube (8 vertices, 12 triangles) stretched by `sx` along x, its face list
+// rotated by `shift` triangles (so the three test cubes differ in topology
+// order, as the builder merges files with identical face lists).
+std::pair<std::vector<float>, std::vector<int64_t>> cube(float sx, int shift) {
   std::vector<float> v;
   for (int i = 0; i < 8; i++) v.insert(v.end(), {sx * (i & 1), float((i >> 1) & 1), float((i >> 2) & 1)});
   std::vector<int64_t> f = {0, 2, 1, 1, 2, 3, 4, 5, 6, 5, 7, 6, 0, 1, 4, 1, 5, 4,
                             2, 6, 3, 3, 6, 7, 0, 4, 2, 2, 4, 6, 1, 3, 5, 3, 7, 5};
+  std::rotate(f.begin(), f.begin() + 3 * shift, f.end());
   return {v, f};
 }
 
 std::string reference_pickle(int protocol) {
   PickleWriter w(protocol);
-  auto a = cube(1.0f), b = cube(2.0f), c = cube(0.5f);
+  auto a = cube(1.0f, 0), b = cube(2.0f, 1), c = cube(0.5f, 2);
   w.out_ += "}(";  // EMPTY_DICT, MARK, key value ..., SETITEMS
   w.text("vertices_train"), w.array_list<float>({a.first, b.first}, "f4");
   w.text("faces_train"), w.array_list<int64_t>({a.second, b.second}, "i8");
@@ -191,7 +195,7 @@ TEST_CASE("data: build_dataset --from-pickle keeps the reference's meshes, names
     CHECK(ds.split(2) == "val");
     CHECK(ds.split(0) == "train");
     Mesh m;
-    auto c = cube(2.0f);
+    auto c = cube(2.0f, 1);
     for (size_t i = 0; i < c.first.size(); i += 3) m.vertices.push_back({c.first[i], c.first[i + 1], c.first[i + 2]});
     for (size_t i = 0; i < c.second.size(); i += 3)
       m.faces.push_back({int(c.second[i]), int(c.second[i + 1]), int(c.second[i + 2])});
