@@ -25,7 +25,8 @@ CXX      ?= g++
 # Packages first: one line naming what is missing (tools/deps.sh), before any
 # compiling. `make deps`, `make clean` and `make demo` (which installs them
 # itself) skip the check; DEPS_CHECK=0 skips it too.
-DEPS_GROUPS := build $(if $(filter data build_dataset data/furniture.npy,$(MAKECMDGOALS)),data)
+DEPS_GROUPS := build $(if $(filter data data-large build_dataset data/furniture.npy,$(MAKECMDGOALS)),data) \
+               $(if $(filter data-large,$(MAKECMDGOALS)),assets)
 ifneq ($(DEPS_CHECK),0)
   ifneq ($(if $(MAKECMDGOALS),$(filter-out deps clean demo ptx80,$(MAKECMDGOALS)),all),)
     DEPS_PROBLEM := $(shell CXX="$(CXX)" tools/deps.sh check $(DEPS_GROUPS) 2>&1)
@@ -210,11 +211,22 @@ demo:
 #   make data            data/furniture.npy + .json from Debian's Sweet Home 3D
 #                        furniture (needs unzip; fetches the .debs if not installed)
 #   make fuzz            libFuzzer targets for the mesh and JSON parsers (clang)
-BUILD_DATASET_OBJ := $(BUILD)/tools/build_dataset/main.o $(BUILD)/tools/build_dataset/simplify_meshopt.o
+#   make data-large      data/assets.npy (<= 800 faces) and data/assets4k.npy (<= 4,000) from Debian's
+#                        game and CAD asset packages, with the report and a contact sheet per package
+#                        (tools/assets_list.sh; a few GB of downloads, see docs/data.md)
+# Assimp (libassimp-dev) is the builder's reader for AC3D/MD3/ASE/...; found like NCCL, ASSIMP=0 leaves it out.
+ASSIMP ?= $(shell test -f /usr/include/assimp/Importer.hpp && echo 1 || echo 0)
+BUILD_DATASET_OBJ := $(BUILD)/tools/build_dataset/main.o $(BUILD)/tools/build_dataset/simplify_meshopt.o \
+                     $(BUILD)/tools/build_dataset/read_assimp.o
+ifeq ($(ASSIMP),1)
+$(BUILD)/tools/build_dataset/read_assimp.o: CXXFLAGS += -DIFLAME_ASSIMP
+BUILD_DATASET_LIBS := -lassimp
+endif
 $(BIN)/build_dataset: $(BUILD_DATASET_OBJ) $(LIB)
-	$(CXX) $^ -o $@ $(LDFLAGS) -lmeshoptimizer
+	@test "$(ASSIMP)" = 1 || echo "build_dataset: libassimp-dev not found: AC3D/MD3/ASE files will be unreadable (apt-get install libassimp-dev)"
+	$(CXX) $^ -o $@ $(LDFLAGS) -lmeshoptimizer $(BUILD_DATASET_LIBS)
 
-.PHONY: data fuzz
+.PHONY: data data-large fuzz
 data: data/furniture.npy
 data/furniture.npy: $(BIN)/build_dataset tools/furniture_list.sh
 	@mkdir -p $(BUILD)/furniture
@@ -222,10 +234,24 @@ data/furniture.npy: $(BIN)/build_dataset tools/furniture_list.sh
 	$(BIN)/build_dataset --list $(BUILD)/furniture/list.tsv --max-faces 800 -o $@ > $(BUILD)/furniture/report.txt
 	@cat $(BUILD)/furniture/report.txt
 
-FUZZ_TARGETS := obj ply stl off json
+# ASSETS_DIR: where the .debs are downloaded and unpacked (kept between runs).
+ASSETS_DIR ?= $(BUILD)/assets
+data-large: $(BIN)/build_dataset $(BIN)/render tools/assets_list.sh
+	tools/assets_list.sh $(ASSETS_DIR) > $(ASSETS_DIR)/list.tsv
+	$(BIN)/build_dataset --list $(ASSETS_DIR)/list.tsv --max-faces 800 --sheets $(ASSETS_DIR)/sheets -o data/assets.npy \
+	    > $(ASSETS_DIR)/report.txt
+	$(BIN)/build_dataset --list $(ASSETS_DIR)/list.tsv --max-faces 4000 --quiet -o data/assets4k.npy > $(ASSETS_DIR)/report4k.txt
+	@mkdir -p data/sheets
+	for d in $(ASSETS_DIR)/sheets/*/; do $(BIN)/render "$$d" --max 48 -o data/sheets/$$(basename "$$d").png; done
+	@cat $(ASSETS_DIR)/report.txt
+	@echo "--- <= 4,000 faces:"; head -n 1 $(ASSETS_DIR)/report4k.txt
+	@ls -l data/assets.npy data/assets4k.npy
+
+FUZZ_TARGETS := obj ply stl off json wrl pmd spm md2
 FUZZ_CXX     ?= clang++
 FUZZ_FLAGS   := -std=c++17 -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_SRC     := data/mesh_obj.cpp data/mesh_ply.cpp data/mesh_stl.cpp data/mesh_off.cpp data/mesh_io.cpp data/json.cpp
+FUZZ_SRC     := data/mesh_obj.cpp data/mesh_ply.cpp data/mesh_stl.cpp data/mesh_off.cpp data/mesh_io.cpp data/json.cpp \
+                data/mesh_vrml.cpp data/mesh_pmd.cpp data/mesh_spm.cpp data/mesh_md2.cpp
 fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_parsers.cpp $(FUZZ_SRC)
 	@mkdir -p $(dir $@)

@@ -100,7 +100,8 @@ NpyHeader read_npy_header(const std::string& path) {
   h.data_offset = prefix + header_len;
   if (h.descr == "<f4" || h.descr == "<i4") h.item_size = 4;
   else if (h.descr == "<i8") h.item_size = 8;
-  else IFLAME_REJECT(path, ": unsupported .npy dtype '", h.descr, "' (expected <f4, <i4 or <i8)");
+  else if (h.descr == "<u2") h.item_size = 2;  // the indexed dataset layout (data/dataset.h); not read_npy's
+  else IFLAME_REJECT(path, ": unsupported .npy dtype '", h.descr, "' (expected <f4, <i4, <i8 or <u2)");
 
   f.seekg(0, std::ios::end);
   size_t file_size = static_cast<size_t>(f.tellg());
@@ -112,6 +113,7 @@ NpyHeader read_npy_header(const std::string& path) {
 
 Tensor read_npy(const std::string& path) {
   NpyHeader h = read_npy_header(path);
+  IFLAME_CHECK(h.descr != "<u2", path, ": uint16 arrays (an indexed mesh dataset?) cannot be read as a tensor");
   std::ifstream f(path, std::ios::binary);
   IFLAME_REQUIRE(f.good(), path, ": cannot open file");
   f.seekg(static_cast<std::streamoff>(h.data_offset));

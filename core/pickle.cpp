@@ -16,7 +16,13 @@ const char* const kAllowedGlobals[] = {
     "torch._utils._rebuild_tensor_v2", "collections.OrderedDict", "torch.Size",
     "torch.FloatStorage",              "torch.BFloat16Storage",   "torch.HalfStorage",
     "torch.LongStorage",               "torch.IntStorage",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype",
+    "numpy.core.numeric._frombuffer",     "numpy._core.numeric._frombuffer",     "_codecs.encode",
 };
+
+bool is_numpy_callable(const std::string& name) {
+  return name.rfind("numpy.", 0) == 0 && name != "numpy.ndarray";
+}
 
 // Canonical dict-key text: Python treats True, 1 and 1.0 as the same key.
 bool canonical_key(const PickleValue& k, std::string& out) {
@@ -148,13 +154,48 @@ class Unpickler {
         fail("unsupported pickle: torch.Size called without one tuple");
       return tuple(args->items[0]->items);
     }
-    if (name == "torch._utils._rebuild_tensor_v2") {
+    if (name == "_codecs.encode") {  // protocol 2's bytes: encode(text, 'latin1')
+      if (args->items.size() != 2 || !args->items[0]->is(K::String) || !args->items[1]->is(K::String) ||
+          (args->items[1]->text != "latin1" && args->items[1]->text != "latin-1"))
+        fail("unsupported pickle: _codecs.encode other than (str, 'latin1')");
+      return latin1_bytes(args->items[0]->text);
+    }
+    if (name == "torch._utils._rebuild_tensor_v2" || is_numpy_callable(name)) {
       PickleValue* r = make(K::Reduce);
       r->text = name;
       r->items = args->items;
       return r;
     }
     fail(str("unsupported pickle: global '", name, "' cannot be called"));
+  }
+
+  // UTF-8 text of code points below 256 back to those bytes.
+  PickleValue* latin1_bytes(const std::string& utf8) {
+    PickleValue* b = make(PickleValue::Kind::Bytes);
+    for (size_t i = 0; i < utf8.size(); i++) {
+      const unsigned char c = static_cast<unsigned char>(utf8[i]);
+      if (c < 0x80) {
+        b->text += static_cast<char>(c);
+      } else if ((c & 0xFE) == 0xC2 && i + 1 < utf8.size()) {
+        b->text += static_cast<char>(((c & 0x03) << 6) | (static_cast<unsigned char>(utf8[++i]) & 0x3F));
+      } else {
+        fail("unsupported pickle: _codecs.encode of a character outside latin-1");
+      }
+    }
+    return b;
+  }
+
+  void push_bytes(uint64_t n, PickleValue::Kind kind) {
+    const unsigned char* p = take(static_cast<size_t>(std::min<uint64_t>(n, SIZE_MAX)), "a byte string");
+    PickleValue* s = make(kind);
+    s->text.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+    push(s);
+  }
+  uint64_t u64() {
+    const unsigned char* p = take(8, "an argument");
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
   }
 
   void step(unsigned char op) {
@@ -188,9 +229,31 @@ class Unpickler {
         push(reduce(callable, args));
         break;
       }
-      case 'b': {  // BUILD: only the attribute dict of an OrderedDict (state_dict._metadata), dropped
+      case 0x93: {  // STACK_GLOBAL: module and name from the stack
+        PickleValue* name = pop();
+        PickleValue* module = pop();
+        if (!name->is(K::String) || !module->is(K::String)) fail("malformed pickle: STACK_GLOBAL needs two strings");
+        std::string full = module->text + "." + name->text;
+        if (!pickle_global_allowed(full)) fail(str("unsupported pickle global '", full, "'"));
+        PickleValue* g = make(K::Global);
+        g->text = full;
+        push(g);
+        break;
+      }
+      case 0x94: memo_put(static_cast<uint32_t>(memo_.size())); break;  // MEMOIZE
+      case 0x95: u64(); break;                                            // FRAME: a length hint
+      case 'B': push_bytes(u32(), K::Bytes); break;                       // BINBYTES
+      case 'C': push_bytes(u8(), K::Bytes); break;                        // SHORT_BINBYTES
+      case 0x8e: push_bytes(u64(), K::Bytes); break;                      // BINBYTES8
+      case 0x96: push_bytes(u64(), K::Bytes); break;                      // BYTEARRAY8
+      case 0x8d: push_bytes(u64(), K::String); break;                     // BINUNICODE8
+      case 'b': {  // BUILD: a numpy object's state is kept; an OrderedDict's attribute dict is dropped
         PickleValue* state = pop();
         PickleValue* obj = top();
+        if (obj->is(K::Reduce) && is_numpy_callable(obj->text)) {
+          obj->state = state;
+          break;
+        }
         if (!obj->is(K::Dict) || !(state->is(K::Dict) || state->is(K::None)))
           fail(str("unsupported pickle BUILD of a ", obj->kind_name(), " with a ", state->kind_name()));
         break;
@@ -346,6 +409,7 @@ const char* PickleValue::kind_name() const {
     case Kind::Global: return "global";
     case Kind::PersistentId: return "persistent id";
     case Kind::Reduce: return "reduce";
+    case Kind::Bytes: return "bytes";
   }
   return "?";
 }

@@ -1,8 +1,11 @@
 // pickle.h: a small, safe unpickler for the protocol-2 subset PyTorch uses in
-// checkpoints (docs/spec.md §5). It builds a tree of plain values and never
-// executes anything: GLOBAL is accepted only for an allow-list of names
-// (torch._utils._rebuild_tensor_v2, torch.*Storage, collections.OrderedDict,
-// torch.Size), REDUCE only on the callable ones, and anything else (another
+// checkpoints (docs/spec.md §5) and for numpy arrays in pickles of protocols
+// 2 to 5 (the reference's preprocessed dataset). It builds a tree of plain
+// values and never executes anything: GLOBAL / STACK_GLOBAL are accepted only
+// for an allow-list of names (torch._utils._rebuild_tensor_v2, torch.*Storage,
+// collections.OrderedDict, torch.Size; numpy's _reconstruct, ndarray, dtype and
+// _frombuffer, _codecs.encode), REDUCE only on the callable ones (a numpy call
+// stays a Reduce node, and BUILD stores its state), and anything else (another
 // global, an unknown opcode, a stack underflow, a missing MARK, a bad memo
 // index, a truncated string) is an iflame::Error naming the source and the byte
 // offset. All values live in an arena owned by the Pickle result, so shared and
@@ -29,6 +32,7 @@ struct PickleValue {
     Global,         // a name from the allow-list: `text` = "module.name"
     PersistentId,   // BINPERSID: `items[0]` is the persistent id (a tuple for torch storages)
     Reduce,         // REDUCE of an allowed callable: `text` = its name, `items` = the arguments
+    Bytes,          // BINBYTES & co., BYTEARRAY8, _codecs.encode(s, 'latin1'): `text` holds the bytes
   };
   Kind kind = Kind::None;
   bool boolean = false;
@@ -37,6 +41,7 @@ struct PickleValue {
   std::string text;                       // String, Global, Reduce
   std::vector<PickleValue*> items;        // List, Tuple, PersistentId, Reduce
   std::vector<std::pair<PickleValue*, PickleValue*>> entries;  // Dict, in insertion order
+  PickleValue* state = nullptr;           // Reduce: the BUILD state (numpy arrays and dtypes)
 
   bool is(Kind k) const { return kind == k; }
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float || kind == Kind::Bool; }
@@ -65,5 +70,15 @@ bool pickle_global_allowed(const std::string& name);
 // Parses `bytes` (a pickle up to its STOP opcode). `source` names it in errors
 // ("ckpt.pth:archive/data.pkl").
 Pickle unpickle(const std::string& bytes, const std::string& source);
+
+// A numpy array from a pickle: its dtype (e.g. "<f4", "<i8"), shape and raw
+// C-order bytes. Accepts what ndarray pickles as in protocols 2 to 5
+// (_reconstruct + BUILD state, or _frombuffer); throws naming `what` otherwise.
+struct PickledArray {
+  std::string descr;
+  std::vector<int64_t> shape;
+  std::string data;
+};
+PickledArray pickle_numpy_array(const PickleValue& v, const std::string& what);
 
 }  // namespace iflame

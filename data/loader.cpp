@@ -31,11 +31,11 @@ std::vector<int32_t> dataset_mesh_tokens(const MeshDataset& ds, int64_t i, bool 
                                          int64_t epoch, const AugmentOptions& opt) {
   IFLAME_CHECK(i >= 0 && i < ds.size() && ds.usable(i), ds.path(), ": mesh ", i, " is not usable");
   const int nf = ds.faces(i);
-  const float* t = ds.triangles(i);
+  const std::vector<Triangle> t = ds.triangles(i);
   std::vector<Vec3d> v(static_cast<size_t>(nf) * 3);
   std::vector<std::array<int, 3>> faces(nf);
   for (int f = 0; f < nf; f++) {
-    for (int k = 0; k < 3; k++) v[3 * f + k] = {t[9 * f + 3 * k], t[9 * f + 3 * k + 1], t[9 * f + 3 * k + 2]};
+    for (int k = 0; k < 3; k++) v[3 * f + k] = {t[f][3 * k], t[f][3 * k + 1], t[f][3 * k + 2]};
     faces[f] = {3 * f, 3 * f + 1, 3 * f + 2};
   }
   normalize_vertices(v);

@@ -9,6 +9,12 @@
 // of 1 or 2 corners (OBJ/PLY/OFF files in the wild have them) are read as
 // degenerate triangles (a, b, b) for the same reason.
 //
+// Game and CAD formats (read for the dataset builder, docs/data.md): VRML 2.0
+// IndexedFaceSet (.wrl, Transform/Group nesting, DEF/USE), 0 A.D. PMD, Super-
+// TuxKart SPM and Quake-2 MD2 (first frame). Each returns the file's own axes
+// (no up-axis change) with every part welded into one mesh, and reports in
+// MeshTraits whether the file is skinned (bones), which the builder drops.
+//
 // Every parser works on a byte buffer (so the fuzz targets can call it) and
 // throws iflame::Error naming the file and the line (text) or byte offset
 // (binary) of the problem. Writers: OBJ and PLY (ascii or binary).
@@ -25,17 +31,29 @@ struct Mesh {
   std::vector<std::array<int, 3>> faces;  // 0-based vertex indices
 };
 
+// What a reader learned about a file besides its geometry.
+struct MeshTraits {
+  bool skinned = false;  // vertices bound to bones (PMD with bones, SPM "SPMA")
+  int parts = 0;         // shapes / buffers welded into the mesh
+};
+
 // Parsers over an in-memory file; `name` only appears in error messages.
 Mesh parse_obj(std::string_view data, const std::string& name);
 Mesh parse_ply(std::string_view data, const std::string& name);
 Mesh parse_stl(std::string_view data, const std::string& name);
 Mesh parse_off(std::string_view data, const std::string& name);
+Mesh parse_vrml(std::string_view data, const std::string& name, MeshTraits* traits = nullptr);
+Mesh parse_pmd(std::string_view data, const std::string& name, MeshTraits* traits = nullptr);
+Mesh parse_spm(std::string_view data, const std::string& name, MeshTraits* traits = nullptr);
+Mesh parse_md2(std::string_view data, const std::string& name, MeshTraits* traits = nullptr);
 
 // Reads a whole file (error naming it when it cannot be opened).
 std::string read_file_bytes(const std::string& path);
 
-// Picks the parser by extension (.obj .ply .stl .off, any case).
-Mesh read_mesh(const std::string& path);
+// Picks the parser by extension (.obj .ply .stl .off .wrl .pmd .spm .md2, any case).
+Mesh read_mesh(const std::string& path, MeshTraits* traits = nullptr);
+// True for the extensions read_mesh knows.
+bool is_mesh_extension(const std::string& path);
 Mesh read_obj(const std::string& path);
 Mesh read_ply(const std::string& path);
 Mesh read_stl(const std::string& path);
@@ -50,5 +68,7 @@ void write_mesh(const std::string& path, const Mesh& mesh);
 
 // Throws unless every face index is within [0, vertices.size()).
 void check_mesh_indices(const Mesh& mesh, const std::string& name);
+// Throws on a non-finite or absurdly large (> 3e38) coordinate.
+void check_mesh_finite(const Mesh& mesh, const std::string& name);
 
 }  // namespace iflame

@@ -1,6 +1,7 @@
 // mesh_io.cpp: format dispatch by extension, whole-file reading, the OBJ writer
 // and the index check shared by the readers and writers.
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -30,13 +31,31 @@ static std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-Mesh read_mesh(const std::string& path) {
+Mesh read_mesh(const std::string& path, MeshTraits* traits) {
   std::string ext = lower_extension(path);
   if (ext == "obj") return read_obj(path);
   if (ext == "ply") return read_ply(path);
   if (ext == "stl") return read_stl(path);
   if (ext == "off") return read_off(path);
-  IFLAME_REJECT(path, ": unknown mesh extension '", ext, "' (expected .obj, .ply, .stl or .off)");
+  if (ext == "wrl") return parse_vrml(read_file_bytes(path), path, traits);
+  if (ext == "pmd") return parse_pmd(read_file_bytes(path), path, traits);
+  if (ext == "spm") return parse_spm(read_file_bytes(path), path, traits);
+  if (ext == "md2") return parse_md2(read_file_bytes(path), path, traits);
+  IFLAME_REJECT(path, ": unknown mesh extension '", ext,
+              "' (expected .obj, .ply, .stl, .off, .wrl, .pmd, .spm or .md2)");
+}
+
+bool is_mesh_extension(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  for (const char* known : {"obj", "ply", "stl", "off", "wrl", "pmd", "spm", "md2"})
+    if (ext == known) return true;
+  return false;
+}
+
+void check_mesh_finite(const Mesh& mesh, const std::string& name) {
+  for (size_t i = 0; i < mesh.vertices.size(); i++)
+    for (float c : mesh.vertices[i])
+      IFLAME_REQUIRE(std::isfinite(c) && std::fabs(c) <= 3.0e38f, name, ": vertex ", i, " has coordinate ", c);
 }
 
 void check_mesh_indices(const Mesh& mesh, const std::string& name) {

@@ -376,7 +376,10 @@ TEST_CASE("eval: ./evaluate on folders and on a dataset split, JSON report, erro
     d.triangles = normalized_triangles(box);
     entries.push_back(d);
   }
-  write_dataset(root + "/ds.npy", entries, 800);
+  // The float layout keeps the boxes bit for bit, so a reference and its copy
+  // sample the same points (the 16-bit layout moves vertices by ~1e-5, enough
+  // to change which triangle a sample lands on).
+  write_dataset(root + "/ds.npy", entries, 800, "", DatasetLayout::Triangles32);
 
   // The same meshes on both sides: COV 1, MMD 0, 1-NNA 1/2.
   REQUIRE(run_evaluate({root + "/gen", "--reference-folder", root + "/ref", "--device", "cpu", "--points", "256",

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,12 +22,6 @@
 namespace iflame {
 
 namespace fs = std::filesystem;
-
-static bool is_mesh_extension(const fs::path& p) {
-  std::string e = p.extension().string();
-  for (char& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return e == ".obj" || e == ".ply" || e == ".stl" || e == ".off";
-}
 
 std::vector<BuildInput> collect_inputs(const std::vector<std::string>& paths) {
   std::vector<BuildInput> out;
@@ -71,6 +66,14 @@ std::vector<BuildInput> read_input_list(const std::string& list_path) {
     }
     BuildInput b{cols[0], cols.size() > 1 && !cols[1].empty() ? cols[1] : fs::path(cols[0]).stem().string(),
                  cols.size() > 2 ? cols[2] : ""};
+    if (cols.size() > 3) b.package = cols[3];
+    if (cols.size() > 4) b.license = cols[4];
+    if (cols.size() > 5) b.original_path = cols[5];
+    if (cols.size() > 6) {
+      IFLAME_CHECK(cols[6] == "z" || cols[6] == "y" || cols[6].empty(), list_path, ": up axis '", cols[6], "' for ",
+                   cols[0], " (expected z or y)");
+      b.z_up = cols[6] == "z";
+    }
     out.push_back(b);
   }
   return out;
@@ -145,6 +148,8 @@ PreparedMesh prepare_mesh(Mesh mesh, const BuildOptions& opt) {
     out.dropped = "no_faces";
     return out;
   }
+  out.dropped = drop_reason_by_shape(mesh, opt.min_faces);
+  if (!out.dropped.empty()) return out;
   out.collapsed_faces = drop_collapsed(mesh);
   const int limit = opt.max_faces > 0 ? opt.max_faces : INT32_MAX;
   for (int attempt = 0; static_cast<int64_t>(mesh.faces.size()) > limit && opt.simplify && attempt < 4; attempt++) {
@@ -175,23 +180,111 @@ static uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-std::string BuildReport::json() const {
-  std::string s = str("\"counts\": {\"inputs\": ", inputs, ", \"kept\": ", kept, ", \"train\": ", train,
-                      ", \"val\": ", val, ", \"dropped\": {");
+static std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string drop_reason_by_name(const std::string& path) {
+  const std::string base = lower(fs::path(path).stem().string());
+  for (const char* proxy : {"physics", "collision", "collider", "_coll", "_shadow"})
+    if (base.find(proxy) != std::string::npos) return "collision_or_physics";
+  // "_lod1", "-lod2", "lod_3": a level of detail other than the finest.
+  for (size_t at = base.find("lod"); at != std::string::npos; at = base.find("lod", at + 1)) {
+    size_t d = at + 3;
+    if (d < base.size() && (base[d] == '_' || base[d] == '-')) d++;
+    if (d < base.size() && base[d] >= '1' && base[d] <= '9' && (at == 0 || !std::isalpha(static_cast<unsigned char>(base[at - 1]))))
+      return "lower_lod";
+  }
+  return "";
+}
+
+std::string drop_reason_by_shape(const Mesh& mesh, int min_faces) {
+  if (static_cast<int64_t>(mesh.faces.size()) < min_faces) return str("under_", min_faces, "_faces");
+  // Billboards: every face on one of at most three planes (a quad, crossed quads).
+  std::array<float, 3> lo = mesh.vertices[0], hi = mesh.vertices[0];
+  for (const auto& v : mesh.vertices)
+    for (int c = 0; c < 3; c++) lo[c] = std::min(lo[c], v[c]), hi[c] = std::max(hi[c], v[c]);
+  const double size = std::max({hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2], 1e-30f});
+  std::set<std::array<int64_t, 4>> planes;
+  for (const auto& f : mesh.faces) {
+    const auto &a = mesh.vertices[f[0]], &b = mesh.vertices[f[1]], &c = mesh.vertices[f[2]];
+    double u[3], w[3], n[3];
+    for (int k = 0; k < 3; k++) u[k] = (b[k] - a[k]) / size, w[k] = (c[k] - a[k]) / size;
+    n[0] = u[1] * w[2] - u[2] * w[1], n[1] = u[2] * w[0] - u[0] * w[2], n[2] = u[0] * w[1] - u[1] * w[0];
+    const double len = std::sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+    if (len < 1e-12) continue;
+    double sign = (n[0] < 0 || (n[0] == 0 && (n[1] < 0 || (n[1] == 0 && n[2] < 0)))) ? -1 : 1;
+    for (double& x : n) x *= sign / len;
+    const double d = (n[0] * a[0] + n[1] * a[1] + n[2] * a[2]) / size;
+    planes.insert({std::llround(n[0] * 100), std::llround(n[1] * 100), std::llround(n[2] * 100), std::llround(d * 100)});
+    if (planes.size() > 3) break;
+  }
+  if (planes.size() <= 3) return "billboard_or_flat";
+  // Scattered fragments: many disconnected pieces of a few faces each.
+  std::vector<int> parent(mesh.vertices.size());
+  for (size_t i = 0; i < parent.size(); i++) parent[i] = static_cast<int>(i);
+  std::function<int(int)> root = [&](int x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  for (const auto& f : mesh.faces) {
+    parent[root(f[1])] = root(f[0]);
+    parent[root(f[2])] = root(f[0]);
+  }
+  std::set<int> pieces;
+  for (const auto& f : mesh.faces) pieces.insert(root(f[0]));
+  if (pieces.size() >= 20 && mesh.faces.size() < 6 * pieces.size()) return "scattered_fragments";
+  return "";
+}
+
+std::string mesh_family(const BuildInput& input) {
+  std::string key = input.category + "/";
+  for (char c : lower(input.name))
+    if (std::isalpha(static_cast<unsigned char>(c))) key += c;
+  return key;
+}
+
+void BuildReport::count_drop(const std::string& package, const std::string& reason) {
+  dropped[reason]++;
+  per_package[package].dropped[reason]++;
+}
+
+static std::string counts_json(const BuildReport& r) {
+  std::string s = str("{\"inputs\": ", r.inputs, ", \"kept\": ", r.kept, ", \"train\": ", r.train, ", \"val\": ", r.val,
+                      ", \"dropped\": {");
   bool first = true;
-  for (const auto& d : dropped) s += str(first ? "" : ", ", json_quote(d.first), ": ", d.second), first = false;
+  for (const auto& d : r.dropped) s += str(first ? "" : ", ", json_quote(d.first), ": ", d.second), first = false;
   s += "}, \"events\": {";
   first = true;
-  for (const auto& d : events) s += str(first ? "" : ", ", json_quote(d.first), ": ", d.second), first = false;
-  s += "}, \"face_histogram_bin\": 50, \"face_histogram\": [";
+  for (const auto& d : r.events) s += str(first ? "" : ", ", json_quote(d.first), ": ", d.second), first = false;
+  return s + "}}";
+}
+
+std::string BuildReport::json() const {
+  std::string s = "\"counts\": " + counts_json(*this);
+  s.pop_back();  // reopen the object for the histogram and the table
+  s += ", \"face_histogram_bin\": 50, \"face_histogram\": [";
   for (size_t i = 0; i < face_histogram.size(); i++) s += str(i ? ", " : "", face_histogram[i]);
-  return s + "]}";
+  s += "], \"per_package\": {";
+  bool first = true;
+  for (const auto& [package, r] : per_package)
+    s += str(first ? "" : ", ", json_quote(package), ": ", counts_json(r)), first = false;
+  return s + "}}";
 }
 
 std::string BuildReport::text() const {
   std::string s = str("inputs ", inputs, ", kept ", kept, " (train ", train, ", val ", val, ")\n");
   for (const auto& d : dropped) s += str("  dropped, ", d.first, ": ", d.second, "\n");
   for (const auto& d : events) s += str("  ", d.first, ": ", d.second, "\n");
+  if (per_package.size() > 1 || (per_package.size() == 1 && !per_package.begin()->first.empty())) {
+    s += "per source package:\n";
+    for (const auto& [package, r] : per_package) {
+      s += str("  ", package.empty() ? "(none)" : package, ": files ", r.inputs, ", kept ", r.kept, " (val ", r.val,
+               "), simplified ", r.events.count("meshes_simplified") ? r.events.at("meshes_simplified") : 0, "\n");
+      for (const auto& d : r.dropped) s += str("      dropped, ", d.first, ": ", d.second, "\n");
+    }
+  }
   int64_t most = 1;
   for (int64_t c : face_histogram) most = std::max(most, c);
   s += "faces after tokenization (meshes per bin):\n";
@@ -203,29 +296,85 @@ std::string BuildReport::text() const {
   return s;
 }
 
+namespace {
+
+// One input read and prepared; the topology key identifies its raw face list.
+struct Prepared {
+  PreparedMesh mesh;
+  std::vector<int32_t> tokens;
+  uint64_t topology = 0;
+};
+
+uint64_t topology_key(const Mesh& m) {
+  uint64_t h = 1469598103934665603ull ^ m.vertices.size();
+  for (const auto& f : m.faces)
+    for (int v : f) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+  return h;
+}
+
+Prepared prepare_input(const BuildInput& in, const BuildOptions& opt) {
+  Prepared p;
+  p.mesh.dropped = in.mesh ? "" : drop_reason_by_name(in.path);
+  if (!p.mesh.dropped.empty()) return p;
+  MeshTraits traits;
+  Mesh mesh = in.mesh ? *in.mesh
+              : (is_mesh_extension(in.path) || !opt.extra_reader) ? read_mesh(in.path, &traits)
+                                                                  : opt.extra_reader(in.path, &traits);
+  if (traits.skinned) {
+    p.mesh.dropped = "skinned";
+    return p;
+  }
+  if (in.z_up)
+    for (auto& v : mesh.vertices) v = {v[0], v[2], -v[1]};
+  p.topology = topology_key(mesh);
+  p.mesh = prepare_mesh(std::move(mesh), opt);
+  if (p.mesh.dropped.empty()) {
+    Mesh soup;
+    for (const Triangle& t : p.mesh.triangles) {
+      int b = static_cast<int>(soup.vertices.size());
+      for (int k = 0; k < 3; k++) soup.vertices.push_back({t[3 * k], t[3 * k + 1], t[3 * k + 2]});
+      soup.faces.push_back({b, b + 1, b + 2});
+    }
+    p.tokens = tokenize_mesh(soup);
+  }
+  return p;
+}
+
+std::string file_safe(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
+  return out.substr(0, 60);
+}
+
+void write_sheet_mesh(const std::string& dir, int index, const DatasetEntry& e) {
+  Mesh m;
+  for (const Triangle& t : e.triangles) {
+    int b = static_cast<int>(m.vertices.size());
+    for (int k = 0; k < 3; k++) m.vertices.push_back({t[3 * k], t[3 * k + 1], t[3 * k + 2]});
+    m.faces.push_back({b, b + 1, b + 2});
+  }
+  clean_mesh(m);
+  fs::create_directories(dir);
+  char prefix[16];
+  std::snprintf(prefix, sizeof prefix, "%03d_", index);
+  write_obj(dir + "/" + prefix + file_safe(e.name) + ".obj", m);
+}
+
+}  // namespace
+
 BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::string& out_npy, const BuildOptions& opt) {
   const int64_t n = static_cast<int64_t>(inputs.size());
-  std::vector<PreparedMesh> prepared(n);
-  std::vector<std::vector<int32_t>> tokens(n);
+  std::vector<Prepared> prepared(n);
   std::mutex mu;
   int64_t done = 0;
   const bool bar = opt.progress && isatty(2);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(opt.threads > 0 ? opt.threads : omp_get_max_threads())
   for (int64_t i = 0; i < n; i++) {
     try {
-      prepared[i] = prepare_mesh(read_mesh(inputs[i].path), opt);
-      if (prepared[i].dropped.empty()) {
-        Mesh soup;
-        for (const Triangle& t : prepared[i].triangles) {
-          int b = static_cast<int>(soup.vertices.size());
-          for (int k = 0; k < 3; k++) soup.vertices.push_back({t[3 * k], t[3 * k + 1], t[3 * k + 2]});
-          soup.faces.push_back({b, b + 1, b + 2});
-        }
-        tokens[i] = tokenize_mesh(soup);
-      }
+      prepared[i] = prepare_input(inputs[i], opt);
     } catch (const std::exception& e) {
-      prepared[i] = PreparedMesh();
-      prepared[i].dropped = "unreadable";
+      prepared[i] = Prepared();
+      prepared[i].mesh.dropped = "unreadable";
       std::lock_guard<std::mutex> lock(mu);
       if (opt.log_errors) std::fprintf(stderr, "%s%s\n", bar ? "\r\033[K" : "", e.what());
     }
@@ -243,35 +392,54 @@ BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::stri
   BuildReport report;
   report.inputs = n;
   std::set<std::vector<int32_t>> seen;
+  std::set<uint64_t> topologies;
   std::vector<DatasetEntry> entries;
+  std::map<std::string, int> sheet_written;
   for (int64_t i = 0; i < n; i++) {
-    PreparedMesh& p = prepared[i];
-    report.events["faces_removed_by_cleaning"] += p.cleaned_faces;
-    report.events["faces_collapsed_when_quantized"] += p.collapsed_faces;
-    if (p.simplified) report.events["meshes_simplified"]++;
-    if (p.dropped.empty() && tokens[i].size() <= 2 * kTokensPerFace) p.dropped = "collapsed_when_quantized";
-    if (p.dropped.empty() && !seen.insert(tokens[i]).second) p.dropped = "duplicate";
+    Prepared& pr = prepared[i];
+    PreparedMesh& p = pr.mesh;
+    const BuildInput& in = inputs[i];
+    BuildReport& pkg = report.per_package[in.package];
+    pkg.inputs++;
+    for (BuildReport* r : {&report, &pkg}) {
+      r->events["faces_removed_by_cleaning"] += p.cleaned_faces;
+      r->events["faces_collapsed_when_quantized"] += p.collapsed_faces;
+      if (p.simplified) r->events["meshes_simplified"]++;
+    }
+    if (p.dropped.empty() && pr.tokens.size() <= 2 * kTokensPerFace) p.dropped = "collapsed_when_quantized";
+    if (p.dropped.empty() && !seen.insert(pr.tokens).second) p.dropped = "duplicate";
+    if (p.dropped.empty() && !topologies.insert(pr.topology).second) p.dropped = "same_topology";
     if (!p.dropped.empty()) {
-      report.dropped[p.dropped]++;
+      report.count_drop(in.package, p.dropped);
       continue;
     }
     DatasetEntry e;
-    e.name = inputs[i].name;
-    e.source = inputs[i].path;
-    e.category = inputs[i].category;
-    const uint64_t h = fnv1a(e.name + "\n" + e.category + "\n" + fs::path(e.source).filename().string());
-    e.split = static_cast<double>(h % 1000000) / 1e6 < opt.val_fraction ? "val" : "train";
-    (e.split == "val" ? report.val : report.train)++;
+    e.name = in.name;
+    e.source = in.path;
+    e.category = in.category;
+    e.package = in.package;
+    e.license = in.license;
+    e.path = in.original_path;
+    e.family = mesh_family(in);
+    const uint64_t h = fnv1a(e.family);
+    e.split = !in.split.empty() ? in.split : static_cast<double>(h % 1000000) / 1e6 < opt.val_fraction ? "val" : "train";
+    for (BuildReport* r : {&report, &pkg}) {
+      (e.split == "val" ? r->val : r->train)++;
+      r->kept++;
+    }
     e.triangles = std::move(p.triangles);
-    size_t faces = tokens[i].size() / kTokensPerFace - 2;
+    size_t faces = pr.tokens.size() / kTokensPerFace - 2;
     if (report.face_histogram.size() <= faces / 50) report.face_histogram.resize(faces / 50 + 1, 0);
     report.face_histogram[faces / 50]++;
+    if (!opt.sheet_dir.empty() && sheet_written[in.package] < opt.sheet_count)
+      write_sheet_mesh(opt.sheet_dir + "/" + file_safe(in.package.empty() ? "meshes" : in.package),
+                       sheet_written[in.package]++, e);
     entries.push_back(std::move(e));
   }
   report.kept = static_cast<int64_t>(entries.size());
   IFLAME_REQUIRE(report.kept > 0, "no mesh of the ", n, " inputs was kept, so nothing was written to ", out_npy,
                  "\n", report.text());
-  write_dataset(out_npy, entries, opt.max_faces, report.json());
+  write_dataset(out_npy, entries, opt.max_faces, report.json(), opt.layout);
   return report;
 }
 

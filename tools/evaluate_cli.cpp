@@ -173,9 +173,7 @@ std::vector<std::vector<Triangle>> dataset_split(const std::string& path, const 
   if (max_meshes > 0 && int64_t(idx.size()) > max_meshes) idx.resize(size_t(max_meshes));
   std::vector<std::vector<Triangle>> out;
   for (int64_t i : idx) {
-    std::vector<Triangle> t(size_t(ds.faces(i)));
-    const float* src = ds.triangles(i);
-    for (size_t f = 0; f < t.size(); f++) std::copy(src + 9 * f, src + 9 * f + 9, t[f].begin());
+    std::vector<Triangle> t = ds.triangles(i);
     normalize_triangles(t);
     out.push_back(std::move(t));
   }

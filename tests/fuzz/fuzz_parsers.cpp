@@ -1,5 +1,5 @@
 // fuzz_parsers.cpp: libFuzzer entry point for one parser, chosen at compile time
-// (-DFUZZ_FORMAT_obj, _ply, _stl, _off, _json; see `make fuzz` and docs/data.md).
+// (-DFUZZ_FORMAT_obj, _ply, _stl, _off, _wrl, _pmd, _spm, _md2, _json; see `make fuzz` and docs/data.md).
 // A parser may reject its input with iflame::Error; anything else (a crash, a
 // sanitizer report, another exception type, a mesh whose indices are out of
 // range) is a bug.
@@ -25,6 +25,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     iflame::Mesh m = iflame::parse_stl(text, "fuzz");
 #elif defined(FUZZ_FORMAT_off)
     iflame::Mesh m = iflame::parse_off(text, "fuzz");
+#elif defined(FUZZ_FORMAT_wrl)
+    iflame::Mesh m = iflame::parse_vrml(text, "fuzz");
+#elif defined(FUZZ_FORMAT_pmd)
+    iflame::Mesh m = iflame::parse_pmd(text, "fuzz");
+#elif defined(FUZZ_FORMAT_spm)
+    iflame::Mesh m = iflame::parse_spm(text, "fuzz");
+#elif defined(FUZZ_FORMAT_md2)
+    iflame::Mesh m = iflame::parse_md2(text, "fuzz");
 #else
 #error "define one FUZZ_FORMAT_<format>"
 #endif

@@ -5,7 +5,7 @@
 set -eu
 secs=${1:-60}
 make -s fuzz
-for f in obj ply stl off json; do
+for f in obj ply stl off wrl pmd spm md2 json; do
   mkdir -p build/fuzz/corpus/$f
   seeds=tests/fuzz/seeds/$f
   extra=""
