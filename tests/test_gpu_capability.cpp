@@ -7,6 +7,7 @@
 #include "tests/test_util.h"
 
 using namespace iflame;
+using namespace iflame::test;
 
 TEST_CASE("gpu capability: a GPU older than sm_80 is named, with what is needed and --device cpu") {
   const std::string m = gpu_support_message(1, "Tesla V100-SXM2-16GB", 7, 0, GpuCode::Runs);
