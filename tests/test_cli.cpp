@@ -287,8 +287,8 @@ TEST_CASE("build_dataset: exits 1 and writes nothing when it keeps no mesh; -o D
   CHECK(r.status == 1);
   CHECK(contains(r.err, "not a text list of mesh files"));
   CHECK(printable(r.err));
-  // And the good case still works.
-  r = build({"-o", dir + "/ok.npy", dir + "/box.obj", "--quiet", "--no-simplify"});
+  // And the good case still works (a box has 12 faces: under the default --min-faces 20).
+  r = build({"-o", dir + "/ok.npy", dir + "/box.obj", "--quiet", "--no-simplify", "--min-faces", "12"});
   CHECK(r.status == 0);
   CHECK(MeshDataset(dir + "/ok.npy").size() == 1);
 }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <thread>
 
 #include "core/error.h"
@@ -132,7 +133,7 @@ TEST_CASE("train: SIGINT in the middle of a CPU step ends the run within 2 s wit
   }
   install_stop_signal_handlers();
   g_stop_requested = false;
-  Trainer t(c);
+  auto t = std::make_unique<Trainer>(c);
   Clock::time_point signalled;
   std::thread sender([&] {
     std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -140,7 +141,7 @@ TEST_CASE("train: SIGINT in the middle of a CPU step ends the run within 2 s wit
     kill(getpid(), SIGINT);  // what Ctrl-C does
   });
   const auto start = Clock::now();
-  const int rc = t.run();
+  const int rc = t->run();
   const auto returned = Clock::now();
   sender.join();
   g_stop_requested = false;
@@ -151,9 +152,10 @@ TEST_CASE("train: SIGINT in the middle of a CPU step ends the run within 2 s wit
                    << std::chrono::duration<double>(returned - start).count() << " s after it began, "
                    << after_signal << " s after SIGINT");
   CHECK(rc == 0);
-  CHECK(t.step() == 0);  // the step in progress was dropped
+  CHECK(t->step() == 0);  // the step in progress was dropped
   CHECK(after_signal < 2.0);
   CHECK(step_estimate >= 8.0);  // so the signal came inside the step, not after it
+  t.reset();  // the run ends, and with it its lock on the run folder
 
   // The checkpoint loads, holds the weights from before the dropped step, and
   // its data position gives the dropped batch back to the resumed run.
