@@ -4,6 +4,8 @@
 // before these kernels existed.
 #include "infer/decode_ops.h"
 
+#include <algorithm>
+
 #include "core/profiler.h"
 #include "infer/cached_attention.h"
 #include "ops/dispatch.h"
@@ -17,18 +19,39 @@ namespace iflame::infer {
 
 namespace {
 
-// The position a block at level div works at, read from the counter (already
-// checked by check_position).
-int64_t level_position(const char* op, const Tensor& position, int64_t div) {
-  const int64_t p = position.to(Device::CPU).to_ints()[0];
-  IFLAME_CHECK(p >= 0, op, ": negative position ", p);
-  return p / div;
+// The positions of the rows, read from the counter (already checked by
+// check_position): one shared by every row, or one per row.
+std::vector<int64_t> row_positions(const char* op, const Tensor& position) {
+  std::vector<int64_t> p;
+  for (int32_t v : position.to(Device::CPU).to_ints()) {
+    IFLAME_CHECK(v >= 0, op, ": negative position ", v);
+    p.push_back(v);
+  }
+  return p;
 }
 
-void check_position(const char* op, const Tensor& position, int64_t div, Device device) {
-  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1 &&
+// The position a block at level div works at, when every row is at one position.
+int64_t level_position(const char* op, const Tensor& position, int64_t div) {
+  return row_positions(op, position)[0] / div;
+}
+
+// Whether every row is at one position (then the ops run batched as before).
+bool shared_position(const char* op, const Tensor& position) {
+  const std::vector<int64_t> p = row_positions(op, position);
+  return std::all_of(p.begin(), p.end(), [&](int64_t v) { return v == p[0]; });
+}
+
+// Row b's position, as the i32 [1] counter the ops take.
+Tensor row_position(const Tensor& position, int64_t b) {
+  return position.numel() == 1 ? position : position.slice(0, b, b + 1).contiguous();
+}
+
+void check_position(const char* op, const Tensor& position, int64_t div, Device device, int64_t batch) {
+  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 &&
+                   (position.numel() == 1 || position.numel() == batch) && position.ndim() == 1 &&
                    position.device() == device,
-               op, ": position must be an i32 [1] tensor on the data's device, got ", position.describe());
+               op, ": position must be an i32 [1] or [", batch, "] tensor on the data's device, got ",
+               position.describe());
   IFLAME_CHECK(div == 1 || div == 3 || div == 9, op, ": div must be 1, 3 or 9, got ", div);
 }
 
@@ -45,8 +68,8 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   IFLAME_CHECK(qkv.defined() && qkv.ndim() == 2 && heads >= 1 && qkv.size(1) % (3 * heads) == 0, op,
                ": qkv must be [B, 3*H*D] for ", heads, " heads, got ", qkv.describe());
   check_f32_contiguous(op, "qkv", qkv, qkv.device());
-  check_position(op, position, div, qkv.device());
   const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads;
+  check_position(op, position, div, qkv.device(), B);
   const bool to_cache = k_dst.ndim() == 4;
   for (const Tensor* dst : {&k_dst, &v_dst}) {
     IFLAME_CHECK(dst->defined() && dst->is_contiguous() && dst->device() == qkv.device() &&
@@ -62,6 +85,15 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   PROFILE_OP("qkv_rope_step", 0, 2 * qkv.nbytes(), qkv.device(), DType::F32);  // reads q|k|v, writes q, k, v
   if (qkv.is_cuda()) {
     CUDA_ONLY(return cuda::qkv_rope_step(qkv, heads, position, div, k_dst, v_dst));
+  }
+  if (!shared_position(op, position)) {  // rows at different positions: one row at a time
+    Tensor q = Tensor::empty({B, heads, D}, DType::F32, Device::CPU);
+    for (int64_t b = 0; b < B; b++) {
+      Tensor k_row = k_dst.slice(0, b, b + 1), v_row = v_dst.slice(0, b, b + 1);
+      q.slice(0, b, b + 1).copy_from(qkv_rope_step(qkv.slice(0, b, b + 1).contiguous(), heads,
+                                                   row_position(position, b), div, k_row, v_row));
+    }
+    return q;
   }
   const int64_t pos = level_position(op, position, div);
   const Shape split = {B, 1, heads, D};
@@ -83,12 +115,20 @@ Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor&
                            const Tensor& position, int64_t div, float scale, int64_t host_length) {
   const char* op = "cached_attention_at";
   check_cached_attention(op, q, k_cache, v_cache);
-  check_position(op, position, div, q.device());
+  check_position(op, position, div, q.device(), q.size(0));
   PROFILE_OP("cached_attention_at", host_length > 0 ? cached_attention_flops(q, host_length) : 0,
              host_length > 0 ? cached_attention_bytes(q, k_cache, host_length) : 0, q.device(), q.dtype());
   if (q.is_cuda()) {
     // The length is read on the device; the kernel bounds it by the capacity.
     CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
+  }
+  if (!shared_position(op, position)) {  // rows at different positions: one row at a time
+    Tensor o = Tensor::empty(q.shape(), DType::F32, Device::CPU);
+    for (int64_t b = 0; b < q.size(0); b++)
+      o.slice(0, b, b + 1).copy_from(cached_attention_step(
+          q.slice(0, b, b + 1), k_cache.slice(0, b, b + 1), v_cache.slice(0, b, b + 1),
+          level_position(op, row_position(position, b), div) + 1, scale));
+    return o;
   }
   return cached_attention_step(q, k_cache, v_cache, level_position(op, position, div) + 1, scale);
 }
@@ -128,15 +168,19 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
   const char* op = "write_group_slot";
   check_f32_contiguous(op, "group", group, group.device());
   check_f32_contiguous(op, "x", x, group.device());
-  check_position(op, position, div, group.device());
   IFLAME_CHECK(group.ndim() == 3 && group.size(1) == 3 && x.numel() == group.size(0) * group.size(2), op,
                ": group must be [B, 3, d] and x [B, 1, d]; got ", group.describe(), " and ", x.describe());
+  check_position(op, position, div, group.device(), group.size(0));
   PROFILE_OP("write_group_slot", 0, 2 * x.nbytes(), group.device(), DType::F32);  // reads x, writes one slot
   if (group.is_cuda()) {
     CUDA_ONLY(cuda::write_group_slot(group, x, position, div); return);
   }
-  const int64_t slot = level_position(op, position, div) % 3;
-  group.slice(1, slot, slot + 1).copy_from(x.view({group.size(0), 1, group.size(2)}));
+  const Tensor rows = x.view({group.size(0), 1, group.size(2)});
+  const std::vector<int64_t> p = row_positions(op, position);
+  for (int64_t b = 0; b < group.size(0); b++) {
+    const int64_t slot = p[p.size() == 1 ? 0 : b] / div % 3;
+    group.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(rows.slice(0, b, b + 1));
+  }
 }
 
 namespace {
@@ -201,13 +245,42 @@ Tensor decode_product_swiglu(const Tensor& x, const Tensor& w12, const Tensor& b
 }
 
 void advance_position(Tensor& position) {
-  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.numel() == 1,
-               "advance_position: position must be an i32 [1] tensor, got ", position.describe());
-  PROFILE_OP("advance_position", 0, 8, position.device(), DType::F32);  // reads and writes one i32
+  IFLAME_CHECK(position.defined() && position.dtype() == DType::I32 && position.ndim() == 1 &&
+                   position.is_contiguous(),
+               "advance_position: position must be a contiguous i32 [n] tensor, got ", position.describe());
+  PROFILE_OP("advance_position", 0, 8 * position.numel(), position.device(), DType::F32);  // reads and writes n i32
   if (position.is_cuda()) {
     CUDA_ONLY(cuda::advance_position(position); return);
   }
-  position.data<int32_t>()[0]++;
+  for (int64_t i = 0; i < position.numel(); i++) position.data<int32_t>()[i]++;
+}
+
+void zero_flagged_rows(const std::vector<Tensor>& tensors, const Tensor& flags) {
+  const char* op = "zero_flagged_rows";
+  IFLAME_CHECK(flags.defined() && flags.dtype() == DType::I32 && flags.ndim() == 1 && flags.is_contiguous(), op,
+               ": flags must be a contiguous i32 [B] tensor, got ", flags.describe());
+  const int64_t B = flags.numel();
+  IFLAME_CHECK(tensors.size() <= size_t(kMaxZeroedTensors), op, ": at most ", kMaxZeroedTensors, " tensors, got ",
+               tensors.size());
+  double bytes = double(flags.nbytes());
+  for (const Tensor& t : tensors) {
+    IFLAME_CHECK(t.defined() && t.is_contiguous() && t.ndim() >= 1 && t.size(0) == B && dtype_size(t.dtype()) == 4 &&
+                     t.device() == flags.device(),
+                 op, ": each tensor must be contiguous, of 4-byte elements, [", B, ", ...] on the flags' device; got ",
+                 t.describe());
+    bytes += double(t.nbytes());  // at most: only flagged rows are written
+  }
+  PROFILE_OP("zero_flagged_rows", 0, bytes, flags.device(), DType::F32);
+  if (flags.is_cuda()) {
+    CUDA_ONLY(cuda::zero_flagged_rows(tensors, flags); return);
+  }
+  const int32_t* f = flags.data<int32_t>();
+  for (const Tensor& t : tensors) {
+    const int64_t row = t.numel() / std::max<int64_t>(B, 1);
+    int32_t* words = static_cast<int32_t*>(t.raw_data());
+    for (int64_t b = 0; b < B; b++)
+      if (f[b]) std::fill(words + b * row, words + (b + 1) * row, 0);
+  }
 }
 
 }  // namespace iflame::infer

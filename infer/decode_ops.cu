@@ -32,11 +32,10 @@ using ops::cuda::store_f32;
 template <typename T>
 __global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q, T* __restrict__ k_dst,
                                 T* __restrict__ v_dst, int B, int H, int half, int capacity,
-                                const int* __restrict__ position, int div, Frequencies freq) {
+                                const int* __restrict__ position, int position_stride, int div,
+                                Frequencies freq) {
   pdl_wait();  // every kernel here is launched with launch_pdl (ops/cuda/pdl.cuh)
   pdl_trigger();
-  const int pos = position[0] / div;
-  if (capacity > 0 && pos >= capacity) return;  // the host refuses such steps; never write out of bounds
   const long long pairs = (long long)B * H * half;
   const int D = 2 * half;
   const long long HD = (long long)H * D;
@@ -45,6 +44,8 @@ __global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q
     const int j = (int)(i % half);
     const long long bh = i / half;  // b * H + h
     const int b = (int)(bh / H), h = (int)(bh % H);
+    const int pos = position[b * position_stride] / div;
+    if (capacity > 0 && pos >= capacity) continue;  // the host refuses such steps; never write out of bounds
     const float* row = qkv + (long long)b * 3 * HD + (long long)h * D;
     const float a = (float)pos * freq.f[j];
     const float c = cosf(a), s = sinf(a);
@@ -126,22 +127,40 @@ __global__ void add_rms_norm_kernel(const float* __restrict__ x, const float* __
 }
 
 __global__ void write_group_slot_kernel(float* __restrict__ group, const float* __restrict__ x, int B, int d,
-                                        const int* __restrict__ position, int div) {
+                                        const int* __restrict__ position, int position_stride, int div) {
   pdl_wait();
   pdl_trigger();
-  const int slot = (position[0] / div) % 3;
   const long long n = (long long)B * d;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
        i += (long long)gridDim.x * blockDim.x) {
     const long long b = i / d;
+    const int slot = (position[b * position_stride] / div) % 3;
     group[(b * 3 + slot) * d + i % d] = x[i];
   }
 }
 
-__global__ void advance_position_kernel(int* position) {
+__global__ void advance_position_kernel(int* position, int n) {
   pdl_wait();
   pdl_trigger();
-  position[0] += 1;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) position[i] += 1;
+}
+
+// The tensors zero_flagged_rows() clears: their first word and row length in words.
+struct FlaggedRows {
+  int32_t* data[kMaxZeroedTensors];
+  long long row_words[kMaxZeroedTensors];
+  int count;
+};
+
+// Block (b, i) clears row b of tensor i when flags[b] is set.
+__global__ void zero_flagged_rows_kernel(FlaggedRows t, const int32_t* __restrict__ flags) {
+  pdl_wait();
+  pdl_trigger();
+  const int b = blockIdx.x, i = blockIdx.y;
+  if (!flags[b]) return;
+  const long long n = t.row_words[i];
+  int32_t* row = t.data[i] + b * n;
+  for (long long j = threadIdx.x; j < n; j += blockDim.x) row[j] = 0;
 }
 
 // ---- small-batch bf16 products (decode_product) ----
@@ -243,7 +262,8 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   IFLAME_DISPATCH_ACT(k_dst.dtype(), "qkv_rope_step", {
     launch_pdl(qkv_rope_kernel<T>, grid_stride_blocks(pairs, 256), 256, 0, qkv.data<float>(), q.data<T>(),
                k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B), static_cast<int>(heads),
-               static_cast<int>(half), capacity, position.data<int32_t>(), static_cast<int>(div), freq);
+               static_cast<int>(half), capacity, position.data<int32_t>(), position.numel() == 1 ? 0 : 1,
+               static_cast<int>(div), freq);
   });
   return q;
 }
@@ -284,11 +304,24 @@ void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, in
   const int64_t B = group.size(0), d = group.size(2);
   if (B * d == 0) return;
   launch_pdl(write_group_slot_kernel, grid_stride_blocks(B * d, 256), 256, 0, group.data<float>(), x.data<float>(),
-             int(B), int(d), position.data<int32_t>(), int(div));
+             int(B), int(d), position.data<int32_t>(), position.numel() == 1 ? 0 : 1, int(div));
 }
 
 void advance_position(Tensor& position) {
-  launch_pdl(advance_position_kernel, 1, 1, 0, position.data<int32_t>());
+  const int n = static_cast<int>(position.numel());
+  launch_pdl(advance_position_kernel, grid_stride_blocks(n, 256), 256, 0, position.data<int32_t>(), n);
+}
+
+void zero_flagged_rows(const std::vector<Tensor>& tensors, const Tensor& flags) {
+  const int64_t B = flags.numel();
+  if (B == 0 || tensors.empty()) return;
+  FlaggedRows t{};
+  t.count = static_cast<int>(tensors.size());
+  for (int i = 0; i < t.count; i++) {
+    t.data[i] = static_cast<int32_t*>(tensors[i].raw_data());
+    t.row_words[i] = tensors[i].numel() / B;
+  }
+  launch_pdl(zero_flagged_rows_kernel, dim3(unsigned(B), unsigned(t.count)), 256, 0, t, flags.data<int32_t>());
 }
 
 Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias, bool gate) {

@@ -4,14 +4,18 @@
 // is then the same at every position of the same phase (p mod 9), so each
 // phase can be captured once as a CUDA graph and replayed (infer/decode.h).
 //
-// `position` is an i32 [1] tensor on the other tensors' device holding the
-// level-0 position p of the step; a block at level L works at position p / div
-// with div = 3^L (1, 3 or 9).
+// `position` is an i32 tensor on the other tensors' device holding the level-0
+// position p of the step: [1], one position for every row, or [B], one per row
+// (continuous batching: a row that starts a new sample starts over at 0 while
+// the others go on); a block at level L works at position p / div with div =
+// 3^L (1, 3 or 9).
 //
 // The CPU versions are the training ops' CPU references composed (so their
 // numbers are the training path's); the CUDA versions fuse what the step would
 // otherwise launch separately, with the same f32 arithmetic.
 #pragma once
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace iflame::infer {
@@ -41,8 +45,15 @@ void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float 
 // group [B, 3, d]: its row (p / div) % 3 becomes x ([B, 1, d]).
 void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div);
 
-// position += 1 (on the device, queued).
+// position += 1 for every entry (on the device, queued).
 void advance_position(Tensor& position);
+
+// For every row b with flags[b] != 0, row b of each tensor (contiguous, [B, ...],
+// 4-byte elements: f32 or i32) becomes 0; the others are left alone. One launch
+// on the GPU whatever the number of tensors (at most kMaxZeroedTensors), with no
+// host read of the flags, so a CUDA graph can replay it.
+constexpr int kMaxZeroedTensors = 64;
+void zero_flagged_rows(const std::vector<Tensor>& tensors, const Tensor& flags);
 
 // The step's products: y = x W^T + bias (x [B, K] or [B, 1, K], W [N, K]), as
 // ops::linear_forward computes them with `compute` products; and the fused
@@ -75,6 +86,7 @@ Tensor swiglu_pair(const Tensor& ab);
 void add_rms_norm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps, Tensor& h, Tensor& n);
 void write_group_slot(Tensor& group, const Tensor& x, const Tensor& position, int64_t div);
 void advance_position(Tensor& position);
+void zero_flagged_rows(const std::vector<Tensor>& tensors, const Tensor& flags);
 // The small-batch bf16 kernels (rows <= kSmallBatch, K % 8 == 0, W bf16).
 Tensor small_batch_product(const Tensor& x, const Tensor& w, const Tensor& bias, bool swiglu);
 // The tensor-core kernel (rows <= kSmallBatchMma, K % 8 == 0, W bf16 and x f32,
