@@ -241,7 +241,8 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   const std::string out = "build/test_sample_continuous";
   std::filesystem::remove_all(out);
   // The summary goes to stdout: point file descriptor 1 at a file for the run.
-  const std::string log = out + ".log";
+  std::filesystem::create_directories(out);
+  const std::string log = out + "/run.log";
   std::fflush(stdout);
   const int saved = dup(1);
   const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
