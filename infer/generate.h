@@ -18,7 +18,7 @@ struct GenerateConfig {
   SamplingConfig sampling;
   int max_faces = 800;     // faces per sequence, prompt faces included
   ForwardContext ctx;      // matmul precision
-  bool constrained = true;   // mask tokens that break the canonical order (infer/constrain.h)
+  bool constrained = true;   // mask tokens that break the canonical order (infer/constrain.h); false: the raw model
   bool cuda_graphs = true;   // GPU: replay each step from a CUDA graph (infer/decode.h)
 };
 
