@@ -2,6 +2,7 @@
 #include "autograd/tape.h"
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "ops/elementwise.h"
 
 namespace iflame {
@@ -52,7 +53,9 @@ void GradSlot::zero() {
 }
 
 void Tape::record(std::function<void()> backward_step) {
-  if (recording_) steps_.push_back(std::move(backward_step));
+  if (!recording_) return;
+  throw_if_interrupted();  // a stop request drops the rest of this forward (core/interrupt.h)
+  steps_.push_back(std::move(backward_step));
 }
 
 void Tape::backward(const Variable& loss) {
@@ -68,14 +71,18 @@ void Tape::backward(const Variable& output, const Tensor& grad) {
 }
 
 void Tape::run_steps() {
-  bool was_recording = recording_;
+  struct RestoreRecording {  // also when a stop request ends the backward early
+    Tape& tape;
+    bool was;
+    ~RestoreRecording() { tape.recording_ = was; }
+  } restore{*this, recording_};
   recording_ = false;  // backward steps record nothing
   while (!steps_.empty()) {
+    throw_if_interrupted();  // the caller drops the unfinished backward (core/interrupt.h)
     std::function<void()> step = std::move(steps_.back());
     steps_.pop_back();
     step();
   }  // each step dies here, releasing what it saved
-  recording_ = was_recording;
 }
 
 namespace {

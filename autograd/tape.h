@@ -7,6 +7,10 @@
 // is destroyed right after it runs, which frees its saved activations and the
 // gradient of its output. NoGrad turns recording off (sampling, evaluation).
 //
+// Inside an InterruptibleScope (core/interrupt.h), recording and backward throw
+// Interrupted at the next op once a stop is requested; the tape then holds a
+// partial forward, which the catcher clears.
+//
 // tape() is the tape functions record onto: the thread's own, unless a TapeScope
 // has put a private one in its place (autograd/recompute.h runs a block's
 // forward again on one during backward, and differentiates it there).

@@ -22,15 +22,29 @@ const Probe& probe() {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
-      r.reason = str("cudaGetDeviceCount failed: ", cudaGetErrorString(err));
+      // The runtime says "CUDA driver version is insufficient" both when there is
+      // no driver at all (the usual machine without a GPU) and when it is too old.
+      int driver = 0, runtime = 0;
+      cudaDriverGetVersion(&driver);
+      cudaRuntimeGetVersion(&runtime);
+      auto version = [](int v) { return str(v / 1000, ".", (v % 1000) / 10); };
+      if (err == cudaErrorInsufficientDriver && driver == 0)
+        r.reason = "no usable NVIDIA GPU: driver not found";
+      else if (err == cudaErrorInsufficientDriver)
+        r.reason = str("no usable NVIDIA GPU: the driver supports CUDA ", version(driver), ", older than this build's ",
+                       version(runtime));
+      else if (err == cudaErrorNoDevice)
+        r.reason = "no usable NVIDIA GPU: no CUDA device found";
+      else
+        r.reason = str("no usable NVIDIA GPU: ", cudaGetErrorString(err));
       cudaGetLastError();  // clear the sticky error so later queries are clean
     } else if (n == 0) {
-      r.reason = "no CUDA device found";
+      r.reason = "no usable NVIDIA GPU: no CUDA device found";
     } else {
       r.ok = true;
     }
 #else
-    r.reason = "built without CUDA (no nvcc at build time)";
+    r.reason = "no usable NVIDIA GPU: built without CUDA (no nvcc at build time)";
 #endif
     return r;
   }();
@@ -58,7 +72,7 @@ void cuda_set_device(int index) {
 
 cudaStream_t cuda_stream() {
   static cudaStream_t s = [] {
-    IFLAME_CHECK(cuda_available(), "no GPU: ", cuda_unavailable_reason());
+    IFLAME_CHECK(cuda_available(), cuda_unavailable_reason());
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     return st;
@@ -89,7 +103,7 @@ void cuda_synchronize() {
 }
 
 std::string cuda_device_description() {
-  if (!cuda_available()) return str("no GPU (", cuda_unavailable_reason(), ")");
+  if (!cuda_available()) return cuda_unavailable_reason();
   int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   cudaDeviceProp prop;
@@ -113,7 +127,7 @@ int cuda_device_count() { return 0; }
 int cuda_multiprocessors() { return 1; }
 void cuda_set_device(int index) { IFLAME_FAIL("cannot select GPU ", index, ": ", cuda_unavailable_reason()); }
 void cuda_synchronize() {}
-std::string cuda_device_description() { return str("no GPU (", cuda_unavailable_reason(), ")"); }
+std::string cuda_device_description() { return cuda_unavailable_reason(); }
 #endif
 
 }  // namespace iflame

@@ -8,7 +8,8 @@ namespace iflame {
 
 // True when the build has CUDA and cudaGetDeviceCount succeeds with at least one device.
 bool cuda_available();
-// Why cuda_available() is false ("built without CUDA", the driver's error text, ...).
+// Why cuda_available() is false, as "no usable NVIDIA GPU: <cause>" (driver not
+// found, driver too old, no device, built without CUDA, the runtime's error).
 std::string cuda_unavailable_reason();
 // How many GPUs this process sees (0 without CUDA or a usable driver).
 int cuda_device_count();

@@ -1,5 +1,5 @@
 // pickle.h: a small, safe unpickler for the protocol-2 subset PyTorch uses in
-// checkpoints (iflame-spec.md §5). It builds a tree of plain values and never
+// checkpoints (docs/spec.md §5). It builds a tree of plain values and never
 // executes anything: GLOBAL is accepted only for an allow-list of names
 // (torch._utils._rebuild_tensor_v2, torch.*Storage, collections.OrderedDict,
 // torch.Size), REDUCE only on the callable ones, and anything else (another

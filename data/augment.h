@@ -1,4 +1,4 @@
-// augment.h: training-time augmentation (iflame-spec.md §1 step 2), drawn from
+// augment.h: training-time augmentation (docs/spec.md §1 step 2), drawn from
 // the project's counter-based RNG so a draw depends only on (seed, stream):
 // the same mesh in the same epoch gets the same augmentation whichever thread
 // or rank tokenizes it.

@@ -1,4 +1,4 @@
-// tokenize.cpp: canonical tokenization and decoding (iflame-spec.md §1).
+// tokenize.cpp: canonical tokenization and decoding (docs/spec.md §1).
 #include "data/tokenize.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// tokenize.h: a mesh to its canonical token sequence and back (iflame-spec.md §1).
+// tokenize.h: a mesh to its canonical token sequence and back (docs/spec.md §1).
 //
 //   tokens = START x9, face_1 (9 tokens), ..., face_F, END x9
 //

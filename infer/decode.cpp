@@ -7,14 +7,15 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
-#include "infer/cached_attention.h"
-#include "infer/decode_ops.h"
+#include "ops/cached_attention.h"
+#include "ops/decode_position.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
-#include "ops/linear.h"
 #include "ops/linear_attention.h"
 #include "ops/resample.h"
 #include "ops/rms_norm.h"
+#include "ops/rope.h"
+#include "ops/small_product.h"
 #ifdef IFLAME_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -23,9 +24,18 @@ namespace iflame::infer {
 
 namespace {
 
-Tensor rms_norm(const Tensor& x, const RMSNorm& norm) {
+using ops::decode_product;
+using ops::decode_product_swiglu;
+
+Tensor rms_norm(const Tensor& x, const NormWeights& norm) {
   Tensor inv_rms;
-  return ops::rms_norm_forward(x, norm.weight.value(), norm.eps, inv_rms);
+  return ops::rms_norm_forward(x, norm.weight, norm.eps, inv_rms);
+}
+
+// h = x + y, written, and its RMSNorm, returned (f32).
+Tensor add_rms_norm(const Tensor& x, const Tensor& y, const NormWeights& norm, Tensor& h) {
+  Tensor inv_rms;
+  return ops::add_rms_norm_forward(x, y, norm.weight, norm.eps, h, inv_rms, DType::F32);
 }
 
 // Rows [first, first + n) of `dst` (a [rows, in] or [rows] tensor) = src.
@@ -36,44 +46,42 @@ void place(Tensor& dst, int64_t first, const Tensor& src) {
 // One block at the level position p / div: x [B, 1, d] and n1 = norm1(x) in,
 // the block's output out. When `next_norm` is given, its RMSNorm of the output
 // comes back in next_n1, from the same kernel as the residual add.
-void block_step(const DecodeState& st, const Block& block, const DecodeBlockWeights& w, BlockCache& cache,
-                const Tensor& x, const Tensor& n1, int64_t div, const RMSNorm* next_norm, Tensor& out,
+void block_step(const DecodeState& st, const BlockWeights& block, const DecodeBlockWeights& w, BlockCache& cache,
+                const Tensor& x, const Tensor& n1, int64_t div, const NormWeights* next_norm, Tensor& out,
                 Tensor& next_n1) {
-  const Attention& attn = block.attn;
-  const int64_t B = x.size(0), H = attn.heads, D = attn.head_dim;
+  const int64_t B = x.size(0), H = block.heads, D = block.head_dim;
   const DType mm = st.weights->matmul;
   const Tensor qkv = decode_product(n1, w.qkv, Tensor(), mm).view({B, 3 * H * D});
   Tensor o;
-  if (attn.full) {
-    const Tensor q = qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
-    o = cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
-                            std::min(st.pos, st.max_len - 1) / div + 1)
+  if (block.full) {
+    const Tensor q = ops::qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
+    o = ops::cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
+                                 std::min(st.pos, st.max_len - 1) / div + 1)
             .to(DType::F32);  // no copy with f32 caches
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
     Tensor v = Tensor::empty({B, H, D}, DType::F32, x.device());
-    const Tensor q = qkv_rope_step(qkv, H, st.position, div, k, v);
-    o = rms_norm(ops::linear_attention_step(q, k, v, cache.state, attn.slopes).view({B, 1, H * D}),
-                 attn.rms_norm);
+    const Tensor q = ops::qkv_rope_step(qkv, H, st.position, div, k, v);
+    o = rms_norm(ops::linear_attention_step(q, k, v, cache.state, block.slopes).view({B, 1, H * D}),
+                 block.attn_norm);
   }
-  Tensor h, n2;
-  add_rms_norm(x, decode_product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2.weight.value(),
-               block.norm2.eps, h, n2);
+  Tensor h;
+  const Tensor n2 = add_rms_norm(x, decode_product(o.view({B, 1, H * D}), w.out, Tensor(), mm), block.norm2, h);
   const Tensor f = decode_product(decode_product_swiglu(n2, w.ff12, w.ff12_bias, mm), w.ff3, w.ff3_bias, mm);
   if (next_norm) {
-    add_rms_norm(h, f, next_norm->weight.value(), next_norm->eps, out, next_n1);
+    next_n1 = add_rms_norm(h, f, *next_norm, out);
   } else {
     out = ops::add(h, f);
   }
 }
 
 Tensor stage_step(DecodeState& st, int s, Tensor x) {
-  const std::vector<Block>& blocks = st.model->stage(s);
+  const std::vector<BlockWeights>& blocks = st.model->stages[s];
   const int64_t div = stage_level(s) == 0 ? 1 : stage_level(s) == 1 ? 3 : 9;
   if (blocks.empty()) return x;
   Tensor n1 = rms_norm(x, blocks[0].norm1);
   for (size_t i = 0; i < blocks.size(); i++) {
-    const RMSNorm* next = i + 1 < blocks.size() ? &blocks[i + 1].norm1 : nullptr;
+    const NormWeights* next = i + 1 < blocks.size() ? &blocks[i + 1].norm1 : nullptr;
     Tensor out, next_n1;
     block_step(st, blocks[i], st.weights->blocks[s][i], st.caches[s][i], x, n1, div, next, out, next_n1);
     x = out;
@@ -94,24 +102,24 @@ std::vector<Tensor> reset_tensors(const DecodeState& st) {
 
 // The device work of step(): nothing here changes host state or waits.
 void enqueue_step(DecodeState& st, const Tensor& tok) {
-  const IFlame& model = *st.model;
+  const ModelWeights& model = *st.model;
   const int64_t p = st.pos;
-  if (st.row_resets.defined()) zero_flagged_rows(reset_tensors(st), st.row_resets);
-  Tensor x = ops::embedding_forward(model.embedding().value(), tok, DType::F32);
-  x = stage_step(st, 0, rms_norm(x, model.norm()));
+  if (st.row_resets.defined()) ops::zero_flagged_rows(reset_tensors(st), st.row_resets);
+  Tensor x = ops::embedding_forward(model.embedding, tok, DType::F32);
+  x = stage_step(st, 0, rms_norm(x, model.norm));
   st.skip0.copy_from(x);
-  write_group_slot(st.group0, x, st.position, 1);
+  ops::write_group_slot(st.group0, x, st.position, 1);
   if (p % 3 == 2) {
     const Tensor y = stage_step(st, 1, ops::avg_pool3_forward(st.group0));
     st.skip1.copy_from(y);
-    write_group_slot(st.group1, y, st.position, 3);
+    ops::write_group_slot(st.group1, y, st.position, 3);
     if (p % 9 == 8) st.out2.copy_from(stage_step(st, 3, stage_step(st, 2, ops::avg_pool3_forward(st.group1))));
-    st.out1.copy_from(stage_step(st, 4, ops::skip_scale_add_forward(st.out2, model.skip_weights().value(), 0, st.skip1)));
+    st.out1.copy_from(stage_step(st, 4, ops::skip_scale_add_forward(st.out2, model.skip_weights, 0, st.skip1)));
   }
-  x = stage_step(st, 5, ops::skip_scale_add_forward(st.out1, model.skip_weights().value(), 1, st.skip0));
+  x = stage_step(st, 5, ops::skip_scale_add_forward(st.out1, model.skip_weights, 1, st.skip0));
   const DecodeWeights& w = *st.weights;
   st.logits.copy_from(decode_product(x, w.output, w.output_bias, w.matmul).view({st.batch, model.config().vocab}));
-  advance_position(st.position);
+  ops::advance_position(st.position);
 }
 
 // Checks a step's tokens and returns them as the [B, 1] device tensor to read.
@@ -137,11 +145,11 @@ size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 }  // namespace
 
 int stage_level(int stage) {
-  static const int levels[IFlame::kStages] = {0, 1, 2, 2, 1, 0};
+  static const int levels[ModelWeights::kStages] = {0, 1, 2, 2, 1, 0};
   return levels[stage];
 }
 
-std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model, DType matmul) {
+std::shared_ptr<const DecodeWeights> prepare_decode_weights(const ModelWeights& model, DType matmul) {
   IFLAME_CHECK(matmul == DType::F32 || matmul == DType::BF16, "decode: products must be f32 or bf16, got ",
                dtype_name(matmul));
   const Device dev = model.device();
@@ -149,41 +157,40 @@ std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model,
   const DType store = dev == Device::CUDA ? matmul : DType::F32;
   auto w = std::make_shared<DecodeWeights>();
   w->matmul = matmul;
-  for (int s = 0; s < IFlame::kStages; s++)
-    for (const Block& block : model.stage(s)) {
-      const Attention& a = block.attn;
-      const FeedForward& ff = block.feed_forward;
+  for (int s = 0; s < ModelWeights::kStages; s++)
+    for (const BlockWeights& a : model.stages[s]) {
+      const BlockWeights& ff = a;
       const int64_t HD = a.q_proj.out, d = a.q_proj.in, F = ff.proj1.out;
       // The hidden width padded to a multiple of 8 with zero weights and biases
       // (aligned products; the padded units are exactly 0: see FeedForward).
       const int64_t Fp = (F + 7) / 8 * 8;
       DecodeBlockWeights b;
       Tensor qkv = Tensor::empty({3 * HD, d}, DType::F32, dev);
-      place(qkv, 0, a.q_proj.weight.value());
-      place(qkv, HD, a.k_proj.weight.value());
-      place(qkv, 2 * HD, a.v_proj.weight.value());
+      place(qkv, 0, a.q_proj.weight);
+      place(qkv, HD, a.k_proj.weight);
+      place(qkv, 2 * HD, a.v_proj.weight);
       Tensor ff12 = Tensor::zeros({2 * Fp, d}, DType::F32, dev);
-      place(ff12, 0, ff.proj1.weight.value());
-      place(ff12, Fp, ff.proj2.weight.value());
+      place(ff12, 0, ff.proj1.weight);
+      place(ff12, Fp, ff.proj2.weight);
       IFLAME_CHECK(!a.q_proj.bias.defined() && !a.k_proj.bias.defined() && !a.v_proj.bias.defined() &&
                        !a.out_proj.bias.defined() && ff.proj1.bias.defined() == ff.proj2.bias.defined(),
                    "decode: unexpected bias layout in the attention or feed-forward projections");
       if (ff.proj1.bias.defined()) {
         b.ff12_bias = Tensor::zeros({2 * Fp}, DType::F32, dev);
-        place(b.ff12_bias, 0, ff.proj1.bias.value());
-        place(b.ff12_bias, Fp, ff.proj2.bias.value());
+        place(b.ff12_bias, 0, ff.proj1.bias);
+        place(b.ff12_bias, Fp, ff.proj2.bias);
       }
       Tensor ff3 = Tensor::zeros({d, Fp}, DType::F32, dev);
-      ff3.slice(1, 0, F).copy_from(ff.proj3.weight.value());
+      ff3.slice(1, 0, F).copy_from(ff.proj3.weight);
       b.qkv = qkv.to(store);
-      b.out = a.out_proj.weight.value().to(store);
+      b.out = a.out_proj.weight.to(store);
       b.ff12 = ff12.to(store);
       b.ff3 = ff3.to(store);
-      if (ff.proj3.bias.defined()) b.ff3_bias = ff.proj3.bias.value();
+      if (ff.proj3.bias.defined()) b.ff3_bias = ff.proj3.bias;
       w->blocks[s].push_back(b);
     }
-  w->output = model.output_proj().weight.value().to(store);
-  if (model.output_proj().bias.defined()) w->output_bias = model.output_proj().bias.value();
+  w->output = model.output_proj.weight.to(store);
+  if (model.output_proj.bias.defined()) w->output_bias = model.output_proj.bias;
   return w;
 }
 
@@ -195,7 +202,7 @@ size_t DecodeState::cache_bytes() const {
   return n;
 }
 
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx) {
+DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx) {
   IFLAME_CHECK(batch >= 1 && max_len >= 1, "decode: need batch >= 1 and max_len >= 1, got ", batch, " and ",
                max_len);
   IFLAME_CHECK(max_len < (int64_t(1) << 30), "decode: max_len ", max_len, " is too large");
@@ -204,7 +211,7 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
   const int64_t d = cfg.dim, H = cfg.heads, D = cfg.head_dim();
   const int64_t capacity[3] = {max_len, (max_len + 2) / 3, (max_len + 8) / 9};
   DecodeState st;
-  st.model = &model;
+  st.model = std::make_shared<const ModelWeights>(model);
   st.weights = prepare_decode_weights(model, ctx.matmul);
   st.ctx = ctx;
   st.batch = batch;
@@ -212,10 +219,10 @@ DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardCo
   // With bf16 products on the GPU, K and V are cached in bf16 (half the memory
   // and the bytes each step reads); f32 otherwise.
   const DType cache_dtype = dev == Device::CUDA && ctx.matmul == DType::BF16 ? DType::BF16 : DType::F32;
-  for (int s = 0; s < IFlame::kStages; s++) {
-    for (const Block& block : model.stage(s)) {
+  for (int s = 0; s < ModelWeights::kStages; s++) {
+    for (const BlockWeights& block : model.stages[s]) {
       BlockCache c;
-      if (block.attn.full) {
+      if (block.full) {
         // Filled row by row before they are read: no need to clear.
         c.k = Tensor::empty({batch, capacity[stage_level(s)], H, D}, cache_dtype, dev);
         c.v = Tensor::empty({batch, capacity[stage_level(s)], H, D}, cache_dtype, dev);
@@ -323,7 +330,7 @@ DecodeGraphs::~DecodeGraphs() {
 #endif
 }
 
-Tensor full_cached_logits(const IFlame& model, const Tensor& tokens, ForwardContext ctx) {
+Tensor full_cached_logits(const ModelWeights& model, const Tensor& tokens, ForwardContext ctx) {
   IFLAME_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::I32, "tokens must be i32 [B, T], got ",
                tokens.describe());
   const int64_t B = tokens.size(0), T = tokens.size(1), V = model.config().vocab;

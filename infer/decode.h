@@ -22,7 +22,7 @@
 //
 // Made for CUDA graphs. No kernel argument depends on the position: kernels
 // read it from device counters (`position`, one per row, advanced at the end of
-// every step; infer/decode_ops.h), and everything that outlives a step lives in
+// every step; ops/decode_position.h), and everything that outlives a step lives in
 // buffers allocated by begin() and written in place (the hourglass buffers,
 // the caches, the logits). The zero-initialised out1/out2 buffers stand for
 // the up-sampled input before the first coarse output exists, exactly the
@@ -38,7 +38,8 @@
 #include <memory>
 #include <vector>
 
-#include "nn/iflame.h"
+#include "nn/forward_context.h"
+#include "nn/model_weights.h"
 
 namespace iflame::infer {
 
@@ -56,27 +57,28 @@ struct DecodeBlockWeights {
 };
 struct DecodeWeights {
   DType matmul = DType::F32;
-  std::array<std::vector<DecodeBlockWeights>, IFlame::kStages> blocks;
+  std::array<std::vector<DecodeBlockWeights>, ModelWeights::kStages> blocks;
   Tensor output, output_bias;
 };
-std::shared_ptr<const DecodeWeights> prepare_decode_weights(const IFlame& model, DType matmul);
+std::shared_ptr<const DecodeWeights> prepare_decode_weights(const ModelWeights& model, DType matmul);
 
 struct DecodeState {
-  const IFlame* model = nullptr;
+  std::shared_ptr<const ModelWeights> model;  // the model's weights (nn/model_weights.h), as read
   std::shared_ptr<const DecodeWeights> weights;
   ForwardContext ctx;
   int64_t batch = 0;
   int64_t max_len = 0;  // level-0 positions that fit
   int64_t pos = 0;      // the next level-0 position to feed (host copy of `position`)
-  std::array<std::vector<BlockCache>, IFlame::kStages> caches;
+  std::array<std::vector<BlockCache>, ModelWeights::kStages> caches;
   Tensor position;        // i32 [B] on the device: the position each row's next step works at
   // Continuous batching (infer/generate.h): when set (i32 [B] on the device,
   // written by the sampler), each step begins by starting the flagged rows over
   // at position 0: their position, linear-attention states and coarse outputs
-  // (out1, out2) are zeroed on the device (their K/V cache rows and group slots
-  // are rewritten before they are read). Rows must start over only at a
-  // position that is 0 mod 9 for all the others, so every row stays in the
-  // step's phase; the steps then go on past max_len, each row within it.
+  // (out1, out2) are zeroed on the device (ops/decode_position.h's
+  // zero_flagged_rows; their K/V cache rows and group slots are rewritten
+  // before they are read). Rows must start over only at a position that is
+  // 0 mod 9 for all the others, so every row stays in the step's phase; the
+  // steps then go on past max_len, each row within it.
   Tensor row_resets;
   // Hourglass buffers, [B, 3, d] or [B, 1, d].
   Tensor group0, group1;  // encoder outputs of the current group of 3, levels 0 and 1
@@ -93,8 +95,8 @@ struct DecodeState {
 int stage_level(int stage);
 
 // A fresh state for `batch` sequences of at most max_len tokens, with its
-// weights prepared for ctx.matmul.
-DecodeState begin(const IFlame& model, int64_t batch, int64_t max_len, ForwardContext ctx = {});
+// weights prepared for ctx.matmul. An IFlame converts to its ModelWeights.
+DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx = {});
 
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting
@@ -128,6 +130,6 @@ class DecodeGraphs {
 };
 
 // step() for every position of tokens (i32 [B, T], host): logits f32 [B, T, V] on the CPU.
-Tensor full_cached_logits(const IFlame& model, const Tensor& tokens, ForwardContext ctx = {});
+Tensor full_cached_logits(const ModelWeights& model, const Tensor& tokens, ForwardContext ctx = {});
 
 }  // namespace iflame::infer

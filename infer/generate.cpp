@@ -24,13 +24,13 @@
 
 namespace iflame::infer {
 
-std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const std::vector<int32_t>& prompt,
+std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
                                         GenerateStats* stats) {
   return generate_samples(model, batch, batch, prompt, cfg, first_sample_id, stats);
 }
 
-std::vector<GeneratedSequence> generate_samples(const IFlame& model, int64_t samples, int batch,
+std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64_t samples, int batch,
                                                 const std::vector<int32_t>& prompt_in, const GenerateConfig& cfg,
                                                 uint64_t first_sample_id, GenerateStats* stats) {
   auto t0 = std::chrono::steady_clock::now();

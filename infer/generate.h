@@ -33,7 +33,7 @@ struct GenerateStats {
 // Samples `batch` sequences; row b draws with sample id first_sample_id + b.
 // prompt: empty (START row) or starting with the START row, with fewer than
 // 9 * (max_faces + 1) tokens.
-std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const std::vector<int32_t>& prompt,
+std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
                                         GenerateStats* stats = nullptr);
 
@@ -42,7 +42,7 @@ std::vector<GeneratedSequence> generate(const IFlame& model, int batch, const st
 // sample's tokens depend on the seed, its id and the model's arithmetic only:
 // on the CPU they are those generate() gives it at any batch. Holds the tokens
 // of all samples on the device (4 * samples * 9 * (max_faces + 1) bytes).
-std::vector<GeneratedSequence> generate_samples(const IFlame& model, int64_t samples, int batch,
+std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64_t samples, int batch,
                                                 const std::vector<int32_t>& prompt, const GenerateConfig& cfg,
                                                 uint64_t first_sample_id, GenerateStats* stats = nullptr);
 

@@ -23,7 +23,8 @@
 #include "infer/device_sampler.h"
 #include "infer/generate.h"
 #include "data/tokenize.h"
-#include "nn/state.h"
+#include "nn/model_weights.h"
+#include "ops/kernel_choices.h"
 #include "tools/render.h"
 
 namespace iflame::infer {
@@ -144,7 +145,7 @@ void limit_cpu_threads(Device device) {
 Device pick_device(const Options& o) {
   if (o.device == "cpu") return Device::CPU;
   if (o.device == "cuda") {
-    IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
+    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu samples on the CPU)");
     return Device::CUDA;
   }
   return cuda_available() ? Device::CUDA : Device::CPU;
@@ -182,8 +183,8 @@ int run_sampling(const Options& o) {
   }
   prepare_out_dir(o.out);
   limit_cpu_threads(device);
-  std::unique_ptr<IFlame> model = load_model(o.ckpt, device);
-  std::printf("model %s from %s on %s, %s matmuls\n", model->config().describe().c_str(), o.ckpt.c_str(),
+  const ModelWeights model = load_model_weights(o.ckpt, device);
+  std::printf("model %s from %s on %s, %s matmuls\n", model.config().describe().c_str(), o.ckpt.c_str(),
               device_name(device), o.precision.c_str());
   if (!prompt.empty())
     std::printf("prompt %s: %zu faces\n", o.prompt.c_str(), (prompt.size() - kTokensPerFace) / kTokensPerFace);
@@ -214,7 +215,7 @@ int run_sampling(const Options& o) {
   for (int first = 0; first < o.n; first += chunk) {
     const int b = std::min(chunk, o.n - first);
     GenerateStats stats;
-    std::vector<GeneratedSequence> seqs = generate_samples(*model, b, batch, prompt, cfg, first, &stats);
+    std::vector<GeneratedSequence> seqs = generate_samples(model, b, batch, prompt, cfg, first, &stats);
     sampled += stats.sampled_tokens;
     seconds += stats.seconds;
     cache_bytes = std::max(cache_bytes, stats.cache_bytes / std::min(batch, b));
@@ -265,14 +266,14 @@ int run_sampling(const Options& o) {
 int run_bench(const Options& o) {
   const Device device = pick_device(o);
   limit_cpu_threads(device);
-  IFlame model(IFlameConfig::preset(o.model), device);
   Generator gen(o.seed);
-  model.init(gen);
+  const ModelWeights model = init_model_weights(IFlameConfig::preset(o.model), device, gen);
   ForwardContext ctx{o.precision == "bf16" ? DType::BF16 : DType::F32};
   const int B = o.batch > 0 ? o.batch : 1;
   const int N = o.tokens;
   std::printf("bench: model %s (%s), %s, %s matmuls, batch %d, %d positions\n", o.model.c_str(),
               model.config().describe().c_str(), device_name(device), o.precision.c_str(), B, N);
+  std::printf("bench: kernels %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
   // Tokens: the START row, then coordinates from the seed.
   std::vector<int32_t> tokens(size_t(B) * N);
   for (int t = 0; t < N; t++)

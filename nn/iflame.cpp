@@ -5,6 +5,7 @@
 
 #include "autograd/recompute.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/random.h"
 
 namespace iflame {
@@ -92,6 +93,7 @@ Recompute IFlame::block_recompute(const ForwardContext& ctx, int s, int index, i
 
 Variable IFlame::run_stage(int s, Variable x, const ForwardContext& ctx) const {
   for (size_t i = 0; i < stages_[s].size(); i++) {
+    throw_if_interrupted();  // also where nothing is recorded (validation, recomputed blocks)
     const Block& block = stages_[s][i];
     ForwardContext here = ctx;
     here.recompute = block_recompute(ctx, s, int(i), config_.blocks_per_stage);

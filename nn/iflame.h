@@ -13,6 +13,7 @@
 
 #include "nn/config.h"
 #include "nn/layers.h"
+#include "nn/model_weights.h"
 
 namespace iflame {
 
@@ -65,6 +66,11 @@ class IFlame {
   const RMSNorm& norm() const { return norm_; }
   const Linear& output_proj() const { return output_proj_; }
   const Variable& skip_weights() const { return skip_weights2_; }
+  // The tape-free view of the weights (nn/model_weights.h), sharing the
+  // parameters' storage. A model converts to it where one is read, as
+  // decoding's begin(model, ...) does.
+  ModelWeights weights() const;
+  operator ModelWeights() const { return weights(); }
 
  private:
   Variable run_stage(int s, Variable x, const ForwardContext& ctx) const;

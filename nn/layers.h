@@ -9,6 +9,7 @@
 
 #include "autograd/functions.h"
 #include "nn/config.h"
+#include "nn/forward_context.h"
 
 namespace iflame {
 
@@ -25,41 +26,13 @@ class ParameterList {
   std::vector<std::pair<std::string, Variable>> items_;
 };
 
-// What a recorded (training) forward keeps for backward. None: every function's
-// saved tensors. Blocks: only each transformer block's input; the block's
-// forward runs again during backward (autograd/recompute.h), about a third
-// more compute for a fraction of the memory (training/memory_model.h). Ffn:
-// only the feed-forward's input, not its three hidden-width tensors (the
-// largest part of a block's); the feed-forward runs again during backward, its
-// products about a fifth more compute, attention never twice. Ffn may be
-// limited to the K longest blocks (ForwardContext::ffn_recompute_blocks,
-// `--recompute ffn:K`): a step between none and ffn in memory and in time.
-enum class Recompute { None, Blocks, Ffn };
+// Recompute (nn/forward_context.h) by name.
 const char* recompute_name(Recompute r);      // "none", "blocks", "ffn"
 // "none", "blocks", "ffn" or "ffn:K" (K >= 0 blocks); throws on anything else.
 // ffn_blocks, when given, is set to K, or -1 (every block) for the others.
 Recompute parse_recompute(const std::string& name, int* ffn_blocks = nullptr);
 // What parse_recompute reads back: "ffn:K" for a limited ffn, else recompute_name.
 std::string recompute_label(Recompute r, int ffn_blocks);
-
-// What every forward needs to know besides its input.
-struct ForwardContext {
-  DType matmul = DType::F32;  // F32, or BF16 operands with f32 accumulation
-  // Inside each block: F32, or BF16 (GPU only, with BF16 products): the norm
-  // outputs, q/k/v, attention, and the feed-forward's hidden tensors are bf16
-  // (half the bytes and the saved memory; the attention kernels' bf16 path),
-  // while the residual stream between blocks stays f32.
-  DType activations = DType::F32;
-  // The feed-forward's hidden width is padded with zero rows/columns of the
-  // weights to a multiple of this (1: no padding). The function is the same;
-  // on the GPU an odd width (1365) sends cuBLAS to its unaligned kernels at a
-  // fraction of the aligned rate (spec §6), so training pads to 8 there.
-  int ffn_align = 1;
-  Recompute recompute = Recompute::None;  // only matters while the tape records
-  // With Recompute::Ffn: how many blocks rebuild their feed-forward, the
-  // longest first (IFlame::ffn_recompute_rank); -1: all of them.
-  int ffn_recompute_blocks = -1;
-};
 
 struct Linear {
   Linear() = default;

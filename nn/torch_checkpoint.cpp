@@ -334,20 +334,6 @@ TorchCheckpoint load_torch_checkpoint(const std::string& path) {
 
 TorchCheckpoint load_torch_checkpoint(std::unique_ptr<ByteSource> source) { return Loader(std::move(source)).run(); }
 
-bool is_muon_param(const std::string& name, const Shape& shape) {
-  return shape.size() == 2 && name != "output_proj.weight";
-}
-
-std::vector<std::string> optimizer_param_order(
-    const std::vector<std::pair<std::string, Shape>>& params_in_state_dict_order) {
-  std::vector<std::string> order;
-  for (const auto& p : params_in_state_dict_order)
-    if (is_muon_param(p.first, p.second)) order.push_back(p.first);
-  for (const auto& p : params_in_state_dict_order)
-    if (!is_muon_param(p.first, p.second)) order.push_back(p.first);
-  return order;
-}
-
 bool looks_like_torch_checkpoint(const std::string& path) { return has_zip_magic(path); }
 
 }  // namespace iflame

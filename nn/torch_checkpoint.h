@@ -1,12 +1,13 @@
 // torch_checkpoint.h: reading a PyTorch checkpoint in the published iFlame
-// layout (iflame-spec.md §5) without PyTorch: a zip archive whose data.pkl is a
+// layout (docs/spec.md §5) without PyTorch: a zip archive whose data.pkl is a
 // protocol-2 pickle (parsed by core/pickle, which executes nothing) and whose
 // data/<key> entries hold the raw little-endian storages.
 //
 // Model weights come back as CPU f32 tensors in state-dict order, with the
 // `_orig_mod.` (torch.compile) and `module.` (DDP) prefixes stripped; bf16 and
 // f16 storages are converted to f32. The Muon + AdamW optimizer state comes back
-// per optimizer index; optimizer_param_order() says which parameter each index is.
+// per optimizer index; training/optimizer.h's optimizer_param_order() says which
+// parameter each index is.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -62,12 +63,8 @@ TorchCheckpoint load_torch_checkpoint(const std::string& path);
 // The same over any byte source (the fuzz tests use in-memory archives).
 TorchCheckpoint load_torch_checkpoint(std::unique_ptr<ByteSource> source);
 
-// The parameter name of each optimizer index, as the reference builds its
-// optimizer: first the Muon parameters (every 2-D weight except
-// output_proj.weight, in state-dict order), then all others in state-dict order.
-std::vector<std::string> optimizer_param_order(const std::vector<std::pair<std::string, Shape>>& params_in_state_dict_order);
-// True for the parameters the reference trains with Muon.
-bool is_muon_param(const std::string& name, const Shape& shape);
+// The optimizer state's indices are mapped to parameter names by the
+// optimizer, which knows its groups: training/optimizer.h's optimizer_param_order.
 
 // True if the file starts like a zip archive (PyTorch's format since 1.6).
 bool looks_like_torch_checkpoint(const std::string& path);

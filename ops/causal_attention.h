@@ -12,7 +12,7 @@
 // CPU: f32 only, any D. CUDA: D == 32, f32 or bf16 q/k/v/o. bf16 runs the
 // tensor-core kernels (ops/cuda/flash_attention_bf16.cu: bf16 products with f32
 // accumulation, the probabilities P and dS rounded to bf16 for their products, as
-// FlashAttention-2 does; IFLAME_FLASH_ATTENTION=0 in the environment turns them off);
+// FlashAttention-2 does; the kernel choice flash_attention of ops/kernel_choices.h turns them off);
 // f32 runs f32 arithmetic throughout (ops/cuda/causal_attention.cu).
 #pragma once
 #include "core/tensor.h"

@@ -75,10 +75,8 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 void gemm_mixed(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
                 float alpha, float beta, DType compute);
 #ifdef IFLAME_CUDA
-// Turns on or off linear_forward's cuBLASLt path (a bias added in the product's
-// epilogue, bf16 compute; IFLAME_LT_BIAS=0 starts it off) and returns the old
-// setting: for tests comparing it with the fill + cublasGemmEx path.
-bool set_lt_bias_enabled(bool on);
+// linear_forward's cuBLASLt path (a bias added in the product's epilogue, bf16
+// compute) is the kernel choice lt_bias (ops/kernel_choices.h).
 // How many products that path has done so far (tests: it did not fall back).
 int64_t lt_bias_matmuls();
 #endif

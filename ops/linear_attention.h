@@ -10,7 +10,7 @@
 // kernel (ops/cuda/linear_attention_bf16.cu: chunks of 64, bf16 products with f32
 // accumulation, the state and the decays in f32; the decayed scores, the decayed keys of
 // the state update and the copy of the state used in products rounded to bf16;
-// IFLAME_LINEAR_ATTENTION_MMA=0 in the environment turns it off); f32 runs f32
+// the kernel choice linear_attention_mma of ops/kernel_choices.h turns it off); f32 runs f32
 // arithmetic throughout (ops/cuda/linear_attention.cu), as does the decoding step.
 #pragma once
 #include <vector>

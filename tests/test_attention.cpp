@@ -18,6 +18,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "ops/causal_attention.h"
+#include "ops/kernel_choices.h"
 #include "ops/cuda/flash_attention_bf16.h"
 #include "ops/cuda/linear_attention_bf16.h"
 #include "ops/cuda/mma_fragments.h"
@@ -1035,13 +1036,13 @@ void check_linear_gpu(const LinearSize& n, DType dtype, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU causal attention matches the CPU reference (f32)") {
+TEST_CASE("attn: GPU causal attention matches the CPU reference (f32)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 100;
   for (const AttentionSize& n : kGpuSizes) check_causal_gpu(n, DType::F32, seed += 10);
 }
 
-TEST_CASE("attn: GPU causal attention matches the CPU reference (bf16)") {
+TEST_CASE("attn: GPU causal attention matches the CPU reference (bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 200;
   for (const AttentionSize& n : kGpuSizes) check_causal_gpu(n, DType::BF16, seed += 10);
@@ -1137,13 +1138,13 @@ void check_flash_gpu(const AttentionSize& n, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU bf16 tensor-core attention matches the CPU reference at tile edges") {
+TEST_CASE("attn: GPU bf16 tensor-core attention matches the CPU reference at tile edges" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 800;
   for (const AttentionSize& n : kFlashSizes) check_flash_gpu(n, seed += 10);
 }
 
-TEST_CASE("attn: GPU bf16 tensor-core backward is deterministic") {
+TEST_CASE("attn: GPU bf16 tensor-core backward is deterministic" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // No atomics: the same inputs give the same bits, run after run.
   const int64_t B = 2, T = 1000, H = 3;
@@ -1225,13 +1226,13 @@ void check_linear_mma_gpu(const LinearSize& n, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("attn: GPU bf16 tensor-core linear attention matches the CPU reference at chunk edges") {
+TEST_CASE("attn: GPU bf16 tensor-core linear attention matches the CPU reference at chunk edges" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 1600;
   for (const LinearSize& n : kLinearMmaSizes) check_linear_mma_gpu(n, seed += 10);
 }
 
-TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic") {
+TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // No atomics: the same inputs give the same bits, run after run.
   const int64_t B = 2, T = 1000, H = 3;
@@ -1250,25 +1251,25 @@ TEST_CASE("attn: GPU bf16 tensor-core linear attention is deterministic") {
         ops::linear_attention_forward(q, k, v, slopes).to_floats());
 }
 
-TEST_CASE("attn: GPU causal attention refuses a head dim other than 32") {
+TEST_CASE("attn: GPU causal attention refuses a head dim other than 32" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   Tensor q = random_tensor({1, 4, 2, 16}, 1).to(Device::CUDA);
   CHECK(throws_naming([&] { ops::causal_attention_forward(q, q, q, 1, nullptr); }, "head dim 32"));
 }
 
-TEST_CASE("attn: GPU linear attention matches the CPU reference (f32)") {
+TEST_CASE("attn: GPU linear attention matches the CPU reference (f32)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 300;
   for (const LinearSize& n : kLinearSizes) check_linear_gpu(n, DType::F32, seed += 10);
 }
 
-TEST_CASE("attn: GPU linear attention matches the CPU reference (bf16)") {
+TEST_CASE("attn: GPU linear attention matches the CPU reference (bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 400;
   for (const LinearSize& n : kLinearSizes) check_linear_gpu(n, DType::BF16, seed += 10);
 }
 
-TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forward") {
+TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forward" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 3, T = 21, H = 5;
   const std::vector<float> slopes{0.9f, 0.2f, 0.0f, 0.03f, 0.7071f};
@@ -1295,7 +1296,7 @@ TEST_CASE("attn: GPU linear attention steps match the CPU steps and the GPU forw
   }
 }
 
-TEST_CASE("attn: GPU attention on a long sequence (T = 2307)") {
+TEST_CASE("attn: GPU attention on a long sequence (T = 2307)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 2, T = 2307, H = 4, m = 64;
   const float scale = 1.0f / std::sqrt(float(kD));
@@ -1360,7 +1361,7 @@ TEST_CASE("attn: GPU attention on a long sequence (T = 2307)") {
   }
 }
 
-TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)") {
+TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 16, T = 6921, H = 16;
   const float scale = 1.0f / std::sqrt(float(kD));
@@ -1414,12 +1415,10 @@ TEST_CASE("attn: GPU speed at the published length (T = 6921, B*H = 256, bf16)")
           << " GB/s, each tensor counted once) (" << cuda_device_description() << ")");
   // The f32-arithmetic kernels took 145 ms here (cuDNN: 12.9 ms); 100 ms fails if the
   // tensor-core path is not taken, without making a slow-but-right kernel flaky.
-  const char* flash_env = std::getenv("IFLAME_FLASH_ATTENTION");
-  const bool tensor_cores = !(flash_env && std::string(flash_env) == "0");
+  const bool tensor_cores = ops::kernel_choices().flash_attention;
   CHECK(causal < (tensor_cores ? 0.1 : 1.0));
   // Linear attention: the f32-arithmetic kernel took 4.7 ms (docs/perf.md; the reference's
   // Triton kernel 2.34 ms); 3 ms fails if the tensor-core path is not taken.
-  const char* linear_env = std::getenv("IFLAME_LINEAR_ATTENTION_MMA");
-  const bool linear_mma = !(linear_env && std::string(linear_env) == "0");
+  const bool linear_mma = ops::kernel_choices().linear_attention_mma;
   CHECK(linear < (linear_mma ? 3e-3 : 1.0));
 }

@@ -16,6 +16,7 @@
 #include "nn/checkpoint.h"
 #include "nn/torch_checkpoint.h"
 #include "tests/test_util.h"
+#include "training/optimizer.h"
 
 using namespace iflame;
 using namespace iflame::test;

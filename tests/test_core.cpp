@@ -126,7 +126,7 @@ TEST_CASE("npy: reads the golden token files") {
   for (int i = 0; i < 9; i++) CHECK(v[v.size() - 1 - i] == 131);
 }
 
-TEST_CASE("gpu: copies, conversions, fills and random numbers match the CPU") {
+TEST_CASE("gpu: copies, conversions, fills and random numbers match the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   Tensor h = random_tensor({37, 13}, 5);
   Tensor d = h.to(Device::CUDA);
@@ -148,7 +148,7 @@ TEST_CASE("gpu: copies, conversions, fills and random numbers match the CPU") {
   CHECK(z.to_floats() == std::vector<float>(5, 2.5f));
 }
 
-TEST_CASE("gpu: contiguous f32 <-> bf16 conversions equal the CPU's bit for bit") {
+TEST_CASE("gpu: contiguous f32 <-> bf16 conversions equal the CPU's bit for bit" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The vectorized kernels take 8 elements at a time: lengths around multiples
   // of 8 exercise the tail; a view one element in is not 16-byte aligned and
@@ -183,7 +183,7 @@ TEST_CASE("gpu: contiguous f32 <-> bf16 conversions equal the CPU's bit for bit"
   }
 }
 
-TEST_CASE("gpu: the caching allocator reuses freed blocks") {
+TEST_CASE("gpu: the caching allocator reuses freed blocks" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   { Tensor warm = Tensor::empty({1 << 20}, DType::F32, Device::CUDA); }
   size_t before = device_memory_stats().cuda_mallocs;

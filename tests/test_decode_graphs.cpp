@@ -1,4 +1,5 @@
-// test_decode_graphs.cpp: the position-free decoding kernels (infer/decode_ops.h),
+// test_decode_graphs.cpp: the position-free decoding ops (ops/decode_position.h,
+// ops/rope.h's qkv_rope_step, ops/cached_attention.h, ops/small_product.h),
 // the allocator's private pools, and decoding replayed from CUDA graphs
 // (infer/decode.h's DecodeGraphs) against plain steps.
 #include <cmath>
@@ -7,12 +8,13 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/random.h"
-#include "infer/cached_attention.h"
 #include "infer/decode.h"
-#include "infer/decode_ops.h"
+#include "ops/cached_attention.h"
+#include "ops/decode_position.h"
 #include "ops/elementwise.h"
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
+#include "ops/small_product.h"
 #include "ops/swiglu.h"
 #include "tests/model_fixtures.h"
 #include "tests/test_util.h"
@@ -20,6 +22,7 @@
 using namespace iflame;
 using namespace iflame::test;
 using namespace iflame::infer;
+using namespace iflame::ops;
 
 namespace {
 
@@ -64,18 +67,21 @@ TEST_CASE("sample: the position-free decoding ops read the level position from t
   Tensor pos = position_tensor(41, Device::CPU);
   advance_position(pos);
   CHECK(pos.to_ints()[0] == 42);
+  // The gate and the residual add + norm of a step are the training ops
+  // (swiglu_packed_forward, add_rms_norm_forward) on the step's shapes.
   const Tensor ab = random_tensor({3, 1, 2 * 7}, 11, -4.0f, 4.0f);
-  CHECK(max_abs_diff(swiglu_pair(ab), ops::swiglu_forward(ab.slice(2, 0, 7).contiguous(),
-                                                          ab.slice(2, 7, 14).contiguous())) == 0.0);
-  Tensor h, n, inv;
+  CHECK(max_abs_diff(ops::swiglu_packed_forward(ab), ops::swiglu_forward(ab.slice(2, 0, 7).contiguous(),
+                                                                         ab.slice(2, 7, 14).contiguous())) == 0.0);
+  Tensor h, inv, inv2;
   const Tensor x = random_tensor({3, 1, 40}, 12), y = random_tensor({3, 1, 40}, 13), w = random_tensor({40}, 14);
-  add_rms_norm(x, y, w, 1e-6f, h, n);
+  const Tensor n = ops::add_rms_norm_forward(x, y, w, 1e-6f, h, inv, DType::F32);
   CHECK(max_abs_diff(h, ops::add(x, y)) == 0.0);
-  CHECK(max_abs_diff(n, ops::rms_norm_forward(ops::add(x, y), w, 1e-6f, inv)) == 0.0);
-  CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n), doctest::Contains("div must be 1, 3 or 9"), Error);
+  CHECK(max_abs_diff(n, ops::rms_norm_forward(ops::add(x, y), w, 1e-6f, inv2)) == 0.0);
+  Tensor n_dst = n;
+  CHECK_THROWS_WITH_AS(qkv_rope_step(qkv, H, pos, 2, h, n_dst), doctest::Contains("div must be 1, 3 or 9"), Error);
 }
 
-TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
+TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 3, H = 5, D = 32, HD = H * D, cap = 400;
   const Tensor qkv = random_tensor({B, 3 * HD}, 21, -2.0f, 2.0f);
@@ -121,16 +127,17 @@ TEST_CASE("sample: the position-free decoding ops on the GPU equal the CPU") {
   advance_position(pos);
   CHECK(pos.to(Device::CPU).to_ints()[0] == 9);
   const Tensor ab = random_tensor({5, 1, 2 * 1365}, 26, -6.0f, 6.0f);
-  CHECK(max_abs_diff(swiglu_pair(ab), swiglu_pair(ab.to(Device::CUDA))) <= 1e-5);
+  CHECK(max_abs_diff(ops::swiglu_packed_forward(ab), ops::swiglu_packed_forward(ab.to(Device::CUDA))) <= 1e-5);
   const Tensor x = random_tensor({7, 1, 515}, 27), y = random_tensor({7, 1, 515}, 28), w = random_tensor({515}, 29);
-  Tensor hc, nc, hg, ng;
-  add_rms_norm(x, y, w, 1e-6f, hc, nc);
-  add_rms_norm(x.to(Device::CUDA), y.to(Device::CUDA), w.to(Device::CUDA), 1e-6f, hg, ng);
+  Tensor hc, hg, inv_c, inv_g;
+  const Tensor nc = ops::add_rms_norm_forward(x, y, w, 1e-6f, hc, inv_c, DType::F32);
+  const Tensor ng = ops::add_rms_norm_forward(x.to(Device::CUDA), y.to(Device::CUDA), w.to(Device::CUDA), 1e-6f, hg,
+                                              inv_g, DType::F32);
   CHECK(max_abs_diff(hc, hg) == 0.0);
   CHECK(max_abs_diff(nc, ng) <= 1e-5);
 }
 
-TEST_CASE("sample: the cached attention step split over several blocks per head equals the CPU") {
+TEST_CASE("sample: the cached attention step split over several blocks per head equals the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // Batch 1 with a long cache: the GPU splits each head's rows over many blocks.
   const int64_t B = 1, H = 3, D = 32, cap = 5000;
@@ -149,7 +156,7 @@ TEST_CASE("sample: the cached attention step split over several blocks per head 
   }
 }
 
-TEST_CASE("sample: a private device pool never lends its blocks to the shared cache") {
+TEST_CASE("sample: a private device pool never lends its blocks to the shared cache" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int pool = create_device_pool();
   void* pooled = nullptr;
@@ -174,11 +181,11 @@ TEST_CASE("sample: a private device pool never lends its blocks to the shared ca
   CHECK_THROWS_WITH_AS(DevicePoolScope{pool}, doctest::Contains("no pool"), Error);
 }
 
-TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
+TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   auto model = random_model(64, 2, Device::CUDA, 31);
   // f32 products (cuBLAS) at batch 3; bf16 products at batch 12, which take
-  // the tensor-core kernel and its cluster launches (infer/small_product_mma.cu).
+  // the tensor-core kernel and its cluster launches (ops/cuda/small_product_mma.cu).
   for (const int64_t B : {3, 12}) {
     CAPTURE(B);
     ForwardContext ctx;
@@ -208,7 +215,7 @@ TEST_CASE("sample: decoding replayed from CUDA graphs equals plain steps") {
   }
 }
 
-TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products") {
+TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emulated bf16 products" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // Both round x and W to bf16 and sum the products in f32; only the order of
   // the sums differs, so 1e-5 relative, as for cuBLAS's f32-output products.
@@ -229,7 +236,7 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
       CHECK(g.shape() == Shape{rows, 1, 260});
       CHECK(rel_l2(g.to_floats(), decode_product_swiglu(x, w, bias, DType::BF16).to_floats()) <= 1e-5);
     }
-  // More rows than either kernel takes (infer/small_product_mma.cu stops at 64):
+  // More rows than either kernel takes (ops/cuda/small_product_mma.cu stops at 64):
   // cuBLAS, same contract.
   const Tensor x = random_tensor({70, 512}, 60), w = random_tensor({64, 512}, 61);
   CHECK(rel_l2(decode_product(x.to(Device::CUDA), w.to(Device::CUDA).to(DType::BF16), Tensor(), DType::BF16)
@@ -249,7 +256,7 @@ TEST_CASE("sample: the small-batch bf16 products of decoding equal the CPU's emu
                    .to_floats()) <= 1e-5);
 }
 
-TEST_CASE("sample: the small-batch tensor-core products of decoding equal the CPU's emulated bf16 products") {
+TEST_CASE("sample: the small-batch tensor-core products of decoding equal the CPU's emulated bf16 products" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 9 .. 64 rows: mma.sync over a cluster that splits K. Rows that are not a
   // multiple of 16 (padded tiles), K = 64 (2 chunks of 32, a cluster of 2),

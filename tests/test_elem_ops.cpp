@@ -8,6 +8,7 @@
 // bf16-rounded inputs and the difference is the bf16 rounding of the output
 // (at most 2^-9 relative per element).
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/grad_norm.h"
+#include "ops/kernel_choices.h"
 #include "ops/resample.h"
 #include "ops/rms_norm.h"
 #include "ops/rope.h"
@@ -100,7 +102,7 @@ TEST_CASE("elem: embedding gradient matches finite differences") {
   CHECK(gradcheck_error(w, times(gw, 1.1f), loss) > kGradTol);  // a wrong gradient is caught
 }
 
-TEST_CASE("elem: embedding CUDA matches CPU (shared-table and atomic backward paths)") {
+TEST_CASE("elem: embedding CUDA matches CPU (shared-table and atomic backward paths)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t V, d; Shape tokens; };
   // V = 132, d = 136: the model's vocabulary, two column slices + a partial one;
@@ -164,7 +166,7 @@ TEST_CASE("elem: rms_norm gradients match finite differences") {
   for (size_t i = 0; i < a.size(); i++) CHECK(b[i] == doctest::Approx(a[i] + 1.0f).epsilon(1e-6));
 }
 
-TEST_CASE("elem: rms_norm CUDA matches CPU") {
+TEST_CASE("elem: rms_norm CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 37 and 351 rows: not multiples of the 8 rows a block takes; 9000 rows of d = 8
   // (idle lanes, grid-stride loop in the backward).
@@ -191,7 +193,7 @@ TEST_CASE("elem: rms_norm CUDA matches CPU") {
   }
 }
 
-TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm then the cast") {
+TEST_CASE("elem: rms_norm with an output dtype of its own (CUDA) equals the norm then the cast" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The block's norms: f32 residual in, bf16 out; the gradient arrives in bf16
   // (or f32) and grad_x leaves in f32. The fused kernels must give exactly what
@@ -260,7 +262,7 @@ TEST_CASE("elem: add_rms_norm (CPU) is add then rms_norm") {
   CHECK_THROWS_AS(ops::add_rms_norm_forward(a, random_tensor({4, 6, 9}, 47), w, 1e-5f, s2, i2, DType::F32), Error);
 }
 
-TEST_CASE("elem: add_rms_norm and the accumulating rms_norm backward (CUDA) equal the separate ops") {
+TEST_CASE("elem: add_rms_norm and the accumulating rms_norm backward (CUDA) equal the separate ops" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The residual stream's shapes (f32 residual + bf16 or f32 branch, bf16 or f32
   // norm), odd row counts and every register width (d <= 128, <= 512, <= 1024).
@@ -355,7 +357,7 @@ TEST_CASE("elem: swiglu gradients match finite differences") {
   CHECK(gradcheck_error(a, times(ga, 1.1f), loss) > kGradTol);
 }
 
-TEST_CASE("elem: swiglu CUDA matches CPU") {
+TEST_CASE("elem: swiglu CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   for (Shape shape : {Shape{37, 70}, Shape{9 * 13, 1365}, Shape{1}}) {
     for (DType dt : {DType::F32, DType::BF16}) {
@@ -400,7 +402,7 @@ TEST_CASE("elem: swiglu_packed (CPU) is swiglu on the two halves, its bias sums 
   CHECK_THROWS_AS(ops::swiglu_packed_forward(random_tensor({3, 5}, 73)), Error);  // odd width
 }
 
-TEST_CASE("elem: swiglu_packed CUDA matches CPU, bias sums repeatable") {
+TEST_CASE("elem: swiglu_packed CUDA matches CPU, bias sums repeatable" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // P = 1368 and 176 (16-byte path), P = 13 (one column per thread), P = 2000
   // (threads loop over column groups); 1 row, odd counts, more rows than blocks.
@@ -478,7 +480,7 @@ TEST_CASE("elem: rope gradient matches finite differences and undoes the rotatio
   CHECK(max_abs_diff(ops::rope_backward(ops::rope_forward(x, 6900), 6900), x) < 1e-5);
 }
 
-TEST_CASE("elem: rope CUDA matches CPU, also at large positions") {
+TEST_CASE("elem: rope CUDA matches CPU, also at large positions" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { Shape shape; int64_t offset; };
   for (Case c : {Case{{2, 37, 3, 32}, 0}, Case{{2, 37, 3, 32}, 6900}, Case{{1, 9 * 13, 16, 32}, 6800},
@@ -530,7 +532,7 @@ TEST_CASE("elem: avg_pool3 and repeat3_shift2 gradients match finite differences
   }
 }
 
-TEST_CASE("elem: avg_pool3 and repeat3_shift2 CUDA match CPU") {
+TEST_CASE("elem: avg_pool3 and repeat3_shift2 CUDA match CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   for (DType dt : {DType::F32, DType::BF16}) {
     for (int64_t T : {37, 9 * 13}) {
@@ -588,7 +590,7 @@ TEST_CASE("elem: skip_scale_add and scale gradients match finite differences") {
   CHECK(gradcheck_error(x, ops::scale(r, 0.3f), scale_loss) > kGradTol);
 }
 
-TEST_CASE("elem: element-wise ops CUDA match CPU, mixed dtypes included") {
+TEST_CASE("elem: element-wise ops CUDA match CPU, mixed dtypes included" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const Shape shape{2, 37, 70};
   Tensor a = random_tensor(shape, 110), b = random_tensor(shape, 111), g = random_tensor(shape, 112);
@@ -674,7 +676,7 @@ TEST_CASE("elem: cross_entropy gradient matches finite differences") {
   CHECK(gradcheck_error(logits, times(g, 1.1f), loss, 30) > kGradTol);
 }
 
-TEST_CASE("elem: cross_entropy CUDA matches CPU") {
+TEST_CASE("elem: cross_entropy CUDA matches CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case { int64_t N, V; bool integer_logits; };
   // V = 132: the model; V = 7: fewer columns than lanes; V = 1000: many per lane;
@@ -739,7 +741,7 @@ TEST_CASE("elem: global_grad_norm, clip_grad_norm and all_finite on hand-compute
   CHECK_THROWS_AS(ops::global_grad_norm({Tensor::zeros({2}), Tensor::zeros({2}, DType::BF16)}), Error);
 }
 
-TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors") {
+TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // 70 tensors (two launches of at most 64), sizes from 1 to ~120k.
   std::vector<Tensor> cpu_grads, gpu_grads;
@@ -762,4 +764,40 @@ TEST_CASE("elem: gradient norm and clipping CUDA match CPU over many tensors") {
   v[v.size() / 2] = INFINITY;
   gpu_grads[66] = Tensor::from_floats(v, cpu_grads[66].shape()).to(Device::CUDA);
   CHECK_FALSE(ops::all_finite(gpu_grads));
+}
+
+TEST_CASE("elem: the kernel choices are set from code or read from the environment, and described") {
+  const ops::KernelChoices before = ops::kernel_choices();
+  ops::KernelChoices c;
+  c.flash_attention = false;
+  c.pdl = false;
+  CHECK(ops::set_kernel_choices(c).lt_bias == before.lt_bias);
+  CHECK(ops::describe_kernel_choices() == "flash_attention=off linear_attention_mma=on lt_bias=on pdl=off");
+  // Only "0" turns a choice off; an unset variable leaves it on.
+  const char* names[4] = {"IFLAME_FLASH_ATTENTION", "IFLAME_LINEAR_ATTENTION_MMA", "IFLAME_LT_BIAS", "IFLAME_PDL"};
+  std::string saved[4];
+  bool was_set[4];
+  for (int i = 0; i < 4; i++) {
+    const char* v = std::getenv(names[i]);
+    was_set[i] = v != nullptr;
+    saved[i] = v ? v : "";
+  }
+  unsetenv("IFLAME_FLASH_ATTENTION");
+  setenv("IFLAME_LINEAR_ATTENTION_MMA", "1", 1);
+  setenv("IFLAME_LT_BIAS", "0", 1);
+  setenv("IFLAME_PDL", "off", 1);
+  ops::read_kernel_choices_from_environment();
+  const ops::KernelChoices read = ops::kernel_choices();
+  CHECK(read.flash_attention);
+  CHECK(read.linear_attention_mma);
+  CHECK_FALSE(read.lt_bias);
+  CHECK(read.pdl);
+  for (int i = 0; i < 4; i++) {
+    if (was_set[i])
+      setenv(names[i], saved[i].c_str(), 1);
+    else
+      unsetenv(names[i]);
+  }
+  CHECK(ops::set_kernel_choices(before).pdl);  // hands back what was read
+  CHECK(ops::kernel_choices().lt_bias == before.lt_bias);
 }

@@ -130,7 +130,7 @@ TEST_CASE("eval: Chamfer of identical clouds is 0 and the matrix is symmetric") 
   CHECK(ops::chamfer_matrix(Tensor::zeros({0, 5, 3}), x).shape() == Shape{0, 6});
 }
 
-TEST_CASE("eval: CUDA Chamfer matrix equals the CPU reference on awkward sizes") {
+TEST_CASE("eval: CUDA Chamfer matrix equals the CPU reference on awkward sizes" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   struct Case {
     int64_t na, p, nb, q;

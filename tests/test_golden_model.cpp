@@ -1,5 +1,5 @@
 // test_golden_model.cpp: the model against the reference implementation's own
-// numbers (../shared/golden, spec §5): parameter layout, logits, loss,
+// numbers (tests/golden, docs/spec.md §5): parameter layout, logits, loss,
 // gradients, one optimizer step, and checkpoint round trips; on the CPU in f32,
 // and on the GPU in f32 and bf16.
 #include <cmath>
@@ -302,7 +302,7 @@ TEST_CASE("golden: out-of-vocabulary tokens are refused") {
 
 // ---------------------------------------------------------------- on the GPU
 
-TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, f32)") {
+TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, f32)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   check_logits(Device::CUDA, DType::F32, 1e-4);
   GradReport r = check_loss_and_grads(Device::CUDA, DType::F32);
@@ -316,7 +316,7 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, f32)") {
 // the GPU must land as close to the reference as the emulation does (within
 // 1.5x: the two differ only in summation order, which flips a few roundings),
 // and close to the emulation itself. The f32 path above holds 1e-4.
-TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmuls)") {
+TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmuls)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const GoldenData& g = golden_data();
   Tensor emulated, on_gpu;
@@ -346,7 +346,7 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmu
 // reference may grow by up to about as much again as the products alone cost:
 // bounded by 2.5x the emulation's distance (products alone) for logits and
 // gradients, and the loss within 5e-3 relative.
-TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmuls and activations)") {
+TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmuls and activations)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const GoldenData& g = golden_data();
   Tensor emulated, on_gpu;
@@ -392,7 +392,7 @@ TEST_CASE("golden: logits, loss and gradients of the tiny model (GPU, bf16 matmu
   CHECK(padded_error <= 2.5 * format_error);
 }
 
-TEST_CASE("golden: f32 loss and gradients with the FFN padded (GPU: proj1 and proj2 as one packed product)") {
+TEST_CASE("golden: f32 loss and gradients with the FFN padded (GPU: proj1 and proj2 as one packed product)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // With the width padded, the GPU runs proj1 and proj2 as one product over
   // packed weights, the gate over its packed output, and takes the biases'
@@ -411,7 +411,7 @@ TEST_CASE("golden: bf16 activations are refused on the CPU and without bf16 prod
                        doctest::Contains("bf16 activations need bf16 products on the GPU"), Error);
 }
 
-TEST_CASE("golden: one Muon + AdamW step resumed from the checkpoint (GPU, f32 Newton-Schulz)") {
+TEST_CASE("golden: one Muon + AdamW step resumed from the checkpoint (GPU, f32 Newton-Schulz)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   CHECK(check_optimizer_step(Device::CUDA, DType::F32) <= 1e-3);
 }

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "ops/elementwise.h"
+#include "ops/kernel_choices.h"
 #include "ops/linear.h"
 #include "ops/optimizer_ops.h"
 #include "tests/test_util.h"
@@ -354,7 +355,7 @@ TEST_CASE("linalg: linear_pair (CPU) is proj1 and proj2 side by side, padded wit
 
 // ---- CUDA against the CPU reference ---------------------------------------------
 
-TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)") {
+TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t in = 70, out = 1365;
   const Shape xs{3, 37, in}, ys{3, 37, out};
@@ -411,7 +412,7 @@ TEST_CASE("linalg: linear CUDA matches the CPU reference (f32 and bf16 compute)"
   }
 }
 
-TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's conversion) matches the CPU") {
+TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's conversion) matches the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // out = 512 and 1368 (16-byte paths), 132 and 37 (one column per thread); rows
   // more than the GPU's blocks (several rows per block) and fewer.
@@ -446,7 +447,7 @@ TEST_CASE("linalg: linear bias gradient CUDA (column sums, fused with grad_y's c
   }
 }
 
-TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
+TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // The model's FFN (512 -> 1365 padded to 1368) at few rows, and odd sizes.
   struct Size {
@@ -484,11 +485,11 @@ TEST_CASE("linalg: linear_pair CUDA matches the CPU reference (f32 and bf16)") {
   }
 }
 
-TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill") {
+TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilogue matches the CPU and the fill" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
-#ifdef IFLAME_CUDA  // set_lt_bias_enabled() exists in CUDA builds only
+#ifdef IFLAME_CUDA  // lt_bias_matmuls() exists in CUDA builds only
   // With bf16 compute the bias is added in the product's epilogue (cuBLASLt); the
-  // fill + cublasGemmEx path (set_lt_bias_enabled(false), IFLAME_LT_BIAS=0) is
+  // fill + cublasGemmEx path (the kernel choice lt_bias off, IFLAME_LT_BIAS=0) is
   // what it replaces. The model's FFN (512 -> 1368 and back), a 132-wide layer,
   // odd sizes (ld of 48 and 37 elements), rows that are no multiple of a tile.
   struct Size {
@@ -505,16 +506,19 @@ TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilog
       const Tensor b = random_tensor({sz.out}, 112);
       const Tensor y_ref = ops::linear_forward(rounded_bf16(x), rounded_bf16(w), &b, DType::F32);
       const Tensor xd = x.to(Device::CUDA).to(act), wd = w.to(Device::CUDA), bd = b.to(Device::CUDA);
-      const bool was_on = ops::cuda::set_lt_bias_enabled(true);
+      ops::KernelChoices lt_on = ops::kernel_choices(), lt_off = lt_on;
+      lt_on.lt_bias = true;
+      lt_off.lt_bias = false;
+      const ops::KernelChoices before = ops::set_kernel_choices(lt_on);
       const int64_t lt_before = ops::cuda::lt_bias_matmuls();
       const Tensor y_lt = ops::linear_forward(xd, wd, &bd, DType::BF16);
       // The model's bf16 shapes must not fall back (odd sizes and an f32 y may).
       if (act == DType::BF16 && sz.in % 8 == 0 && sz.out % 8 == 0)
         CHECK(ops::cuda::lt_bias_matmuls() == lt_before + 1);
       const Tensor y_lt_w16 = ops::linear_forward(xd, wd.to(DType::BF16), &bd, DType::BF16);  // decoding's weights
-      ops::cuda::set_lt_bias_enabled(false);
+      ops::set_kernel_choices(lt_off);
       const Tensor y_fill = ops::linear_forward(xd, wd, &bd, DType::BF16);
-      ops::cuda::set_lt_bias_enabled(was_on);
+      ops::set_kernel_choices(before);
       CHECK(y_lt.dtype() == act);
       CHECK(y_lt.shape() == Shape{sz.rows, sz.out});
       // As in the test above: bf16 operands on both sides, the GPU's bf16 output rounding and f32 sum order.
@@ -554,7 +558,7 @@ TEST_CASE("linalg: linear CUDA with a bias and bf16 compute: the cuBLASLt epilog
 #endif
 }
 
-TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes") {
+TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 37, k = 70, n = 53;
   for (DType compute : {DType::F32, DType::BF16})
@@ -575,7 +579,7 @@ TEST_CASE("linalg: gemm CUDA matches the CPU reference for all transposes") {
       }
 }
 
-TEST_CASE("linalg: AdamW CUDA matches the CPU reference") {
+TEST_CASE("linalg: AdamW CUDA matches the CPU reference" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const Shape s{1234};
   Tensor p = random_tensor(s, 100), m = random_tensor(s, 101, -0.1f, 0.1f), v = random_tensor(s, 102, 0, 0.01f);
@@ -590,7 +594,7 @@ TEST_CASE("linalg: AdamW CUDA matches the CPU reference") {
   CHECK(rel_l2(vd, v) < 1e-6);
 }
 
-TEST_CASE("linalg: Newton-Schulz and Muon CUDA match the CPU reference") {
+TEST_CASE("linalg: Newton-Schulz and Muon CUDA match the CPU reference" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // f32 mode: same formula, f32 products in another order: 1e-5 relative.
   // bf16 mode: the same rounding schedule, but a different f32 summation order
@@ -676,7 +680,7 @@ TEST_CASE("linalg: Muon on a group of same-shape parameters equals Muon one by o
                  "not [24, 40] or [40, 24]"));
 }
 
-TEST_CASE("linalg: Muon on a group, batched on the GPU, equals Muon one by one") {
+TEST_CASE("linalg: Muon on a group, batched on the GPU, equals Muon one by one" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   // f32: the batched products may sum in another order than the single ones;
   // Newton-Schulz magnifies that a little, far below 1e-4.

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "core/profiler.h"
-#include "infer/decode_ops.h"
 #include "infer/sample_cli.h"
 #include "ops/causal_attention.h"
 #include "ops/elementwise.h"
@@ -14,6 +13,7 @@
 #include "ops/linear.h"
 #include "ops/linear_attention.h"
 #include "ops/rms_norm.h"
+#include "ops/rope.h"
 #include "tests/test_util.h"
 #ifdef IFLAME_CUDA
 #include "core/cuda_check.h"
@@ -96,7 +96,9 @@ TEST_CASE("profile: a known sequence of ops gives its names, call counts, FLOPs 
   const Tensor q = random_tensor({B, T, H, D}, 3), k = random_tensor({B, T, H, D}, 4),
                v = random_tensor({B, T, H, D}, 5);
   const Tensor q2 = random_tensor({B, 2, H, D}, 6);
-  const Tensor ab = random_tensor({4, 12}, 7);
+  const Tensor qkv = random_tensor({2, 3 * 2 * 8}, 7);  // B = 2, H = 2, D = 8
+  Tensor k_dst = Tensor::empty({2, 2, 8}), v_dst = Tensor::empty({2, 2, 8});
+  const Tensor position = Tensor::from_ints({4}, {1});
   std::vector<OpStats> rows;
   {
     Profiling on;
@@ -107,16 +109,16 @@ TEST_CASE("profile: a known sequence of ops gives its names, call counts, FLOPs 
     (void)ops::linear_attention_forward(q, k, v, ops::linear_attention_slopes(int(H)));
     (void)a.clone();
     (void)Tensor::zeros({3, 3});
-    // On the CPU swiglu_pair slices, copies and calls ops::swiglu_forward: one
-    // swiglu_pair call, no swiglu_forward and no copy of its own.
-    (void)infer::swiglu_pair(ab);
+    // On the CPU qkv_rope_step slices, copies and rotates: one qkv_rope_step
+    // call, and no copy of its own.
+    (void)ops::qkv_rope_step(qkv, 2, position, 1, k_dst, v_dst);
     rows = profiler::collect();
   }
   std::vector<std::string> names;
   for (const OpStats& r : rows) names.push_back(r.name);
   std::sort(names.begin(), names.end());
   REQUIRE(names == std::vector<std::string>{"add", "causal_attention_forward", "copy", "fill",
-                                          "linear_attention_forward", "swiglu_pair"});
+                                          "linear_attention_forward", "qkv_rope_step"});
   for (const OpStats& r : rows) CHECK(r.ms > 0);
   // Sorted by time, slowest first.
   for (size_t i = 1; i < rows.size(); i++) CHECK(rows[i - 1].ms >= rows[i].ms);
@@ -140,8 +142,8 @@ TEST_CASE("profile: a known sequence of ops gives its names, call counts, FLOPs 
 
   CHECK(row_of(rows, "copy")->bytes == 2.0 * a.nbytes());
   CHECK(row_of(rows, "fill")->bytes == 9 * 4);
-  CHECK(row_of(rows, "swiglu_pair")->calls == 1);
-  CHECK(row_of(rows, "swiglu_pair")->bytes == 1.5 * ab.nbytes());
+  CHECK(row_of(rows, "qkv_rope_step")->calls == 1);
+  CHECK(row_of(rows, "qkv_rope_step")->bytes == 2.0 * qkv.nbytes());
 }
 
 TEST_CASE("profile: an op that throws closes its scope; the next op is recorded") {
@@ -202,7 +204,7 @@ TEST_CASE("profile: ./sample --bench --profile runs and leaves the profiler off"
   CHECK(profiler::collect().empty());
 }
 
-TEST_CASE("profile: CUDA ops record positive event times; a graph capture records nothing") {
+TEST_CASE("profile: CUDA ops record positive event times; a graph capture records nothing" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
 #ifdef IFLAME_CUDA
   const Tensor x = random_tensor({256, 512}, 1).to(Device::CUDA), w = random_tensor({384, 512}, 2).to(Device::CUDA);

@@ -173,6 +173,11 @@ TEST_CASE("render: a contact sheet has both views of every mesh, labels, and an 
     }
     CHECK(label > 20);
   }
+  // The blank cell's label says "empty" once, also under ./sample's labels that end with the status.
+  CHECK(cell_label("nothing", Mesh{}) == "nothing (empty)");
+  CHECK(cell_label("", Mesh{}) == "(empty)");
+  CHECK(cell_label("sample_003  0 faces, empty", Mesh{}) == "sample_003  0 faces, empty");
+  CHECK(cell_label("cube", box(1, 1, 1)) == "cube");
   // Without labels: no label strip.
   o.labels = false;
   Image bare = render_contact_sheet({box(1, 1, 1)}, {}, o);

@@ -14,13 +14,13 @@
 #include "core/npy.h"
 #include "core/random.h"
 #include "data/mesh.h"
-#include "infer/cached_attention.h"
 #include "infer/clean.h"
 #include "infer/decode.h"
 #include "infer/generate.h"
 #include "infer/sample_cli.h"
 #include "infer/sampler.h"
 #include "nn/state.h"
+#include "ops/cached_attention.h"
 #include "ops/causal_attention.h"
 #include "tests/model_fixtures.h"
 #include "tests/test_util.h"
@@ -28,6 +28,7 @@
 using namespace iflame;
 using namespace iflame::test;
 using namespace iflame::infer;
+using iflame::ops::cached_attention_step;
 
 namespace {
 
@@ -132,7 +133,7 @@ TEST_CASE("golden: cached decoding of the tiny model equals the reference's cach
   check_golden_cached(Device::CPU);
 }
 
-TEST_CASE("golden: cached decoding of the tiny model equals the reference's cached logits (GPU, f32)") {
+TEST_CASE("golden: cached decoding of the tiny model equals the reference's cached logits (GPU, f32)" * needs_gpu()) {
   SerialCpu serial;
   SKIP_WITHOUT_GPU();
   check_golden_cached(Device::CUDA);
@@ -145,7 +146,7 @@ TEST_CASE("sample: cached decoding equals the full forward for other widths and 
   check_cached_vs_full(Device::CPU, 64, 2, 8, 2, 1e-4);  // shorter than one face: no coarse level runs
 }
 
-TEST_CASE("sample: cached decoding equals the full forward for other widths and lengths (GPU)") {
+TEST_CASE("sample: cached decoding equals the full forward for other widths and lengths (GPU)" * needs_gpu()) {
   SerialCpu serial;
   SKIP_WITHOUT_GPU();
   check_cached_vs_full(Device::CUDA, 96, 3, 50, 3, 1e-4);
@@ -153,7 +154,7 @@ TEST_CASE("sample: cached decoding equals the full forward for other widths and 
   check_cached_vs_full(Device::CUDA, 512, 16, 200, 2, 2e-4);  // the published width
 }
 
-TEST_CASE("sample: bf16 matmuls in cached decoding stay near the f32 full forward (GPU)") {
+TEST_CASE("sample: bf16 matmuls in cached decoding stay near the f32 full forward (GPU)" * needs_gpu()) {
   SerialCpu serial;
   SKIP_WITHOUT_GPU();
   auto model = golden_tiny(Device::CUDA);

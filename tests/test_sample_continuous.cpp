@@ -32,11 +32,13 @@
 #include "core/tokens.h"
 #include "infer/constrain.h"
 #include "infer/decode.h"
-#include "infer/decode_ops.h"
 #include "infer/device_sampler.h"
 #include "infer/generate.h"
 #include "infer/sample_cli.h"
 #include "nn/state.h"
+#include "ops/cached_attention.h"
+#include "ops/decode_position.h"
+#include "ops/rope.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -155,22 +157,22 @@ TEST_CASE("sample: the decoding ops with a position per row equal one row at a t
   const Tensor qkv = random_tensor({B, 3 * H * D}, 5);
   const Tensor positions = Tensor::from_ints({4, 0, 10}, {B});
   Tensor k = Tensor::zeros({B, capacity, H, D}), v = Tensor::zeros({B, capacity, H, D});
-  const Tensor q = qkv_rope_step(qkv, H, positions, 1, k, v);
-  const Tensor o = cached_attention_at(q, k, v, positions, 1, 0.3f);
+  const Tensor q = ops::qkv_rope_step(qkv, H, positions, 1, k, v);
+  const Tensor o = ops::cached_attention_at(q, k, v, positions, 1, 0.3f);
   Tensor group = random_tensor({B, 3, D}, 6);
   const Tensor group_before = group.clone();
   const Tensor x = random_tensor({B, 1, D}, 7);
-  write_group_slot(group, x, positions, 3);  // slots (4/3)%3 = 1, 0, (10/3)%3 = 0
+  ops::write_group_slot(group, x, positions, 3);  // slots (4/3)%3 = 1, 0, (10/3)%3 = 0
   for (int64_t b = 0; b < B; b++) {
     CAPTURE(b);
     const int32_t p = positions.to_ints()[b];
     const Tensor pb = Tensor::from_ints({p}, {1});
     Tensor kb = Tensor::zeros({1, capacity, H, D}), vb = Tensor::zeros({1, capacity, H, D});
-    const Tensor qb = qkv_rope_step(qkv.slice(0, b, b + 1).contiguous(), H, pb, 1, kb, vb);
+    const Tensor qb = ops::qkv_rope_step(qkv.slice(0, b, b + 1).contiguous(), H, pb, 1, kb, vb);
     CHECK(max_abs_diff(q.slice(0, b, b + 1).contiguous(), qb) == 0);
     CHECK(max_abs_diff(k.slice(0, b, b + 1).contiguous(), kb) == 0);
     CHECK(max_abs_diff(v.slice(0, b, b + 1).contiguous(), vb) == 0);
-    CHECK(max_abs_diff(o.slice(0, b, b + 1).contiguous(), cached_attention_at(qb, kb, vb, pb, 1, 0.3f)) == 0);
+    CHECK(max_abs_diff(o.slice(0, b, b + 1).contiguous(), ops::cached_attention_at(qb, kb, vb, pb, 1, 0.3f)) == 0);
     const int64_t slot = p / 3 % 3;
     for (int64_t s = 0; s < 3; s++) {
       const Tensor got = group.slice(0, b, b + 1).slice(1, s, s + 1).contiguous();
@@ -180,7 +182,7 @@ TEST_CASE("sample: the decoding ops with a position per row equal one row at a t
     }
   }
   Tensor counter = positions.clone();
-  advance_position(counter);
+  ops::advance_position(counter);
   CHECK(counter.to_ints() == std::vector<int32_t>{5, 1, 11});
 }
 
@@ -192,7 +194,7 @@ TEST_CASE("sample: zero_flagged_rows clears the flagged rows and nothing else") 
     const Tensor a0 = random_tensor({5, 3, 7}, 1), b0 = Tensor::from_ints({1, 2, 3, 4, 5}, {5});
     Tensor a = a0.to(device).clone(), b = b0.to(device).clone();
     const Tensor flags = Tensor::from_ints({0, 1, 0, 0, 1}, {5}).to(device);
-    zero_flagged_rows({a, b}, flags);
+    ops::zero_flagged_rows({a, b}, flags);
     const std::vector<float> got = a.to_floats(), was = a0.to_floats();
     int wrong = 0;
     for (int64_t i = 0; i < 5 * 21; i++) {
@@ -201,7 +203,7 @@ TEST_CASE("sample: zero_flagged_rows clears the flagged rows and nothing else") 
     }
     CHECK(wrong == 0);
     CHECK(b.to_ints() == std::vector<int32_t>{1, 0, 3, 4, 0});
-    CHECK(contains(error_of([&] { zero_flagged_rows({random_tensor({4, 2}, 1).to(device)}, flags); }), "[5, ...]"));
+    CHECK(contains(error_of([&] { ops::zero_flagged_rows({random_tensor({4, 2}, 1).to(device)}, flags); }), "[5, ...]"));
   }
 }
 
@@ -328,7 +330,7 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
 
 // ------------------------------------------------------------------ the GPU
 
-TEST_CASE("sample: the CUDA sampler's refills equal the CPU's on the same logits (GPU)") {
+TEST_CASE("sample: the CUDA sampler's refills equal the CPU's on the same logits (GPU)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   for (bool constrained : {true, false}) {
     CAPTURE(constrained);
@@ -345,32 +347,32 @@ TEST_CASE("sample: the CUDA sampler's refills equal the CPU's on the same logits
   }
 }
 
-TEST_CASE("sample: the decoding ops with a position per row on the GPU equal the CPU") {
+TEST_CASE("sample: the decoding ops with a position per row on the GPU equal the CPU" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int64_t B = 5, H = 4, D = 32, capacity = 40;
   const Tensor qkv = random_tensor({B, 3 * H * D}, 8);
   const Tensor positions = Tensor::from_ints({0, 7, 39, 3, 20}, {B});
   Tensor kc = random_tensor({B, capacity, H, D}, 9), vc = random_tensor({B, capacity, H, D}, 10);
   Tensor kg = kc.to(Device::CUDA).clone(), vg = vc.to(Device::CUDA).clone();
-  const Tensor qc = qkv_rope_step(qkv, H, positions, 1, kc, vc);
-  const Tensor qg = qkv_rope_step(qkv.to(Device::CUDA), H, positions.to(Device::CUDA), 1, kg, vg);
+  const Tensor qc = ops::qkv_rope_step(qkv, H, positions, 1, kc, vc);
+  const Tensor qg = ops::qkv_rope_step(qkv.to(Device::CUDA), H, positions.to(Device::CUDA), 1, kg, vg);
   CHECK(max_abs_diff(qc, qg.to(Device::CPU)) < 1e-5);
   CHECK(max_abs_diff(kc, kg.to(Device::CPU)) < 1e-5);
   CHECK(max_abs_diff(vc, vg.to(Device::CPU)) == 0);
-  const Tensor oc = cached_attention_at(qc, kc, vc, positions, 1, 0.2f);
-  const Tensor og = cached_attention_at(qg, kg, vg, positions.to(Device::CUDA), 1, 0.2f);
+  const Tensor oc = ops::cached_attention_at(qc, kc, vc, positions, 1, 0.2f);
+  const Tensor og = ops::cached_attention_at(qg, kg, vg, positions.to(Device::CUDA), 1, 0.2f);
   CHECK(max_abs_diff(oc, og.to(Device::CPU)) < 1e-5);
   Tensor gc = random_tensor({B, 3, 16}, 11), gg = gc.to(Device::CUDA).clone();
   const Tensor x = random_tensor({B, 1, 16}, 12);
-  write_group_slot(gc, x, positions, 3);
-  write_group_slot(gg, x.to(Device::CUDA), positions.to(Device::CUDA), 3);
+  ops::write_group_slot(gc, x, positions, 3);
+  ops::write_group_slot(gg, x.to(Device::CUDA), positions.to(Device::CUDA), 3);
   CHECK(max_abs_diff(gc, gg.to(Device::CPU)) == 0);
   Tensor pg = positions.to(Device::CUDA).clone();
-  advance_position(pg);
+  ops::advance_position(pg);
   CHECK(pg.to_ints() == std::vector<int32_t>{1, 8, 40, 4, 21});
 }
 
-TEST_CASE("sample: continuous batching on the GPU writes every sample once, the same with and without CUDA graphs") {
+TEST_CASE("sample: continuous batching on the GPU writes every sample once, the same with and without CUDA graphs" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   std::unique_ptr<IFlame> model = load_model(golden("tiny_checkpoint.pth"), Device::CUDA);
   for (bool constrained : {true, false}) {

@@ -718,7 +718,7 @@ TEST_CASE("sample: DeviceSampler checks its arguments") {
 
 // ------------------------------------------------------------------ the GPU
 
-TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits (GPU)") {
+TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits (GPU)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int B = 37;
   for (const LoopCase& c : kLoopCases) {
@@ -758,7 +758,7 @@ TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits 
   }
 }
 
-TEST_CASE("sample: generate() on CUDA gives the CPU's sequences for the tiny golden model (GPU)") {
+TEST_CASE("sample: generate() on CUDA gives the CPU's sequences for the tiny golden model (GPU)" * needs_gpu()) {
   // The two devices' logits differ: for this model by up to ~1.3e-4 (docs/testing.md:
   // it turns f32 rounding into differences of that size, and cuBLAS sums a 4-row
   // product in another order than the CPU). So a token can differ where the

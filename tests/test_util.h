@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,13 @@
 
 namespace iflame::test {
 
+// The decorator of a test case that needs a GPU from its first line:
+// TEST_CASE("..." * needs_gpu()). It puts the case in the test suite "gpu",
+// which tests/main.cpp leaves out where no GPU is usable, so doctest counts it
+// as skipped. A case that also checks something on the CPU stays undecorated and
+// skips its GPU part with SKIP_WITHOUT_GPU().
+inline doctest::test_suite needs_gpu() { return doctest::test_suite("gpu"); }
+
 // Skips the rest of a test case, visibly, when there is no usable GPU.
 #define SKIP_WITHOUT_GPU()                                                              \
   do {                                                                                  \
@@ -24,10 +32,27 @@ namespace iflame::test {
     }                                                                                   \
   } while (0)
 
-// Folder of the reference implementation's numbers: $IFLAME_GOLDEN or ../shared/golden.
+// Folder of the reference implementation's numbers (tests/golden/README.md):
+// $IFLAME_GOLDEN when set, else the repository's tests/golden. That folder is
+// found from this header's own path (absolute in a CMake build, relative to
+// the repository root in a make build), then by walking up from the test
+// runner's folder and from the working directory, so the runner finds it
+// whether started from the repository root (make test) or a build folder (ctest).
 inline std::string golden_dir() {
-  const char* env = std::getenv("IFLAME_GOLDEN");
-  return env ? env : "../shared/golden";
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("IFLAME_GOLDEN")) return env;
+  const fs::path beside_this_header = fs::path(__FILE__).parent_path() / "golden";
+  std::vector<fs::path> candidates = {beside_this_header};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  for (fs::path start : {ec ? fs::path() : exe.parent_path(), fs::current_path(ec)})
+    for (fs::path d = start; !d.empty(); d = d.parent_path()) {
+      candidates.push_back(d / "tests" / "golden");
+      if (d == d.root_path()) break;
+    }
+  for (const fs::path& c : candidates)
+    if (fs::is_regular_file(c / "tiny_meta.json", ec)) return c.string();
+  return beside_this_header.string();  // missing: the tests' errors name this path
 }
 inline std::string golden(const std::string& name) { return golden_dir() + "/" + name; }
 

@@ -55,7 +55,9 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && [ -
   steps=${DEMO_STEPS:-3000} samples=16 sample_faces=800
 else
   device=cpu
-  set -- --model tiny --batch 4 --max-faces 100 --val-interval 10 --val-batches 2 --log-interval 2 --loader-threads 1
+  # --force: this is the configuration ./train itself suggests for a CPU; no need to
+  # time it first (the estimate errs on the slow side and could stop it on a busy machine).
+  set -- --model tiny --batch 4 --max-faces 100 --val-interval 10 --val-batches 2 --log-interval 2 --loader-threads 1 --force
   steps=${DEMO_STEPS:-60} samples=8 sample_faces=100
 fi
 seconds=${DEMO_SECONDS:-300}

@@ -92,9 +92,34 @@ DistributionMetrics distribution_metrics(const Tensor& d_sr_t, const Tensor& d_s
   return m;
 }
 
-DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& references, Device device) {
+namespace {
+Tensor chamfer_matrix_reporting(const Tensor& a, const Tensor& b, const std::string& name,
+                                const ChamferProgress& progress) {
+  const int64_t rows = a.size(0);
+  if (!progress) return ops::chamfer_matrix(a, b);
+  if (a.is_cuda()) {
+    Tensor m = ops::chamfer_matrix(a, b);
+    progress(name, rows, rows);
+    return m;
+  }
+  Tensor out = Tensor::empty({rows, b.size(0)}, DType::F32);
+  const int64_t block = std::max<int64_t>(1, (rows + 9) / 10);
+  for (int64_t lo = 0; lo < rows; lo += block) {
+    const int64_t hi = std::min(rows, lo + block);
+    out.slice(0, lo, hi).copy_from(ops::chamfer_matrix(a.slice(0, lo, hi), b));
+    progress(name, hi, rows);
+  }
+  return out;
+}
+}  // namespace
+
+DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& references, Device device,
+                                         const ChamferProgress& progress) {
   const Tensor s = samples.to(device), r = references.to(device);
-  return distribution_metrics(ops::chamfer_matrix(s, r), ops::chamfer_matrix(s, s), ops::chamfer_matrix(r, r));
+  const Tensor d_sr = chamfer_matrix_reporting(s, r, "samples x references", progress);
+  const Tensor d_ss = chamfer_matrix_reporting(s, s, "samples x samples", progress);
+  const Tensor d_rr = chamfer_matrix_reporting(r, r, "references x references", progress);
+  return distribution_metrics(d_sr, d_ss, d_rr);
 }
 
 double occupancy_jsd(const Tensor& a, const Tensor& b, int resolution) {

@@ -30,6 +30,7 @@
 //           set are normalized to sum 1. (As in PointFlow's evaluation.)
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,9 +51,17 @@ struct DistributionMetrics {
 // S and R must be > 0.
 DistributionMetrics distribution_metrics(const Tensor& d_sr, const Tensor& d_ss, const Tensor& d_rr);
 
+// Called as a Chamfer matrix fills: its name ("samples x references",
+// "samples x samples", "references x references"), rows done, rows in all.
+using ChamferProgress = std::function<void(const std::string& matrix, int64_t rows_done, int64_t rows)>;
+
 // Computes the three matrices with ops::chamfer_matrix on `device` and the
 // metrics. samples, references: f32 [S, P, 3] and [R, P', 3] on the CPU.
-DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& references, Device device);
+// With `progress`, the CPU computes each matrix in about ten blocks of rows
+// (each entry is computed on its own, so the numbers are the same) and reports
+// after each; the GPU, in one call, reports once per matrix.
+DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& references, Device device,
+                                         const ChamferProgress& progress = nullptr);
 
 // Occupancy JSD between two sets of clouds (f32 [N, P, 3] on the CPU).
 double occupancy_jsd(const Tensor& a, const Tensor& b, int resolution = 28);

@@ -2,6 +2,8 @@
 // tools/eval_metrics.h, the table on stdout and the JSON report of ./evaluate.
 #include "tools/evaluate_cli.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -187,12 +190,31 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Phases go to stderr as they start (stdout keeps the report), so a long
+// evaluation on the CPU shows where it is.
+void say(const std::string& line) { std::fprintf(stderr, "evaluate: %s\n", line.c_str()); }
+
+// Reports each Chamfer matrix as it fills: on a terminal one line rewritten in
+// place, otherwise one line per block of rows.
+ChamferProgress chamfer_progress_printer(Device device) {
+  const bool tty = isatty(fileno(stderr));
+  auto started = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  return [tty, device, started](const std::string& matrix, int64_t done, int64_t rows) {
+    const std::string line = str("Chamfer matrix ", matrix, " on ", device_name(device), ": ", done, "/", rows,
+                                 " rows, ", static_cast<long>(seconds_since(*started) * 10) / 10.0, " s");
+    const bool last = done == rows;
+    if (tty) std::fprintf(stderr, "\revaluate: %s%s", line.c_str(), last ? "\n" : "");
+    else say(line);
+    if (last) *started = std::chrono::steady_clock::now();
+  };
+}
+
 int run(const Options& o) {
   if (o.generated.empty() == o.generated_split.empty())
     throw UsageError("give one generated set: a folder, or --generated-split (see --help)");
   Device device = Device::CPU;
   if (o.device == "cuda") {
-    IFLAME_CHECK(cuda_available(), "--device cuda: no usable GPU (", cuda_unavailable_reason(), ")");
+    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu evaluates on the CPU)");
     device = Device::CUDA;
   } else if (o.device.empty() && cuda_available()) {
     device = Device::CUDA;
@@ -203,8 +225,10 @@ int run(const Options& o) {
   std::vector<EvalMesh> generated;
   if (o.generated_split.empty()) {
     gen_files = list_meshes(o.generated, o.max_meshes, "generated");
+    say(str("reading ", gen_files.size(), " generated meshes from ", o.generated));
     generated = read_meshes(gen_files);
   } else {
+    say(str("reading the ", o.generated_split, " split of ", o.dataset, " as the generated set"));
     for (auto& t : dataset_split(o.dataset, o.generated_split, o.max_meshes)) {
       EvalMesh m;
       m.path = str(o.generated_split, " split of ", o.dataset);
@@ -233,11 +257,14 @@ int run(const Options& o) {
   std::string reference_desc;
   int64_t references_read = 0;
   if (!o.reference_folder.empty()) {
-    const std::vector<EvalMesh> refs = read_meshes(list_meshes(o.reference_folder, o.max_meshes, "reference"));
+    const std::vector<std::string> ref_files = list_meshes(o.reference_folder, o.max_meshes, "reference");
+    say(str("reading ", ref_files.size(), " reference meshes from ", o.reference_folder));
+    const std::vector<EvalMesh> refs = read_meshes(ref_files);
     references_read = int64_t(refs.size());
     references = nonempty(refs);
     reference_desc = str("folder ", o.reference_folder);
   } else {
+    say(str("reading the ", o.split, " split of ", o.dataset, " as the references"));
     references = dataset_split(o.dataset, o.split, o.max_meshes);
     references_read = int64_t(references.size());
     reference_desc = str(o.split, " split of ", o.dataset);
@@ -247,13 +274,19 @@ int run(const Options& o) {
   IFLAME_CHECK(!references.empty(), "no reference mesh has a face (", reference_desc, ")");
 
   // Point clouds and metrics.
+  say(str("sampling point clouds: ", o.points, " points on each of ", samples.size(), " generated and ",
+          references.size(), " reference meshes"));
   auto t0 = std::chrono::steady_clock::now();
   const Tensor sample_clouds = sample_point_clouds(samples, o.points, o.seed);
   const Tensor reference_clouds = sample_point_clouds(references, o.points, o.seed);
   const double sampling_s = seconds_since(t0);
+  say(str("Chamfer matrices on ", device_name(device), ": ", samples.size(), " x ", references.size(), ", ",
+          samples.size(), " x ", samples.size(), ", ", references.size(), " x ", references.size()));
   t0 = std::chrono::steady_clock::now();
-  const DistributionMetrics m = compare_point_clouds(sample_clouds, reference_clouds, device);
+  const DistributionMetrics m =
+      compare_point_clouds(sample_clouds, reference_clouds, device, chamfer_progress_printer(device));
   const double chamfer_s = seconds_since(t0);
+  say(str("occupancy JSD on a ", o.resolution, "^3 grid"));
   const double jsd = occupancy_jsd(sample_clouds, reference_clouds, o.resolution);
 
   // Validity shares over all generated files.

@@ -9,7 +9,7 @@
 #                                      machine, they save its build minutes
 #   tools/gpu_checks.sh unpack         (on the GPU machine) put .prebuilt/'s binaries in place
 #   tools/gpu_checks.sh tests [FILTER] the whole doctest suite (or doctest -tc FILTER),
-#                                      golden files from $IFLAME_GOLDEN (default ../shared/golden)
+#                                      golden files from $IFLAME_GOLDEN (default tests/golden)
 #   tools/gpu_checks.sh sanitize [FILTER]  compute-sanitizer memcheck (then racecheck and synccheck)
 #                                      on the test cases FILTER names (default: the decoding kernels)
 #   tools/gpu_checks.sh bench-sample   ./sample --bench: shapenet, batch 1, 16, 64, f32 and bf16

@@ -135,6 +135,14 @@ Image render_mesh_view(const Mesh& mesh, View view, const RenderOptions& opts) {
   return out;
 }
 
+std::string cell_label(const std::string& label, const Mesh& mesh) {
+  if (!mesh.faces.empty()) return label;
+  const std::string word = "empty";
+  const bool says_so = label.size() >= word.size() && label.compare(label.size() - word.size(), word.size(), word) == 0;
+  if (says_so) return label;  // ./sample's labels end with the status, "empty"
+  return label.empty() ? "(empty)" : label + " (empty)";
+}
+
 Image render_contact_sheet(const std::vector<Mesh>& meshes, const std::vector<std::string>& labels,
                            const RenderOptions& opts) {
   IFLAME_CHECK(!meshes.empty(), "render: no meshes to draw");
@@ -164,8 +172,7 @@ Image render_contact_sheet(const std::vector<Mesh>& meshes, const std::vector<st
     }
     // A faint divider between the two views of a cell.
     fill_rect(sheet, x + opts.cell, y + opts.cell / 8, x + opts.cell + 1, y + opts.cell - opts.cell / 8, {235, 235, 235});
-    std::string text = labelled ? labels[i] : std::string();
-    if (meshes[i].faces.empty()) text += text.empty() ? "(empty)" : " (empty)";
+    std::string text = cell_label(labelled ? labels[i] : std::string(), meshes[i]);
     if (!text.empty() && (labelled || meshes[i].faces.empty())) {
       // Shorten from the left (the end of a file name says most) to fit the cell.
       const int room = cell_w - 8 * text_scale;

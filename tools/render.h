@@ -41,6 +41,10 @@ struct RenderOptions {
 // Throws iflame::Error for a face index out of range or a non-finite vertex.
 Image render_mesh_view(const Mesh& mesh, View view, const RenderOptions& opts = {});
 
+// The text under a cell: the label, and "(empty)" for a mesh with no faces
+// unless the label already ends with "empty" (./sample's status names).
+std::string cell_label(const std::string& label, const Mesh& mesh);
+
 // labels: empty, or one per mesh (a mesh with no faces gets an "(empty)" cell).
 Image render_contact_sheet(const std::vector<Mesh>& meshes, const std::vector<std::string>& labels,
                            const RenderOptions& opts = {});

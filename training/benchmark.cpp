@@ -18,6 +18,7 @@
 #include "nn/iflame.h"
 #include "ops/causal_attention.h"
 #include "ops/grad_norm.h"
+#include "ops/kernel_choices.h"
 #include "ops/linear_attention.h"
 #include "training/memory_model.h"
 #include "training/optimizer.h"
@@ -111,6 +112,7 @@ TrainBenchmarkResult run_train_benchmark(const TrainConfig& config) {
   r.estimate_gib = estimate.total() / double(1ull << 30);
   if (!config.quiet) {
     std::printf("device      %s\n", device == Device::CUDA ? cuda_device_description().c_str() : "cpu");
+    std::printf("kernels     %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
     std::printf("model       %s (%s), %s matrix products, %s block activations, Muon (Newton-Schulz in %s) + AdamW, "
                 "recompute %s\n",
                 config.model.c_str(), model.config().describe().c_str(), matmul == DType::BF16 ? "bf16" : "f32",
@@ -181,6 +183,7 @@ AttentionBenchmarkResult run_attention_benchmark(const TrainConfig& config) {
   r.linear_total_gbps = 11 * tensor_bytes / (r.linear_forward_backward_ms * 1e-3) / 1e9;
   if (!config.quiet) {
     std::printf("device      %s\n", cuda_device_description().c_str());
+    std::printf("kernels     %s (ops/kernel_choices.h)\n", ops::describe_kernel_choices().c_str());
     std::printf("attention   causal softmax, bf16, B=%lld H=%lld T=%lld D=%lld, median of %d runs\n",
                 static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
                 static_cast<long long>(D), config.bench_steps);

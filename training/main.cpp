@@ -5,6 +5,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "ops/kernel_choices.h"
 #include "training/benchmark.h"
 #include "training/distributed.h"
 #include "training/launcher.h"
@@ -17,6 +18,7 @@ const char* read_env(const char* name) { return std::getenv(name); }
 
 int main(int argc, char** argv) {
   using namespace iflame;
+  ops::read_kernel_choices_from_environment();  // once, before any kernel runs
   int rank = 0;
   try {
     bool help = false;

@@ -14,6 +14,16 @@ bool uses_muon(const std::string& name, const Shape& shape) {
   return shape.size() == 2 && name != "output_proj.weight";
 }
 
+std::vector<std::string> optimizer_param_order(
+    const std::vector<std::pair<std::string, Shape>>& params_in_state_dict_order) {
+  std::vector<std::string> order;
+  for (const auto& p : params_in_state_dict_order)
+    if (uses_muon(p.first, p.second)) order.push_back(p.first);
+  for (const auto& p : params_in_state_dict_order)
+    if (!uses_muon(p.first, p.second)) order.push_back(p.first);
+  return order;
+}
+
 MuonAdamW::MuonAdamW(ParameterList& params, const OptimizerConfig& config) : config_(config) {
   for (int pass = 0; pass < 2; pass++) {
     for (auto& [name, var] : params.items()) {

@@ -25,8 +25,14 @@ struct OptimizerConfig {
   float adam_beta1 = 0.95f, adam_beta2 = 0.95f, adam_eps = 1e-8f;
 };
 
-// True for parameters that Muon updates.
+// True for parameters that Muon updates (as the reference: every 2-D weight
+// except output_proj.weight); AdamW updates the others.
 bool uses_muon(const std::string& name, const Shape& shape);
+// The parameter name of each optimizer index, as the reference builds its
+// optimizer: first the Muon parameters in state-dict order, then all others in
+// state-dict order (how a PyTorch checkpoint's optimizer state is read,
+// nn/torch_checkpoint.h).
+std::vector<std::string> optimizer_param_order(const std::vector<std::pair<std::string, Shape>>& params_in_state_dict_order);
 
 class MuonAdamW {
  public:

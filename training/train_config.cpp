@@ -28,7 +28,7 @@ Device TrainConfig::resolved_device() const {
   Device d = device.empty() ? (cuda_available() ? Device::CUDA : Device::CPU)
                             : (device == "cuda" ? Device::CUDA : Device::CPU);
   if (d == Device::CUDA)
-    IFLAME_CHECK(cuda_available(), "--device cuda, but no GPU is usable: ", cuda_unavailable_reason());
+    IFLAME_CHECK(cuda_available(), "--device cuda: ", cuda_unavailable_reason(), " (--device cpu trains on the CPU)");
   return d;
 }
 
@@ -115,6 +115,11 @@ precision and device
                         ffn:K: the same in the K longest blocks only, the
                         others keeping everything (between none and ffn)
                                   [ffn for d=512 on the GPU, none otherwise]
+  --force               train without estimating the step time first (on the
+                        CPU ./train times two short steps, scales them to the
+                        longest batch and stops, exit code 2, with the estimate
+                        and a configuration that fits when one step would take
+                        over a minute)
   --seed N              seeds initialisation, shuffling and augmentation [0]
 output and checkpoints
   --out DIR             where runs go                            [runs]
@@ -175,7 +180,11 @@ data parallel (one process per GPU; docs/distributed.md)
 
 A run folder holds log.jsonl (every logged figure), last.ckpt (always the newest
 checkpoint), step-N.ckpt at each interval and final.ckpt. Ctrl-C (SIGINT) or
-SIGTERM saves a checkpoint and exits 0; --resume RUN/last.ckpt continues.
+SIGTERM saves a checkpoint and exits 0, within a second or two even in the
+middle of a step (the unfinished step is dropped); --resume RUN/last.ckpt
+continues. On the CPU only small configurations train at a useful pace
+(--model tiny --max-faces 100 --batch 4: seconds a step); the published and
+small models on full-length meshes need a GPU.
 )";
 }
 
@@ -236,6 +245,7 @@ TrainConfig parse_train_args(int argc, char** argv, bool& help) {
     else if (a == "--init-from") c.init_from = r.value(a);
     else if (a == "--max-bad-steps") c.max_bad_steps = static_cast<int>(r.integer(a, 1));
     else if (a == "--quiet") c.quiet = true;
+    else if (a == "--force") c.force = true;
     else if (a == "--bench") c.bench = true;
     else if (a == "--bench-length") c.bench_length = static_cast<int>(r.integer(a, 9));
     else if (a == "--bench-steps") c.bench_steps = static_cast<int>(r.integer(a, 1));

@@ -43,6 +43,7 @@ struct TrainConfig {
   int max_bad_steps = 5;             // consecutive non-finite steps before giving up
   double time_limit_s = 0;           // > 0: checkpoint and stop after this much wall time
   bool quiet = false;
+  bool force = false;                // train without the CPU step-time estimate (which may refuse)
   bool bench = false;                // time training steps on random tokens, no dataset
   int bench_length = 6921;           // --bench sequence length (the published 769 rows)
   int bench_steps = 10;              // --bench timed steps (after 2 warm-up steps)

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -12,16 +13,16 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/philox.h"
 #include "core/random.h"
+#include "core/tokens.h"
 #include "nn/state.h"
 #include "ops/grad_norm.h"
 #include "training/sample_preview.h"
 #include "training/schedule.h"
 
 namespace iflame {
-
-std::atomic<bool> g_stop_requested{false};
 
 namespace {
 void on_stop_signal(int) { g_stop_requested = true; }
@@ -81,8 +82,8 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
                                                                          : "bf16 products";
   IFLAME_CHECK(comm_->supports(device_), "data-parallel training over ", comm_->describe(), " needs --device cuda");
   if (device_ == Device::CPU && config_.model == "shapenet" && config_.init_from.empty() && config_.resume.empty())
-    IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU, and none is usable (",
-                cuda_unavailable_reason(), "). Pick a smaller one: --model small or --model tiny");
+    IFLAME_FAIL("the published shapenet model (75.7M parameters) needs a GPU (", cuda_unavailable_reason(),
+                "). Pick a smaller one: --model small or --model tiny");
 
   // Data.
   dataset_ = std::make_unique<MeshDataset>(config_.dataset, config_.max_faces);
@@ -155,7 +156,8 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   }
 
   if (!config_.quiet) {
-    std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : "cpu");
+    const std::string cpu_note = cuda_available() ? "" : " (" + cuda_unavailable_reason() + ")";
+    std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : ("cpu" + cpu_note).c_str());
     std::printf("model     %s (%s), %.2fM parameters, %s matrix products, recompute %s\n", model_label_.c_str(),
                 model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str(),
                 recompute_label(recompute_, config_.forward_context(device_).ffn_recompute_blocks).c_str());
@@ -215,6 +217,32 @@ void Trainer::save(const std::string& file_name) {
   std::string path = config_.run_dir() + "/" + file_name;
   save_checkpoint(path, ck);
   if (file_name != "last.ckpt") save_checkpoint(config_.run_dir() + "/last.ckpt", ck);
+}
+
+int Trainer::stop_and_save(bool tty) {
+  if (!config_.quiet)
+    std::printf("%sstopping at step %lld: saving %s\n", tty ? "\n" : "", static_cast<long long>(step_),
+                last_checkpoint().c_str());
+  save("last.ckpt");
+  return 0;
+}
+
+void Trainer::check_step_time() {
+  // Every preset's step takes well under a second on a GPU (docs/perf.md); --force trains unasked.
+  if (device_ != Device::CPU || config_.force) return;
+  int max_faces = 0;
+  for (int64_t i : train_indices_) max_faces = std::max(max_faces, dataset_->faces(i));
+  const int64_t longest = int64_t{max_faces + 2} * kTokensPerFace;  // START row, faces, END row
+  ForwardContext ctx = config_.forward_context(device_);
+  ctx.recompute = recompute_;
+  step_estimate_ = estimate_step_time(*model_, ctx, config_.batch_size, longest);
+  if (step_estimate_.seconds > kMaxStepSeconds) throw Error(step_too_slow_message(step_estimate_, "this CPU"));
+  if (!config_.quiet) {
+    std::printf("estimate  about %.3g s per step of %lld x %lld tokens (the longest training mesh: %d faces)\n",
+                step_estimate_.seconds, static_cast<long long>(step_estimate_.batch),
+                static_cast<long long>(step_estimate_.length), max_faces);
+    std::fflush(stdout);
+  }
 }
 
 void Trainer::resume_from(const CheckpointData& ck, const std::string& path) {
@@ -294,23 +322,41 @@ int Trainer::run() {
   int64_t window_tokens = 0, window_useful = 0, window_steps = 0, start_step = step_;
   double window_loss = 0, window_acc = 0;
   int exit_code = 0;
+  // Work a stop request may cut short; several processes stop together between steps instead.
+  const bool interruptible = comm_->world_size() == 1;
+  auto drop_unfinished_work = [&] {
+    tape().clear();
+    model_->zero_grad();
+  };
+  try {
+    InterruptibleScope scope(interruptible);
+    check_step_time();
+  } catch (const Interrupted&) {
+    drop_unfinished_work();
+    return stop_and_save(tty);
+  }
 
   while (step_ < total_steps_) {
     const bool out_of_time = config_.time_limit_s > 0 &&
                              std::chrono::duration<double>(clock::now() - run_start).count() > config_.time_limit_s;
     bool stop = g_stop_requested || out_of_time || (stop_at_step_ >= 0 && step_ >= stop_at_step_);
     if (comm_->world_size() > 1) stop = comm_->any(stop);  // all ranks stop at the same step
-    if (stop) {
-      if (!config_.quiet) std::printf("%sstopping at step %lld: saving %s\n", tty ? "\n" : "",
-                                      static_cast<long long>(step_), last_checkpoint().c_str());
-      save("last.ckpt");
-      return 0;
-    }
+    if (stop) return stop_and_save(tty);
+    const int64_t epoch_before = epoch_, batch_before = batch_in_epoch_;
     Batch batch = next_batch();
     const float lr = learning_rate(step_, total_steps_, config_.lr, config_.min_lr, config_.warmup_fraction);
-    model_->zero_grad();
-    IFlame::LossOutput out = model_->loss(batch.tokens, ctx);
-    tape().backward(out.loss);
+    IFlame::LossOutput out;
+    try {  // a stop request here drops this step: its batch is trained after a resume
+      InterruptibleScope scope(interruptible);
+      model_->zero_grad();
+      out = model_->loss(batch.tokens, ctx);
+      tape().backward(out.loss);
+    } catch (const Interrupted&) {
+      drop_unfinished_work();
+      epoch_ = epoch_before;
+      batch_in_epoch_ = batch_before;
+      return stop_and_save(tty);
+    }
     std::vector<Tensor> grads;
     for (auto& kv : model_->parameters().items())
       if (kv.second.grad().defined()) grads.push_back(kv.second.grad());
@@ -375,7 +421,14 @@ int Trainer::run() {
     }
     bool last = step_ == total_steps_;
     if ((config_.val_interval > 0 && step_ % config_.val_interval == 0) || last) {
-      ValidationResult v = validate();
+      ValidationResult v;
+      try {  // the step is complete: a stop request here skips the validation only
+        InterruptibleScope scope(interruptible);
+        v = validate();
+      } catch (const Interrupted&) {
+        drop_unfinished_work();
+        return stop_and_save(tty);
+      }
       if (v.tokens > 0 && is_root()) {
         log_json(str("{\"step\": ", step_, ", \"val_loss\": ", v.loss, ", \"val_accuracy\": ", v.accuracy,
                      ", \"val_perplexity\": ", v.perplexity, ", \"val_tokens\": ", v.tokens, "}"));

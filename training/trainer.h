@@ -1,9 +1,12 @@
 // trainer.h: the training loop behind ./train.
 //
 // One Trainer owns the dataset, loader, model, optimizer and run folder. run()
-// steps until the planned number of steps, a stop request (SIGINT/SIGTERM or
-// request_stop()), or too many consecutive non-finite steps, checkpointing on
-// the way out. A run's state (parameters, optimizer, step, data position) is
+// steps until the planned number of steps, a stop request (SIGINT/SIGTERM, or
+// stop_at_step()), or too many consecutive non-finite steps, checkpointing on
+// the way out. A stop request arriving inside a step drops that step
+// (core/interrupt.h) and checkpoints the state before it. On the CPU, run()
+// first estimates the longest step's time (training/step_estimate.h) and
+// refuses, unless --force, a configuration whose step would take minutes. A run's state (parameters, optimizer, step, data position) is
 // all in its checkpoint, so --resume continues exactly where it stopped.
 //
 // Data parallel (docs/distributed.md): every rank runs a Trainer with the same
@@ -19,18 +22,20 @@
 #include <memory>
 #include <string>
 
+#include "core/interrupt.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "nn/checkpoint.h"
 #include "nn/iflame.h"
 #include "training/distributed.h"
 #include "training/optimizer.h"
+#include "training/step_estimate.h"
 #include "training/train_config.h"
 
 namespace iflame {
 
-// Set by the signal handler that main() installs; the loop checks it each step.
-extern std::atomic<bool> g_stop_requested;
+// SIGINT and SIGTERM set g_stop_requested (core/interrupt.h): the loop checks it
+// before each step, and a single process's step gives way to it between ops.
 void install_stop_signal_handlers();
 
 // Where a resumed run continues its epoch. The checkpoint's position is
@@ -50,7 +55,9 @@ class Trainer {
   ~Trainer();
 
   // Returns the process exit code: 0 on completion or on a requested stop
-  // (checkpoint saved), 1 when training had to give up.
+  // (checkpoint saved), 1 when training had to give up. Throws iflame::Error,
+  // before any step, when a CPU step is estimated to take over
+  // kMaxStepSeconds and --force was not given.
   int run();
 
   // Stops after this many steps in total (tests use it to simulate an interrupt).
@@ -60,6 +67,8 @@ class Trainer {
   int64_t total_steps() const { return total_steps_; }
   int64_t skipped_steps() const { return skipped_total_; }
   int64_t epoch() const { return epoch_; }
+  // The CPU step-time estimate run() made (batch 0 when none was made: on a GPU, or with --force).
+  const StepEstimate& step_estimate() const { return step_estimate_; }
   int64_t batch_in_epoch() const { return batch_in_epoch_; }
   std::string last_checkpoint() const { return config_.run_dir() + "/last.ckpt"; }
 
@@ -71,6 +80,10 @@ class Trainer {
 
  private:
   void save(const std::string& file_name);
+  // Saves last.ckpt with the last complete state, says so, returns exit code 0.
+  int stop_and_save(bool tty);
+  // The longest training batch's step time on the CPU (unless --force); throws when too slow.
+  void check_step_time();
   void resume_from(const CheckpointData& checkpoint, const std::string& path);
   void log_json(const std::string& line);
   Batch next_batch();
@@ -89,6 +102,7 @@ class Trainer {
   std::unique_ptr<MuonAdamW> optimizer_;
   int64_t step_ = 0, total_steps_ = 0, epoch_ = 0, batch_in_epoch_ = 0, batches_per_epoch_ = 0;
   int64_t skipped_total_ = 0, stop_at_step_ = -1;
+  StepEstimate step_estimate_;
   std::FILE* log_ = nullptr;
 };
 

@@ -4,7 +4,7 @@
 // Which kernels run: bf16 q/k/v (16-byte aligned, the usual case) go to the
 // tensor-core kernels of ops/cuda/flash_attention_bf16.cu (mma.sync bf16 with f32
 // accumulation, P and dS rounded to bf16 as FlashAttention-2 does);
-// IFLAME_FLASH_ATTENTION=0 in the environment sends them here instead. f32
+// the kernel choice flash_attention off (ops/kernel_choices.h) sends them here instead. f32
 // q/k/v always run the kernels of this file, which are exact f32 arithmetic
 // (the f32 golden tests depend on them).
 //
@@ -30,11 +30,7 @@
 
 namespace iflame::ops::cuda {
 
-using attention::check_head_dim;
-using attention::kHeadDim;
-using attention::load_float;
-using attention::store_float;
-using attention::with_storage_type;
+using namespace attention;  // attention_util.cuh
 
 namespace {
 
@@ -184,19 +180,14 @@ __global__ void __launch_bounds__(kRowsPerBlock)
 template <typename T>
 __global__ void attention_row_dot_kernel(const T* __restrict__ grad_o, const T* __restrict__ o,
                                          float* __restrict__ dvec, AttentionShape s) {
-  const long long rows = (long long)s.B * s.Tq * s.H;
-  for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < rows;
-       r += (long long)gridDim.x * blockDim.x) {
-    const int h = r % s.H;
-    const long long bt = r / s.H;
-    const int t = bt % s.Tq, b = bt / s.Tq;
+  attention_row_dots(s.B, s.Tq, s.H, dvec, [&](long long r) {
     const T* g = grad_o + r * kHeadDim;
     const T* x = o + r * kHeadDim;
     float sum = 0.0f;
 #pragma unroll
     for (int d = 0; d < kHeadDim; d++) sum = fmaf(load_float(g + d), load_float(x + d), sum);
-    dvec[((long long)b * s.H + h) * s.Tq + t] = sum;
-  }
+    return sum;
+  });
 }
 
 // dQ_i = scale sum_j P_ij (dO_i . v_j - Dvec_i) k_j. Same grid and tiling as the forward.
@@ -321,9 +312,7 @@ __global__ void __launch_bounds__(kRowsPerBlock)
 
 AttentionShape shape_of(const char* op, const Tensor& q, const Tensor& k) {
   check_head_dim(op, q);
-  IFLAME_CHECK(q.size(0) * q.size(2) <= 65535, op, ": B*H must be at most 65535 (grid rows), got ",
-               q.describe());
-  IFLAME_CHECK(k.size(1) < (1LL << 30), op, ": sequence too long: ", k.describe());
+  check_attention_grid(op, q, k);
   AttentionShape s;
   s.B = static_cast<int>(q.size(0));
   s.Tq = static_cast<int>(q.size(1));

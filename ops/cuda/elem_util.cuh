@@ -52,6 +52,10 @@ __device__ __forceinline__ void store_vec(T* p, long long i, const float* v) {
   }
 }
 
+// The logistic function, as every gate computes it (swiglu.cu, the small-batch
+// products' fused gate): the same expression, so the same bits, everywhere.
+__device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;

@@ -51,29 +51,14 @@
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
+#include "ops/cuda/mma_tiles.cuh"
+#include "ops/kernel_choices.h"
 
 namespace iflame::ops::cuda::flash {
 
 namespace {
 
-using mma::c_col;
-using mma::c_pair_to_a;
-using mma::c_row;
-using mma::cp_async_16;
-using mma::cp_async_4;
-using mma::cp_async_commit;
-using mma::cp_async_wait;
-using mma::group_of;
-using mma::ldsm_block_col;
-using mma::ldsm_block_row;
-using mma::ldsm_nmajor_col;
-using mma::ldsm_nmajor_row;
-using mma::ldsm_x4;
-using mma::ldsm_x4_trans;
-using mma::mma_bf16;
-using mma::pack_bf16x2;
-using mma::smem_addr;
-using mma::thread_in_group;
+using namespace mma;  // the PTX wrappers and fragment layouts
 
 constexpr int kPitch = kSharedPitch;       // bf16 per shared row (80 bytes)
 constexpr int kTileElems = kTile * kPitch;  // one 64-row shared tile
@@ -102,19 +87,14 @@ __device__ __forceinline__ T* head_ptr(T* p, int b, int h, int T_len, const Dims
 // Tiles: global <-> shared, shared -> fragments, and the two warp products
 // ---------------------------------------------------------------------------------------
 
+// The tile loops (mma_tiles.cuh) on this file's tiles: kTile rows, kPitch apart.
+using Tiles = mma::SharedTiles<kPitch, kTile, kThreads>;
+
 // Queues the copy of rows [first, first + kTile) of one head into a shared tile,
-// zeros for rows >= end. Consecutive threads take consecutive 16-byte pieces.
+// zeros for rows >= end.
 __device__ __forceinline__ void load_tile_async(uint16_t* tile, const bf16* head, int first,
                                                 int end, long long stride) {
-#pragma unroll
-  for (int it = 0; it < kTile * kChunks / kThreads; it++) {
-    const int c = threadIdx.x + it * kThreads;
-    const int r = c / kChunks, part = c % kChunks;
-    const int row = first + r;
-    const bool valid = row < end;
-    const bf16* src = head + (long long)(valid ? row : 0) * stride + part * 8;
-    cp_async_16(smem_addr(tile + r * kPitch + part * 8), src, valid);
-  }
+  Tiles::load_rows_async(tile, head, first, end, stride, [](int row) { return row; });
 }
 
 // Queues the copy of lse and Dvec of queries [q0, q0 + kTile) (zeros past Tq).
@@ -126,49 +106,17 @@ __device__ __forceinline__ void load_stats_async(float* s_lse, float* s_dvec, co
   cp_async_4(smem_addr((t < kTile ? s_lse : s_dvec) + r), src, valid);
 }
 
-// A fragments (16 rows x 32 dims: k-steps 0..15 and 16..31) of 16 shared rows.
-__device__ __forceinline__ void load_a_frags(uint32_t (&a)[2][4], const uint16_t* rows, int lane) {
-  const uint32_t base = smem_addr(rows + ldsm_block_row(lane) * kPitch + ldsm_block_col(lane));
-  ldsm_x4(a[0], base);
-  ldsm_x4(a[1], base + 16 * 2);
-}
-
-// acc[nb] = A (16 x 32, fragments) times the transpose of the shared 64 x 32 tile:
-// acc[nb] covers tile rows 8 nb .. 8 nb + 7 as columns. (S = Q K^T, dP = dO V^T,
-// and the transposed S^T = K Q^T, dP^T = V dO^T.)
-__device__ __forceinline__ void mma_rows_by_tile_t(float (&acc)[kNBlocks][4],
-                                                   const uint32_t (&a)[2][4],
-                                                   const uint16_t* tile, int lane) {
-  const uint32_t base =
-      smem_addr(tile + ldsm_nmajor_row(lane) * kPitch + ldsm_nmajor_col(lane));
+// Sets to `value` the elements of a warp's 16 x kTile scores (rows row0 + 0..15,
+// columns col0 + 0..kTile-1) for which masked(row, column) holds: the causal
+// mask and the ends of the sequences, in the caller's words.
+template <typename Masked>
+__device__ __forceinline__ void set_masked(float (&sc)[kNBlocks][4], int lane, float value, int row0, int col0,
+                                           Masked masked) {
 #pragma unroll
-  for (int nb = 0; nb < kNBlocks; nb++) {
-    uint32_t b[4];
-    ldsm_x4(b, base + nb * 8 * kPitch * 2);
-    acc[nb][0] = acc[nb][1] = acc[nb][2] = acc[nb][3] = 0.0f;
-    mma_bf16(acc[nb], a[0], b[0], b[1]);
-    mma_bf16(acc[nb], a[1], b[2], b[3]);
-  }
-}
-
-// acc (16 x 32) += c (16 x 64 accumulators, rounded to bf16) times the shared
-// 64 x 32 tile. (O += P V, dQ += dS K, dV += P^T dO, dK += dS^T Q.)
-__device__ __forceinline__ void mma_acc_by_tile(float (&acc)[kDBlocks][4],
-                                                const float (&c)[kNBlocks][4],
-                                                const uint16_t* tile, int lane) {
-  const uint32_t base = smem_addr(tile + ldsm_block_row(lane) * kPitch + ldsm_block_col(lane));
+  for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
-  for (int kk = 0; kk < kTile / 16; kk++) {
-    uint32_t a[4];
-    c_pair_to_a(c[2 * kk], c[2 * kk + 1], a);
-#pragma unroll
-    for (int dn = 0; dn < kHeadDim / 16; dn++) {
-      uint32_t b[4];
-      ldsm_x4_trans(b, base + (kk * 16 * kPitch + dn * 16) * 2);
-      mma_bf16(acc[2 * dn], a, b[0], b[1]);
-      mma_bf16(acc[2 * dn + 1], a, b[2], b[3]);
-    }
-  }
+    for (int i = 0; i < 4; i++)
+      if (masked(row0 + c_row(lane, i), col0 + nb * 8 + c_col(lane, i))) sc[nb][i] = value;
 }
 
 // A 16 x 32 accumulator, rows group scaled by f_lo and rows group + 8 by f_hi,
@@ -205,6 +153,31 @@ __device__ __forceinline__ void write_warp_rows(bf16* head, const uint16_t* rows
 // Kernels
 // ---------------------------------------------------------------------------------------
 
+// What a thread of the forward or dQ kernel works on: query tile blockIdx.x
+// counted from the end (the tiles with the most keys start first) of head
+// blockIdx.y, its warp's first query r0 and the key tiles the block's queries see.
+struct QueryBlock {
+  int warp, lane, b, h, q0, r0;
+  bool warp_active;  // r0 < Tq
+  int n_tiles;
+  const bf16* k_head;
+  const bf16* v_head;
+};
+__device__ __forceinline__ QueryBlock query_block(const bf16* k, const bf16* v, const Dims& s) {
+  QueryBlock w;
+  w.warp = threadIdx.x / 32;
+  w.lane = threadIdx.x % 32;
+  w.b = blockIdx.y / s.H;
+  w.h = blockIdx.y % s.H;
+  w.q0 = (gridDim.x - 1 - blockIdx.x) * kBlockRows;
+  w.r0 = w.q0 + w.warp * kWarpRows;
+  w.warp_active = w.r0 < s.Tq;
+  w.n_tiles = key_tiles_for_queries(w.q0, s.Tq, s.Tk);
+  w.k_head = head_ptr(k, w.b, w.h, s.Tk, s);
+  w.v_head = head_ptr(v, w.b, w.h, s.Tk, s);
+  return w;
+}
+
 // grid (query tiles, B*H), kThreads threads.
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
@@ -214,14 +187,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(128) uint16_t sK[2][kTileElems];
   __shared__ __align__(128) uint16_t sV[2][kTileElems];
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int b = blockIdx.y / s.H, h = blockIdx.y % s.H;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kBlockRows;
-  const int r0 = q0 + warp * kWarpRows;  // this warp's first query
-  const bool warp_active = r0 < s.Tq;
-  const int n_tiles = key_tiles_for_queries(q0, s.Tq, s.Tk);
-  const bf16* k_head = head_ptr(k, b, h, s.Tk, s);
-  const bf16* v_head = head_ptr(v, b, h, s.Tk, s);
+  const auto [warp, lane, b, h, q0, r0, warp_active, n_tiles, k_head, v_head] = query_block(k, v, s);
 
   load_tile_async(sQ, head_ptr(q, b, h, s.Tq, s), q0, s.Tq, s.stride);
   load_tile_async(sK[0], k_head, 0, s.Tk, s.stride);
@@ -245,23 +211,17 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_commit();  // possibly empty: keeps "all but the newest group" meaning tile t
     cp_async_wait<1>();
     __syncthreads();
-    if (t == 0) load_a_frags(qa, sQ + warp * kWarpRows * kPitch, lane);
+    if (t == 0) Tiles::load_a_frags(qa, sQ + warp * kWarpRows * kPitch, lane);
 
     if (warp_active && warp_rows_see_tile(r0, k0, s.offset)) {
       float sc[kNBlocks][4];
-      mma_rows_by_tile_t(sc, qa, sK[stage], lane);
+      Tiles::mma_rows_by_tile_t(sc, qa, sK[stage], lane);
 #pragma unroll
       for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
         for (int i = 0; i < 4; i++) sc[nb][i] *= scale_log2;
       if (warp_rows_need_mask(r0, k0, s.offset, s.Tk)) {
-#pragma unroll
-        for (int nb = 0; nb < kNBlocks; nb++)
-#pragma unroll
-          for (int i = 0; i < 4; i++) {
-            const int row = r0 + c_row(lane, i), col = k0 + nb * 8 + c_col(lane, i);
-            if (masked_query_key(row, col, s.offset, s.Tk)) sc[nb][i] = -INFINITY;
-          }
+        set_masked(sc, lane, -INFINITY, r0, k0, [&](int i, int j) { return masked_query_key(i, j, s.offset, s.Tk); });
       }
       // Online softmax; lanes 4g .. 4g+3 hold rows g and g + 8, 16 scores each.
 #pragma unroll
@@ -291,7 +251,7 @@ __global__ void __launch_bounds__(kThreads)
             row_sum[r] += p;  // the f32 p: lse and the normalisation stay f32-exact
           }
       }
-      mma_acc_by_tile(acc, sc, sV[stage], lane);  // O += P V with P rounded to bf16
+      Tiles::mma_acc_by_tile(acc, sc, sV[stage], lane);  // O += P V with P rounded to bf16
     }
     __syncthreads();  // everyone is done with this stage before it is refilled
   }
@@ -320,12 +280,7 @@ __global__ void __launch_bounds__(kThreads)
 // dvec [B, H, Tq] = rowsum(dO * O) in f32; one thread per (b, t, h) row of 64 bytes.
 __global__ void flash_dvec_kernel(const bf16* __restrict__ grad_o, const bf16* __restrict__ o,
                                   float* __restrict__ dvec, Dims s) {
-  const long long rows = (long long)s.B * s.Tq * s.H;
-  for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < rows;
-       r += (long long)gridDim.x * blockDim.x) {
-    const int h = r % s.H;
-    const long long bt = r / s.H;
-    const int t = bt % s.Tq, b = bt / s.Tq;
+  attention::attention_row_dots(s.B, s.Tq, s.H, dvec, [&](long long r) {
     const uint4* g = reinterpret_cast<const uint4*>(grad_o + r * kHeadDim);
     const uint4* x = reinterpret_cast<const uint4*>(o + r * kHeadDim);
     float sum = 0.0f;
@@ -339,8 +294,8 @@ __global__ void flash_dvec_kernel(const bf16* __restrict__ grad_o, const bf16* _
         sum = fmaf(__uint_as_float(gw[w] & 0xffff0000u), __uint_as_float(xw[w] & 0xffff0000u), sum);
       }
     }
-    dvec[((long long)b * s.H + h) * s.Tq + t] = sum;
-  }
+    return sum;
+  });
 }
 
 // dQ_i = scale sum_j dS_ij k_j. Grid as the forward.
@@ -354,14 +309,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(128) uint16_t sK[2][kTileElems];
   __shared__ __align__(128) uint16_t sV[2][kTileElems];
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int b = blockIdx.y / s.H, h = blockIdx.y % s.H;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kBlockRows;
-  const int r0 = q0 + warp * kWarpRows;
-  const bool warp_active = r0 < s.Tq;
-  const int n_tiles = key_tiles_for_queries(q0, s.Tq, s.Tk);
-  const bf16* k_head = head_ptr(k, b, h, s.Tk, s);
-  const bf16* v_head = head_ptr(v, b, h, s.Tk, s);
+  const auto [warp, lane, b, h, q0, r0, warp_active, n_tiles, k_head, v_head] = query_block(k, v, s);
 
   load_tile_async(sQ, head_ptr(q, b, h, s.Tq, s), q0, s.Tq, s.stride);
   load_tile_async(sdO, head_ptr(grad_o, b, h, s.Tq, s), q0, s.Tq, s.stride);
@@ -394,33 +342,27 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<1>();
     __syncthreads();
     if (t == 0) {
-      load_a_frags(qa, sQ + warp * kWarpRows * kPitch, lane);
-      load_a_frags(doa, sdO + warp * kWarpRows * kPitch, lane);
+      Tiles::load_a_frags(qa, sQ + warp * kWarpRows * kPitch, lane);
+      Tiles::load_a_frags(doa, sdO + warp * kWarpRows * kPitch, lane);
     }
 
     if (warp_active && warp_rows_see_tile(r0, k0, s.offset)) {
       float p[kNBlocks][4];
-      mma_rows_by_tile_t(p, qa, sK[stage], lane);  // S
+      Tiles::mma_rows_by_tile_t(p, qa, sK[stage], lane);  // S
 #pragma unroll
       for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
         for (int i = 0; i < 4; i++) p[nb][i] = exp2f(fmaf(p[nb][i], scale_log2, -lse_log2[i >> 1]));
       if (warp_rows_need_mask(r0, k0, s.offset, s.Tk)) {
-#pragma unroll
-        for (int nb = 0; nb < kNBlocks; nb++)
-#pragma unroll
-          for (int i = 0; i < 4; i++) {
-            const int row = r0 + c_row(lane, i), col = k0 + nb * 8 + c_col(lane, i);
-            if (masked_query_key(row, col, s.offset, s.Tk)) p[nb][i] = 0.0f;
-          }
+        set_masked(p, lane, 0.0f, r0, k0, [&](int i, int j) { return masked_query_key(i, j, s.offset, s.Tk); });
       }
       float ds[kNBlocks][4];
-      mma_rows_by_tile_t(ds, doa, sV[stage], lane);  // dP
+      Tiles::mma_rows_by_tile_t(ds, doa, sV[stage], lane);  // dP
 #pragma unroll
       for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
         for (int i = 0; i < 4; i++) ds[nb][i] = p[nb][i] * (ds[nb][i] - dvec_row[i >> 1]);
-      mma_acc_by_tile(dq, ds, sK[stage], lane);  // dQ += dS K
+      Tiles::mma_acc_by_tile(dq, ds, sK[stage], lane);  // dQ += dS K
     }
     __syncthreads();
   }
@@ -482,15 +424,15 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<1>();
     __syncthreads();
     if (qt == first) {
-      load_a_frags(ka, sK + warp * kWarpRows * kPitch, lane);
-      load_a_frags(va, sV + warp * kWarpRows * kPitch, lane);
+      Tiles::load_a_frags(ka, sK + warp * kWarpRows * kPitch, lane);
+      Tiles::load_a_frags(va, sV + warp * kWarpRows * kPitch, lane);
     }
 
     if (warp_active && warp_keys_see_tile(kw0, q0, s.Tq, s.offset)) {
       const float* tile_lse = sLse[stage];
       const float* tile_dvec = sDvec[stage];
       float p[kNBlocks][4];
-      mma_rows_by_tile_t(p, ka, sQ[stage], lane);  // S^T: rows keys, columns queries
+      Tiles::mma_rows_by_tile_t(p, ka, sQ[stage], lane);  // S^T: rows keys, columns queries
 #pragma unroll
       for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
@@ -499,22 +441,16 @@ __global__ void __launch_bounds__(kThreads)
           p[nb][i] = exp2f(fmaf(p[nb][i], scale_log2, -tile_lse[col] * kLog2e));
         }
       if (warp_keys_need_mask(kw0, q0, s.Tq, s.offset)) {
-#pragma unroll
-        for (int nb = 0; nb < kNBlocks; nb++)
-#pragma unroll
-          for (int i = 0; i < 4; i++) {
-            const int key = kw0 + c_row(lane, i), query = q0 + nb * 8 + c_col(lane, i);
-            if (masked_key_query(key, query, s.offset, s.Tq)) p[nb][i] = 0.0f;
-          }
+        set_masked(p, lane, 0.0f, kw0, q0, [&](int j, int i) { return masked_key_query(j, i, s.offset, s.Tq); });
       }
-      mma_acc_by_tile(dv, p, sdO[stage], lane);  // dV += P^T dO
+      Tiles::mma_acc_by_tile(dv, p, sdO[stage], lane);  // dV += P^T dO
       float ds[kNBlocks][4];
-      mma_rows_by_tile_t(ds, va, sdO[stage], lane);  // dP^T = V dO^T
+      Tiles::mma_rows_by_tile_t(ds, va, sdO[stage], lane);  // dP^T = V dO^T
 #pragma unroll
       for (int nb = 0; nb < kNBlocks; nb++)
 #pragma unroll
         for (int i = 0; i < 4; i++) ds[nb][i] = p[nb][i] * (ds[nb][i] - tile_dvec[nb * 8 + c_col(lane, i)]);
-      mma_acc_by_tile(dk, ds, sQ[stage], lane);  // dK += dS^T Q
+      Tiles::mma_acc_by_tile(dk, ds, sQ[stage], lane);  // dK += dS^T Q
     }
     __syncthreads();
   }
@@ -535,9 +471,7 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------
 
 Dims shape_of(const char* op, const Tensor& q, const Tensor& k) {
-  IFLAME_CHECK(q.size(0) * q.size(2) <= 65535, op, ": B*H must be at most 65535 (grid rows), got ",
-               q.describe());
-  IFLAME_CHECK(k.size(1) < (1LL << 30), op, ": sequence too long: ", k.describe());
+  attention::check_attention_grid(op, q, k);
   Dims s;
   s.B = static_cast<int>(q.size(0));
   s.Tq = static_cast<int>(q.size(1));
@@ -553,7 +487,7 @@ unsigned row_blocks(int n) { return static_cast<unsigned>((n + kBlockRows - 1) /
 }  // namespace
 
 bool usable(std::initializer_list<const Tensor*> tensors) {
-  return attention::tensor_core_usable("IFLAME_FLASH_ATTENTION", tensors);
+  return attention::tensor_core_usable(kernel_choices().flash_attention, tensors);
 }
 
 Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor* lse) {

@@ -70,8 +70,8 @@ IFLAME_HD bool warp_keys_need_mask(int kw0, int q0, int Tq, int offset) {
 IFLAME_HD bool masked_key_query(int j, int i, int offset, int Tq) { return j > i + offset || i >= Tq; }
 
 // Whether the tensor-core kernels take these tensors: bf16, head dim 32, and
-// data 16-byte aligned (they copy rows in 16-byte pieces). IFLAME_FLASH_ATTENTION=0
-// in the environment turns them off (the f32-arithmetic kernels run instead).
+// data 16-byte aligned (they copy rows in 16-byte pieces). The kernel choice
+// flash_attention (ops/kernel_choices.h) turns them off (the f32-arithmetic kernels run instead).
 bool usable(std::initializer_list<const Tensor*> tensors);
 
 // As ops::cuda::causal_attention_forward/backward (ops/causal_attention.h), for

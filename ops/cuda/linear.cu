@@ -20,8 +20,8 @@
 // neither; docs/perf.md, sixth session). The algorithm the heuristic
 // picks is cached per shape, dtypes and alignments. Where it finds none, or the
 // matmul answers NOT_SUPPORTED, the fill + cublasGemmEx path runs instead.
-// IFLAME_LT_BIAS=0 in the environment (read once) turns the cuBLASLt path off,
-// for comparing the two (set_lt_bias_enabled() is the tests' switch).
+// The kernel choice lt_bias (ops/kernel_choices.h; IFLAME_LT_BIAS=0) turns the
+// cuBLASLt path off, for comparing the two.
 // Bias gradient: grad_y's column sums, in the pass that converts grad_y to the
 // compute dtype when it needs converting (column_sums.cuh: deterministic).
 #include <cublasLt.h>
@@ -40,6 +40,7 @@
 #include "ops/cuda/column_sums.cuh"
 #include "ops/cuda/elem_util.cuh"
 #include "ops/linear.h"
+#include "ops/kernel_choices.h"
 
 namespace iflame::ops::cuda {
 
@@ -110,15 +111,6 @@ void* lt_workspace() {
     return p;
   }();
   return w;
-}
-
-// On unless IFLAME_LT_BIAS=0 (read once); set_lt_bias_enabled() changes it.
-std::atomic<bool>& lt_enabled() {
-  static std::atomic<bool> on{[] {
-    const char* e = std::getenv("IFLAME_LT_BIAS");
-    return !(e && std::strcmp(e, "0") == 0);
-  }()};
-  return on;
 }
 
 // linear_forward calls the cuBLASLt path has done (lt_bias_matmuls(), for tests).
@@ -381,7 +373,6 @@ void linear_fill_gemm(const Tensor& x2, const Tensor& weight, const Tensor* bias
 
 }  // namespace
 
-bool set_lt_bias_enabled(bool on) { return lt_enabled().exchange(on); }
 int64_t lt_bias_matmuls() { return lt_matmuls.load(std::memory_order_relaxed); }
 
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, DType compute) {
@@ -395,7 +386,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor* bias,
   Tensor y2 = y.view({rows, out});
   const Tensor x2 = x.view({rows, in});
   // A bias with bf16 compute: in the product's epilogue (cuBLASLt) when it can.
-  const bool lt = bias && compute == DType::BF16 && lt_enabled().load() && linear_lt(x2, weight, *bias, y2);
+  const bool lt = bias && compute == DType::BF16 && kernel_choices().lt_bias && linear_lt(x2, weight, *bias, y2);
   if (!lt) linear_fill_gemm(x2, weight, bias, y2, compute);
   return y.to(x.dtype());
 }

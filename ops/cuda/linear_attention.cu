@@ -3,8 +3,8 @@
 //
 // Which kernels run: bf16 q/k/v (16-byte aligned, the usual case) go to the
 // tensor-core kernel of ops/cuda/linear_attention_bf16.cu (mma.sync bf16 with f32
-// accumulation and an f32 state); IFLAME_LINEAR_ATTENTION_MMA=0 in the environment
-// sends them here instead. f32 q/k/v always run the kernel of this file, which is
+// accumulation and an f32 state); the kernel choice linear_attention_mma off
+// (ops/kernel_choices.h) sends them here instead. f32 q/k/v always run the kernel of this file, which is
 // f32 arithmetic throughout (the f32 golden tests depend on it).
 //
 // Every pass, forward and backward, is one "decayed causal product"
@@ -29,11 +29,7 @@
 
 namespace iflame::ops::cuda {
 
-using attention::check_head_dim;
-using attention::kHeadDim;
-using attention::load_float;
-using attention::store_float;
-using attention::with_storage_type;
+using namespace attention;  // attention_util.cuh
 
 namespace {
 
@@ -42,26 +38,11 @@ constexpr int kThreads = 256;       // 8 warps
 constexpr int kWarps = kThreads / 32;
 constexpr int kRowsPerWarp = kChunk / kWarps;        // 8 chunk rows per warp
 constexpr int kStateRowsPerWarp = kHeadDim / kWarps;  // 4 state rows per warp
-constexpr int kMaxHeads = 256;
+using linear_bf16::pack_slopes;
+using linear_bf16::ProductPass;
+using linear_bf16::ProductPasses;
+using linear_bf16::Slopes;
 static_assert(kChunk == 64 && kHeadDim == 32, "the thread mapping below assumes 64 x 32 tiles");
-
-// Slopes travel as a kernel argument: no copy, no synchronisation.
-struct Slopes {
-  float s[kMaxHeads];
-};
-
-template <typename T>
-struct ProductPass {
-  const T* a;
-  const T* b;
-  const T* c;
-  T* out;
-  int reverse;  // 1: position p is time T-1-p
-};
-template <typename T>
-struct ProductPasses {
-  ProductPass<T> pass[3];
-};
 
 // grid (B*H, number of passes), kThreads threads.
 template <typename T>
@@ -217,14 +198,6 @@ __global__ void linear_attention_step_kernel(const T* __restrict__ q, const T* _
     out += static_cast<double>(q_e) * static_cast<double>(s);
   }
   store_float(o + row + lane, static_cast<float>(out));
-}
-
-Slopes pack_slopes(const char* op, const std::vector<float>& slopes) {
-  IFLAME_CHECK(slopes.size() <= static_cast<size_t>(kMaxHeads), op, ": at most ", kMaxHeads,
-               " heads are supported by the CUDA kernel, got ", slopes.size());
-  Slopes packed{};
-  for (size_t h = 0; h < slopes.size(); h++) packed.s[h] = slopes[h];
-  return packed;
 }
 
 // Runs `count` passes for q-shaped tensors [B, T, H, 32].

@@ -68,32 +68,14 @@
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
+#include "ops/cuda/mma_tiles.cuh"
+#include "ops/kernel_choices.h"
 
 namespace iflame::ops::cuda::linear_bf16 {
 
 namespace {
 
-using mma::a_col;
-using mma::bf16x2_hi;
-using mma::bf16x2_lo;
-using mma::c_col;
-using mma::c_pair_to_a;
-using mma::c_row;
-using mma::cp_async_16;
-using mma::cp_async_commit;
-using mma::cp_async_wait;
-using mma::group_of;
-using mma::ldsm_block_col;
-using mma::ldsm_block_row;
-using mma::ldsm_kmajor_a_col;
-using mma::ldsm_kmajor_a_row;
-using mma::ldsm_nmajor_col;
-using mma::ldsm_nmajor_row;
-using mma::ldsm_x4;
-using mma::ldsm_x4_trans;
-using mma::mma_bf16;
-using mma::pack_bf16x2;
-using mma::smem_addr;
+using namespace mma;  // the PTX wrappers and fragment layouts
 
 constexpr int kPitch = kSharedPitch;            // bf16 per shared row (80 bytes)
 constexpr int kTileElems = kChunk * kPitch;     // one 64-row tile
@@ -109,47 +91,21 @@ static_assert(kWarps == 4, "the state's 16 x 16 blocks are one per warp");
 // launches 3 B H blocks (768 at B = H = 16 on 132 multiprocessors).
 constexpr int kMinBlocksPerSM = 4;
 
-struct Pass {
-  const bf16* a;
-  const bf16* b;
-  const bf16* c;
-  bf16* out;
-  int reverse;  // 1: position p is time T-1-p
-};
-struct Passes {
-  Pass pass[3];
-  int count;
-};
-// Slopes travel as a kernel argument: no copy, no synchronisation.
-struct Slopes {
-  float s[kMaxHeads];
-};
+using Pass = ProductPass<bf16>;
+using Passes = ProductPasses<bf16>;
 
 // ---------------------------------------------------------------------------------------
 // Tiles and the warp's products
 // ---------------------------------------------------------------------------------------
 
+// The tile loops (mma_tiles.cuh) on this file's tiles: kChunk rows, kPitch apart.
+using Tiles = mma::SharedTiles<kPitch, kChunk, kThreads>;
+
 // Queues the copy of positions [first, first + kChunk) of one head into a shared
-// tile, zero rows for positions >= T. Consecutive threads take consecutive 16-byte
-// pieces (a row's 64 bytes are contiguous in memory).
+// tile, zero rows for positions >= T; position p is read from time time_of(p).
 __device__ __forceinline__ void load_tile_async(uint16_t* tile, const bf16* head, int first, int T,
                                                 bool reverse, long long stride) {
-#pragma unroll
-  for (int it = 0; it < kChunk * kPieces / kThreads; it++) {
-    const int piece = threadIdx.x + it * kThreads;
-    const int r = piece / kPieces, part = piece % kPieces;
-    const int p = first + r;
-    const bool valid = p < T;
-    const bf16* src = head + (long long)(valid ? time_of(p, T, reverse) : 0) * stride + part * 8;
-    cp_async_16(smem_addr(tile + r * kPitch + part * 8), src, valid);
-  }
-}
-
-// A fragments (16 rows x 32 dims: k-steps 0..15 and 16..31) of 16 shared rows.
-__device__ __forceinline__ void load_a_frags(uint32_t (&a)[2][4], const uint16_t* rows, int lane) {
-  const uint32_t base = smem_addr(rows + ldsm_block_row(lane) * kPitch + ldsm_block_col(lane));
-  ldsm_x4(a[0], base);
-  ldsm_x4(a[1], base + 16 * 2);
+  Tiles::load_rows_async(tile, head, first, T, stride, [=](int p) { return time_of(p, T, reverse); });
 }
 
 // acc (16 x 32) = A (the warp's rows, 16 x 32 fragments) times the shared 32 x 32
@@ -168,44 +124,6 @@ __device__ __forceinline__ void mma_rows_by_state(float (&acc)[kDBlocks][4], con
       mma_bf16(acc[2 * dn], a[ks], b[0], b[1]);
       mma_bf16(acc[2 * dn + 1], a[ks], b[2], b[3]);
     }
-}
-
-// sc[nb] = A (16 x 32 fragments) times the transpose of rows 8 nb .. 8 nb + 7 of the
-// shared b tile, for nb < blocks (the rest are left at 0 and never used).
-__device__ __forceinline__ void mma_rows_by_tile_t(float (&sc)[kNBlocks][4], const uint32_t (&a)[2][4],
-                                                   const uint16_t* tile, int blocks, int lane) {
-  const uint32_t base = smem_addr(tile + ldsm_nmajor_row(lane) * kPitch + ldsm_nmajor_col(lane));
-#pragma unroll
-  for (int nb = 0; nb < kNBlocks; nb++) {
-    sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
-    if (nb < blocks) {
-      uint32_t b[4];
-      ldsm_x4(b, base + nb * 8 * kPitch * 2);
-      mma_bf16(sc[nb], a[0], b[0], b[1]);
-      mma_bf16(sc[nb], a[1], b[2], b[3]);
-    }
-  }
-}
-
-// acc (16 x 32) += P (16 x 64 accumulators, rounded to bf16) times the shared 64 x 32
-// c tile, over the 16-key steps kk < steps.
-__device__ __forceinline__ void mma_acc_by_tile(float (&acc)[kDBlocks][4], const float (&p)[kNBlocks][4],
-                                                const uint16_t* tile, int steps, int lane) {
-  const uint32_t base = smem_addr(tile + ldsm_block_row(lane) * kPitch + ldsm_block_col(lane));
-#pragma unroll
-  for (int kk = 0; kk < kChunk / 16; kk++) {
-    if (kk < steps) {
-      uint32_t a[4];
-      c_pair_to_a(p[2 * kk], p[2 * kk + 1], a);
-#pragma unroll
-      for (int dn = 0; dn < kHeadDim / 16; dn++) {
-        uint32_t b[4];
-        ldsm_x4_trans(b, base + (kk * 16 * kPitch + dn * 16) * 2);
-        mma_bf16(acc[2 * dn], a, b[0], b[1]);
-        mma_bf16(acc[2 * dn + 1], a, b[2], b[3]);
-      }
-    }
-  }
 }
 
 // The warp's block of S (two accumulators: columns d0 .. d0+7 and d0+8 .. d0+15) <-
@@ -329,7 +247,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 
     uint16_t* a_rows = sA[stage] + r0 * kPitch;  // only this warp reads (and then reuses) them
     uint32_t af[2][4];
-    load_a_frags(af, a_rows, lane);
+    Tiles::load_a_frags(af, a_rows, lane);
 
     // 1. Everything before the chunk: out = decay[r+1] (a_r S).
     float acc[kDBlocks][4];
@@ -352,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
     // 2. Decayed, masked scores of the keys this warp's rows see.
     const int blocks = score_blocks(warp);
     float p[kNBlocks][4];
-    mma_rows_by_tile_t(p, af, sB[stage], blocks, lane);
+    Tiles::mma_rows_by_tile_t(p, af, sB[stage], lane, blocks);
 #pragma unroll
     for (int nb = 0; nb < kNBlocks; nb++) {
       if (nb < blocks) {
@@ -366,7 +284,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
     }
 
     // 3. out += P c.
-    mma_acc_by_tile(acc, p, sC[stage], value_steps(warp), lane);
+    Tiles::mma_acc_by_tile(acc, p, sC[stage], lane, value_steps(warp));
 
     // 4. out -> bf16 -> global, through the warp's own rows of the a tile.
     __syncwarp();
@@ -387,14 +305,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 // ---------------------------------------------------------------------------------------
 // Host side
 // ---------------------------------------------------------------------------------------
-
-Slopes pack_slopes(const char* op, const std::vector<float>& slopes) {
-  IFLAME_CHECK(slopes.size() <= static_cast<size_t>(kMaxHeads), op, ": at most ", kMaxHeads,
-               " heads are supported by the CUDA kernel, got ", slopes.size());
-  Slopes packed{};
-  for (size_t h = 0; h < slopes.size(); h++) packed.s[h] = slopes[h];
-  return packed;
-}
 
 const Tensor& operand(Operand which, const Tensor& grad_o, const Tensor& q, const Tensor& k,
                       const Tensor& v) {
@@ -427,8 +337,16 @@ void launch(const char* op, const Passes& passes, const Tensor& like, const std:
 
 }  // namespace
 
+Slopes pack_slopes(const char* op, const std::vector<float>& slopes) {
+  IFLAME_CHECK(slopes.size() <= static_cast<size_t>(kMaxHeads), op, ": at most ", kMaxHeads,
+               " heads are supported by the CUDA kernel, got ", slopes.size());
+  Slopes packed{};
+  for (size_t h = 0; h < slopes.size(); h++) packed.s[h] = slopes[h];
+  return packed;
+}
+
 bool usable(std::initializer_list<const Tensor*> tensors) {
-  return attention::tensor_core_usable("IFLAME_LINEAR_ATTENTION_MMA", tensors);
+  return attention::tensor_core_usable(kernel_choices().linear_attention_mma, tensors);
 }
 
 Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<float>& slopes) {

@@ -29,6 +29,29 @@ static_assert(kWarps * kWarpRows == kChunk, "the warps' rows tile the chunk");
 constexpr int kSharedPitch = kHeadDim + 8;
 constexpr int kMaxHeads = 256;               // slopes travel as a kernel argument
 
+// Slopes travel as a kernel argument: no copy, no synchronisation.
+struct Slopes {
+  float s[kMaxHeads];
+};
+// The operands of one decayed causal product (below), and up to three of them
+// run by one launch (the backward's passes); the f32 kernels of
+// linear_attention.cu take the same with T = float.
+// The slopes of `op`'s heads as a kernel argument (at most kMaxHeads, checked).
+Slopes pack_slopes(const char* op, const std::vector<float>& slopes);
+template <typename T>
+struct ProductPass {
+  const T* a;
+  const T* b;
+  const T* c;
+  T* out;
+  int reverse;  // 1: position p is time T-1-p
+};
+template <typename T>
+struct ProductPasses {
+  ProductPass<T> pass[3];
+  int count;
+};
+
 // Every pass is one "decayed causal product" over positions p (p = t, or
 // p = T - 1 - t for the reversed passes):
 //   out_p = sum_{p' <= p} exp(-s (p - p')) (a_p . b_p') c_p'
@@ -83,8 +106,8 @@ IFLAME_HD int pass_of_block(int block, int passes) { return block % passes; }
 IFLAME_HD int head_of_block(int block, int passes) { return block / passes; }
 
 // Whether the tensor-core kernels take these tensors: bf16, head dim 32, and data
-// 16-byte aligned (rows are copied in 16-byte pieces). IFLAME_LINEAR_ATTENTION_MMA=0
-// in the environment turns them off (the f32-arithmetic kernels run instead).
+// 16-byte aligned (rows are copied in 16-byte pieces). The kernel choice
+// linear_attention_mma (ops/kernel_choices.h) turns them off (the f32-arithmetic kernels run instead).
 bool usable(std::initializer_list<const Tensor*> tensors);
 
 // As ops::cuda::linear_attention_forward/backward (ops/linear_attention.h), for

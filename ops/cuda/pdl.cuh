@@ -14,14 +14,13 @@
 // A kernel launched the ordinary way runs both instructions as no-ops, so the
 // kernels below stay correct under <<<>>> launches too. Stream capture turns
 // these launches into programmatic edges of the CUDA graph.
-// IFLAME_PDL=0 in the environment launches them the ordinary way.
+// The kernel choice `pdl` (ops/kernel_choices.h; IFLAME_PDL=0) launches them the
+// ordinary way.
 #pragma once
-
-#include <cstdlib>
-#include <cstring>
 
 #include "core/cuda_check.h"
 #include "core/device.h"
+#include "ops/kernel_choices.h"
 
 namespace iflame::ops::cuda {
 
@@ -37,14 +36,6 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-inline bool pdl_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("IFLAME_PDL");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return enabled;
-}
-
 // kernel<<<grid, block, shared, cuda_stream()>>>(args...), allowed to overlap
 // the previous kernel in the stream (see above), then checked.
 template <typename... Params, typename... Args>
@@ -56,7 +47,7 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
   config.stream = cuda_stream();
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  attribute[0].val.programmaticStreamSerializationAllowed = kernel_choices().pdl ? 1 : 0;
   config.attrs = attribute;
   config.numAttrs = 1;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...));

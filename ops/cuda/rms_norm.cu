@@ -79,12 +79,16 @@ __global__ void rms_norm_forward_kernel(const T* __restrict__ x, const float* __
 }
 
 // sum = a + b (rounded to TA, as add() stores it), y = rms_norm(sum): the
-// kPerLane > 0 form of the kernel above with the add in front.
+// kPerLane > 0 form of the kernel above with the add in front. Training's
+// residual add + norm2, and every residual add + norm of a decoding step (at
+// batch 1 one memory round trip).
 template <typename TA, typename TB, typename TY, int kPerLane>
 __global__ void add_rms_norm_forward_kernel(const TA* __restrict__ a, const TB* __restrict__ b,
                                             const float* __restrict__ weight, TA* __restrict__ sum,
                                             TY* __restrict__ y, float* __restrict__ inv_rms, long long rows, int d,
                                             float eps) {
+  pdl_wait();  // launched with launch_pdl, as rms_norm_forward_kernel
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   for (long long r = blockIdx.x * (long long)kWarps + (threadIdx.x >> 5); r < rows;
        r += (long long)gridDim.x * kWarps) {
@@ -237,9 +241,8 @@ Tensor add_rms_norm_forward(const Tensor& a, const Tensor& b, const Tensor& weig
       IFLAME_DISPATCH_ACT(out_dtype, "add_rms_norm_forward", {
         using TY = T;
         auto launch = [&](auto kernel) {
-          kernel<<<blocks, kThreads, 0, cuda_stream()>>>(a.data<TA>(), b.data<TB>(), weight.data<float>(),
-                                                         sum.data<TA>(), y.data<TY>(), inv_rms.data<float>(), rows,
-                                                         d, eps);
+          launch_pdl(kernel, blocks, kThreads, 0, a.data<TA>(), b.data<TB>(), weight.data<float>(),
+                     sum.data<TA>(), y.data<TY>(), inv_rms.data<float>(), rows, d, eps);
         };
         // The same width as rms_norm_forward picks for d: the same sums in the same order
         // (d <= 1024 was checked above, so the width is never 0 here).

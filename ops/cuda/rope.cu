@@ -4,10 +4,14 @@
 // The frequencies come from the host (rope_frequencies) as a kernel argument,
 // so CPU and GPU use the same float32 values; sinf/cosf (full precision, no
 // fast-math) of the float32 angle, as on the CPU, once per (t, j) in a table.
+// qkv_rope_step, decoding's form, reads its position from the device counter
+// (ops/decode_position.h) and writes k and v straight into the caches.
 #include <climits>
 #include <cstdint>
 
 #include "ops/cuda/elem_util.cuh"
+#include "ops/cuda/pdl.cuh"
+#include "ops/decode_position.h"
 #include "ops/rope.h"
 
 namespace iflame::ops::cuda {
@@ -85,12 +89,52 @@ __global__ void rope_bf16x8_kernel(const bf16* __restrict__ x, bf16* __restrict_
   }
 }
 
-Tensor rotate(const Tensor& x, int64_t pos_offset, float direction, const char* op) {
-  const int T_len = (int)x.size(1), H = (int)x.size(2), D = (int)x.size(3), half = D / 2;
-  IFLAME_CHECK(half <= kMaxHalf, op, ": head dim ", D, " above the supported ", 2 * kMaxHalf);
+// qkv_rope_step: one thread per rotated pair (b, h, j < D/2): q and k rotated,
+// v copied; the outputs stored as T (f32, or bf16 for bf16 caches). The angle's
+// sinf/cosf are computed in place (one position per row and step: no table).
+template <typename T>
+__global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q, T* __restrict__ k_dst,
+                                T* __restrict__ v_dst, int B, int H, int half, int capacity,
+                                const int* __restrict__ position, int position_stride, int div,
+                                RopeFrequencies freq) {
+  pdl_wait();  // launched with launch_pdl (pdl.cuh), as every kernel of a decoding step
+  pdl_trigger();
+  const long long pairs = (long long)B * H * half;
+  const int D = 2 * half;
+  const long long HD = (long long)H * D;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < pairs;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int j = (int)(i % half);
+    const long long bh = i / half;  // b * H + h
+    const int b = (int)(bh / H), h = (int)(bh % H);
+    const int pos = position[b * position_stride] / div;
+    if (capacity > 0 && pos >= capacity) continue;  // the host refuses such steps; never write out of bounds
+    const float* row = qkv + (long long)b * 3 * HD + (long long)h * D;
+    const float a = (float)pos * freq.f[j];
+    const float c = cosf(a), s = sinf(a);
+    const float q1 = row[j], q2 = row[half + j];
+    const float k1 = row[HD + j], k2 = row[HD + half + j];
+    store_f32(q, bh * D + j, q1 * c + q2 * s);
+    store_f32(q, bh * D + half + j, -q1 * s + q2 * c);
+    const long long dst = capacity > 0 ? (((long long)b * capacity + pos) * H + h) * D : bh * D;
+    store_f32(k_dst, dst + j, k1 * c + k2 * s);
+    store_f32(k_dst, dst + half + j, -k1 * s + k2 * c);
+    store_f32(v_dst, dst + j, row[2 * HD + j]);
+    store_f32(v_dst, dst + half + j, row[2 * HD + half + j]);
+  }
+}
+
+RopeFrequencies frequencies_for(int D, const char* op) {
+  IFLAME_CHECK(D / 2 <= kMaxHalf, op, ": head dim ", D, " above the supported ", 2 * kMaxHalf);
   RopeFrequencies freq{};
   const std::vector<float> host_freq = rope_frequencies(D);
-  for (int j = 0; j < half; j++) freq.f[j] = host_freq[j];
+  for (int j = 0; j < D / 2; j++) freq.f[j] = host_freq[j];
+  return freq;
+}
+
+Tensor rotate(const Tensor& x, int64_t pos_offset, float direction, const char* op) {
+  const int T_len = (int)x.size(1), H = (int)x.size(2), D = (int)x.size(3), half = D / 2;
+  const RopeFrequencies freq = frequencies_for(D, op);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
   const long long pairs = x.numel() / 2;
   if (pairs == 0) return y;
@@ -131,6 +175,23 @@ Tensor rotate(const Tensor& x, int64_t pos_offset, float direction, const char* 
 Tensor rope_forward(const Tensor& x, int64_t pos_offset) { return rotate(x, pos_offset, 1.0f, "rope_forward"); }
 Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset) {
   return rotate(grad_y, pos_offset, -1.0f, "rope_backward");
+}
+
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
+                     Tensor& v_dst) {
+  const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads, half = D / 2;
+  const RopeFrequencies freq = frequencies_for(int(D), "qkv_rope_step");
+  Tensor q = Tensor::empty({B, heads, D}, k_dst.dtype(), Device::CUDA);
+  const long long pairs = B * heads * half;
+  if (pairs == 0) return q;
+  const int capacity = k_dst.ndim() == 4 ? static_cast<int>(k_dst.size(1)) : 0;
+  IFLAME_DISPATCH_ACT(k_dst.dtype(), "qkv_rope_step", {
+    launch_pdl(qkv_rope_kernel<T>, grid_stride_blocks(pairs, 256), 256, 0, qkv.data<float>(), q.data<T>(),
+               k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B), static_cast<int>(heads),
+               static_cast<int>(half), capacity, position.data<int32_t>(), position_stride(position),
+               static_cast<int>(div), freq);
+  });
+  return q;
 }
 
 }  // namespace iflame::ops::cuda

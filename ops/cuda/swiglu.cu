@@ -19,8 +19,6 @@ namespace iflame::ops::cuda {
 
 namespace {
 
-__device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
-
 template <typename T>
 __global__ void swiglu_forward_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
                                       long long n) {

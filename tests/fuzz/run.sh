@@ -9,7 +9,7 @@ for f in obj ply stl off json; do
   mkdir -p build/fuzz/corpus/$f
   seeds=tests/fuzz/seeds/$f
   extra=""
-  [ "$f" = obj ] && [ -d ../shared/golden/meshes ] && extra=../shared/golden/meshes
+  [ "$f" = obj ] && extra=tests/golden/meshes
   echo "== fuzz_$f for ${secs}s"
   build/fuzz/fuzz_$f -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 build/fuzz/corpus/$f $seeds $extra 2>&1 | grep -E "stat::number_of_executed_units|ERROR|runtime error|SUMMARY|Done" || true

@@ -1,4 +1,4 @@
-// cached_attention.cu: the cached attention step on the GPU (head dim 32).
+// cuda/cached_attention.cu: the cached attention step on the GPU (head dim 32).
 //
 // One block of 128 threads per (b, h). Thread t takes cache rows t, t+128, ...
 // (each row's K and V read as 16-byte words)
@@ -12,21 +12,14 @@
 #include <cmath>
 
 #include "core/cuda_check.h"
-#include "infer/cached_attention.h"
-#include "infer/decode_ops.h"
+#include "ops/cached_attention.h"
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/pdl.cuh"
+#include "ops/decode_position.h"
 
-namespace iflame::infer::cuda {
+namespace iflame::ops::cuda {
 
-using ops::cuda::attention::check_head_dim;
-using ops::cuda::attention::kHeadDim;
-using ops::cuda::attention::load_float;
-using ops::cuda::attention::store_float;
-using ops::cuda::launch_pdl;
-using ops::cuda::pdl_trigger;
-using ops::cuda::pdl_wait;
-using ops::cuda::attention::with_storage_type;
+using namespace attention;  // attention_util.cuh
 
 namespace {
 
@@ -69,7 +62,7 @@ __global__ void __launch_bounds__(kThreads)
   pdl_wait();  // launched with launch_pdl (ops/cuda/pdl.cuh): q and the newest cache row come from the kernel before
   pdl_trigger();
   // The length comes from the host, or from the decoding position counter
-  // (infer/decode_ops.h; shared, or one per row): rows 0 .. position / div, at most the capacity.
+  // (ops/decode_position.h; shared, or one per row): rows 0 .. position / div, at most the capacity.
   const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
   if (position) length = min(position[b * position_stride] / div + 1, capacity);
   __shared__ float part_m[kThreads], part_l[kThreads];
@@ -213,9 +206,8 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                            const Tensor& position, int64_t div, float scale) {
-  return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), position.numel() == 1 ? 0 : 1,
-                static_cast<int>(div), scale,
-                "cached_attention_at");
+  return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), position_stride(position),
+                static_cast<int>(div), scale, "cached_attention_at");
 }
 
-}  // namespace iflame::infer::cuda
+}  // namespace iflame::ops::cuda

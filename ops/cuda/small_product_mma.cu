@@ -1,5 +1,5 @@
-// small_product_mma.cu: decode_product and decode_product_swiglu for
-// kSmallBatch + 1 .. kSmallBatchMma rows on the tensor cores (infer/decode_ops.h):
+// cuda/small_product_mma.cu: decode_product and decode_product_swiglu for
+// kSmallBatch + 1 .. kSmallBatchMma rows on the tensor cores (ops/small_product.h):
 // one kernel where cuBLAS took three or four (x's conversion to bf16, the bias
 // fill, the product, and the gate).
 //
@@ -52,17 +52,18 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
-#include "infer/decode_ops.h"
+#include "ops/cuda/elem_util.cuh"
 #include "ops/cuda/mma_fragments.h"
 #include "ops/cuda/mma_ptx.cuh"
+#include "ops/small_product.h"
 
-namespace iflame::infer::cuda {
+namespace iflame::ops::cuda {
 
 namespace {
 
 namespace cg = cooperative_groups;
-using ops::cuda::mma::mma_bf16;
-using ops::cuda::mma::pack_bf16x2;
+using mma::mma_bf16;
+using mma::pack_bf16x2;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
@@ -94,8 +95,6 @@ Plan plan_for(int64_t rows, int64_t K, bool gate) {
   return p;
 }
 
-__device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
-
 // y [rows, outputs] (outputs = N, or N / 2 with kGate) as the file's header
 // describes. kHeld: chunks of W a lane holds in registers at once (a slice
 // wider than that is walked kHeld chunks at a time).
@@ -111,7 +110,7 @@ __global__ void __launch_bounds__(kThreads)
   cg::cluster_group cluster = cg::this_cluster();
   const int blocks = int(cluster.num_blocks()), rank = int(cluster.block_rank());
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = ops::cuda::mma::group_of(lane), t = ops::cuda::mma::thread_in_group(lane);
+  const int g = mma::group_of(lane), t = mma::thread_in_group(lane);
   const int outputs = kGate ? N / 2 : N;
   const int tile0 = blockIdx.y * kTileOut;
   const int rows_pad = (rows + 15) & ~15, row_tiles = rows_pad / 16;
@@ -301,4 +300,4 @@ Tensor small_batch_product_mma(const Tensor& x, const Tensor& w, const Tensor& b
   return y;
 }
 
-}  // namespace iflame::infer::cuda
+}  // namespace iflame::ops::cuda

@@ -5,34 +5,41 @@
 //   RoPE); the query sees cache rows 0 .. length-1 (its own row included):
 //   o[b, h] = sum_j softmax_j(scale q[b, h] . k[b, j, h]) v[b, j, h].
 //
-// This is ops::causal_attention_forward with Tq = 1 and Tk = length, except that
+// This is causal_attention_forward (ops/causal_attention.h) with Tq = 1 and Tk = length, except that
 // the cache is read in place: a [B, length, H, D] slice of a [B, capacity, H, D]
 // buffer is not contiguous for B > 1, and copying it out every step would cost
 // O(length) per token. The CPU reference is tested against causal_attention_forward.
 // CPU: f32, any D. CUDA: f32 or bf16 (q and the caches of one dtype), D == 32.
 #pragma once
+#include <vector>
+
 #include "core/tensor.h"
 
-namespace iflame::infer {
+namespace iflame::ops {
 
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);
 
-// The argument checks above (shapes, dtypes, devices), for forms that take the
-// length from elsewhere (infer/decode_ops.h).
-void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache);
-
-// The step's FLOPs and bytes for the profiler (core/profiler.h), over `length` cache rows.
-double cached_attention_flops(const Tensor& q, int64_t length);
-double cached_attention_bytes(const Tensor& q, const Tensor& k_cache, int64_t length);
+// The same with the length read on the device: cache rows 0 .. p / div, for
+// the decoding position counter `position` (ops/decode_position.h; row b
+// reads its own p when the counter has one per row), so that a captured step
+// replays at every position. host_length: the caller's host
+// copy of p / div + 1, used only to count the step's FLOPs and bytes for the
+// profiler (the kernel reads the device counter); -1 when unknown, which
+// counts them as 0.
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale, int64_t host_length = -1);
 
 namespace cpu {
+// Row b over its cache rows 0 .. lengths[b]-1.
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale);
+                             const std::vector<int64_t>& lengths, float scale);
 }
 namespace cuda {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);
-}
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale);
+}  // namespace cuda
 
-}  // namespace iflame::infer
+}  // namespace iflame::ops

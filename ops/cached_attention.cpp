@@ -1,50 +1,14 @@
-// cached_attention.cpp: argument checks, dispatch, and the CPU reference of the
-// cached attention step (plain loops in double, like ops/cpu/causal_attention.cpp).
-#include "infer/cached_attention.h"
-
-#include <cmath>
-#include <vector>
+// cached_attention.cpp: argument checks and dispatch of the cached attention
+// step (see cached_attention.h).
+#include "ops/cached_attention.h"
 
 #include "core/profiler.h"
+#include "ops/decode_position.h"
 #include "ops/dispatch.h"
 
-namespace iflame::infer {
+namespace iflame::ops {
 
-namespace cpu {
-Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale) {
-  IFLAME_CHECK(q.dtype() == DType::F32 && k_cache.dtype() == DType::F32,
-               "cached_attention_step: the CPU reference takes f32 only, got ", q.describe());
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), cap = k_cache.size(1);
-  Tensor o = Tensor::empty(q.shape());
-  const float *Q = q.data<float>(), *K = k_cache.data<float>(), *V = v_cache.data<float>();
-  float* O = o.data<float>();
-  std::vector<double> score(length), out(D);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++) {
-      const float* qi = Q + (b * H + h) * D;
-      double max_score = -INFINITY;
-      for (int64_t j = 0; j < length; j++) {
-        const float* kj = K + ((b * cap + j) * H + h) * D;
-        double s = 0;
-        for (int64_t d = 0; d < D; d++) s += double(qi[d]) * double(kj[d]);
-        score[j] = scale * s;
-        max_score = std::fmax(max_score, score[j]);
-      }
-      double total = 0;
-      for (int64_t d = 0; d < D; d++) out[d] = 0;
-      for (int64_t j = 0; j < length; j++) {
-        const double p = std::exp(score[j] - max_score);
-        total += p;
-        const float* vj = V + ((b * cap + j) * H + h) * D;
-        for (int64_t d = 0; d < D; d++) out[d] += p * vj[d];
-      }
-      float* oi = O + (b * H + h) * D;
-      for (int64_t d = 0; d < D; d++) oi[d] = static_cast<float>(out[d] / total);
-    }
-  return o;
-}
-}  // namespace cpu
+namespace {
 
 void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache) {
   IFLAME_CHECK(q.defined() && q.ndim() == 3 && q.is_contiguous(), op, ": q must be contiguous [B, H, D], got ",
@@ -61,6 +25,7 @@ void check_cached_attention(const char* op, const Tensor& q, const Tensor& k_cac
                v_cache.describe());
 }
 
+// The step's FLOPs and bytes for the profiler (core/profiler.h), over `length` cache rows.
 double cached_attention_flops(const Tensor& q, int64_t length) {
   return 2 * 2 * double(q.numel()) * length;  // q . k and p v over `length` rows, per (b, h): 4*B*H*D*length
 }
@@ -69,6 +34,8 @@ double cached_attention_bytes(const Tensor& q, const Tensor& k_cache, int64_t le
   return 2 * double(q.nbytes()) + 2 * double(k_cache.size(0)) * length * k_cache.size(2) * k_cache.size(3) *
                                       dtype_size(k_cache.dtype());
 }
+
+}  // namespace
 
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale) {
@@ -81,7 +48,27 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
   if (q.is_cuda()) {
     CUDA_ONLY(return cuda::cached_attention_step(q, k_cache, v_cache, length, scale));
   }
-  return cpu::cached_attention_step(q, k_cache, v_cache, length, scale);
+  return cpu::cached_attention_step(q, k_cache, v_cache, std::vector<int64_t>(q.size(0), length), scale);
 }
 
-}  // namespace iflame::infer
+Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                           const Tensor& position, int64_t div, float scale, int64_t host_length) {
+  const char* op = "cached_attention_at";
+  check_cached_attention(op, q, k_cache, v_cache);
+  check_decode_position(op, position, div, q.device(), q.size(0));
+  PROFILE_OP("cached_attention_at", host_length > 0 ? cached_attention_flops(q, host_length) : 0,
+             host_length > 0 ? cached_attention_bytes(q, k_cache, host_length) : 0, q.device(), q.dtype());
+  if (q.is_cuda()) {
+    // The length is read on the device; the kernel bounds it by the capacity.
+    CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
+  }
+  std::vector<int64_t> lengths = level_positions(op, position, div, q.size(0));
+  for (int64_t& length : lengths) {
+    IFLAME_CHECK(length < k_cache.size(1), op, ": position ", length, " is past the cache capacity ",
+                 k_cache.size(1));
+    length++;
+  }
+  return cpu::cached_attention_step(q, k_cache, v_cache, lengths, scale);
+}
+
+}  // namespace iflame::ops
