@@ -37,6 +37,50 @@ bool completable(const int32_t* t, int known, int64_t lo, int64_t hi, int64_t ex
   return base + stride * m_lo != excluded;
 }
 
+// A face's place in the canonical order: its first vertex, then the lower and
+// the higher of the other two (spec §1: faces sorted by their sorted vertices).
+using FaceKey = std::tuple<int64_t, int64_t, int64_t>;
+FaceKey face_key(int64_t v1, int64_t v2, int64_t v3) { return {v1, std::min(v2, v3), std::max(v2, v3)}; }
+
+// The keys corner `slot` of the face being written may take, as [lo, hi] minus
+// `excluded`: those from which the face can still be completed to a valid face
+// after the previous one (`previous`, null for the first face). v1, v2: the
+// corners already written.
+struct KeyRange {
+  int64_t lo, hi, excluded;
+};
+KeyRange corner_keys(int slot, int64_t v1, int64_t v2, const FaceKey* previous) {
+  constexpr int64_t top = kKeys - 1;
+  // The largest face completing the corners so far with w at `slot`: the
+  // corners still to come take the largest keys. If it is not after the previous
+  // face, no completion is.
+  auto largest_completion = [&](int64_t w) {
+    if (slot == 0) return face_key(w, top - 1, top);
+    if (slot == 1) return face_key(v1, w, w == top ? top - 1 : top);
+    return face_key(v1, v2, w);
+  };
+  // Which w make a valid face with the largest completion: an interval, less v2 for the last corner.
+  KeyRange r{0, top, -1};
+  if (slot == 0) r.hi = top - 2;
+  if (slot >= 1) r.lo = v1 + 1;
+  if (slot == 1 && v1 > top - 2) r.hi = -1;  // no two vertices above v1
+  if (slot == 2) {
+    r.excluded = v2;
+    if (v2 <= v1) r.hi = -1;
+  }
+  if (previous == nullptr || r.lo > r.hi) return r;
+  // The largest completion grows with w, so "after the previous face" holds from
+  // some key on: the first such key in [lo, hi] by bisection (hi + 1: none).
+  int64_t below = r.lo - 1, above = r.hi + 1;  // invariant: fails at below, holds at above (if in range)
+  while (above - below > 1) {
+    const int64_t mid = below + (above - below) / 2;
+    if (largest_completion(mid) > *previous) above = mid;
+    else below = mid;
+  }
+  r.lo = above;
+  return r;
+}
+
 }  // namespace
 
 std::vector<bool> allowed_next_tokens(const std::vector<int32_t>& seq, int vocab) {
@@ -55,19 +99,18 @@ std::vector<bool> allowed_next_tokens(const std::vector<int32_t>& seq, int vocab
   allowed[kEndToken] = col == 0 && row >= 1;
   const int32_t* face = body + row * kTokensPerFace;
   const int slot = int(col / 3), known = int(col % 3);
-  int64_t lo, hi = kKeys - 1, excluded = -1;
-  if (slot == 0) {
-    lo = row >= 1 ? vertex_key(face - kTokensPerFace) : 0;  // not before the previous face's first vertex
-    hi = kKeys - 3;                                         // room for two larger vertices
-  } else {
-    lo = vertex_key(face) + 1;                        // after the face's first vertex
-    if (slot == 2) excluded = vertex_key(face + 3);   // and not the second one again
+  FaceKey previous;
+  if (row >= 1) {
+    const int32_t* p = face - kTokensPerFace;
+    previous = face_key(vertex_key(p), vertex_key(p + 3), vertex_key(p + 6));
   }
+  const KeyRange keys = corner_keys(slot, slot >= 1 ? vertex_key(face) : 0, slot == 2 ? vertex_key(face + 3) : 0,
+                                    row >= 1 ? &previous : nullptr);
   int32_t vertex[3];
   std::copy(face + 3 * slot, face + 3 * slot + known, vertex);
   for (int32_t c = 0; c < kNumCoordinateTokens; c++) {
     vertex[known] = c;
-    allowed[c] = completable(vertex, known + 1, lo, hi, excluded);
+    allowed[c] = completable(vertex, known + 1, keys.lo, keys.hi, keys.excluded);
   }
   if (std::find(allowed.begin(), allowed.end(), true) == allowed.end()) allowed[kEndToken] = true;  // a bad prompt
   return allowed;
@@ -100,8 +143,13 @@ bool follows_canonical_order(const std::vector<int32_t>& seq, std::string* why) 
     const auto v1 = vertex(pos), v2 = vertex(pos + 3), v3 = vertex(pos + 6);
     if (!(v2 > v1) || !(v3 > v1)) return fail(str("face ", faces, ": its first vertex is not its lowest"));
     if (v3 == v2) return fail(str("face ", faces, ": degenerate (second and third vertex equal)"));
-    if (faces > 0 && v1 < vertex(pos - kTokensPerFace))
-      return fail(str("face ", faces, ": first vertex before the previous face's first vertex"));
+    if (faces > 0) {  // faces by (first vertex, lower, higher of the other two), strictly increasing
+      const auto w1 = vertex(pos - kTokensPerFace), w2 = vertex(pos - 6), w3 = vertex(pos - 3);
+      const auto mine = std::make_tuple(v1, std::min(v2, v3), std::max(v2, v3));
+      const auto before = std::make_tuple(w1, std::min(w2, w3), std::max(w2, w3));
+      if (mine == before) return fail(str("face ", faces, ": repeats the previous face"));
+      if (mine < before) return fail(str("face ", faces, ": before the previous face in canonical order"));
+    }
     faces++;
     pos += kTokensPerFace;
   }

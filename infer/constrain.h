@@ -1,6 +1,7 @@
-// constrain.h: constrained decoding (./sample --constrained): before each draw,
-// the tokens that would break the canonical order of spec §1 are masked, so
-// every sample is a well-formed sequence whatever the model predicts.
+// constrain.h: constrained decoding (./sample's default; --unconstrained turns
+// it off): before each draw, the tokens that would break the canonical order of
+// spec §1 are masked, so every sample is a well-formed sequence in canonical
+// order whatever the model predicts.
 //
 // A vertex is written (z, x, y) and ordered by key(v) = (y * 129 + x) * 129 + z
 // (the written triple read right to left: y first, then x, then z). With the
@@ -10,17 +11,19 @@
 //   - END only at a row boundary (a whole END row: generation stops at the
 //     first END and the writer adds the rest of the row), and only after at
 //     least one face (an empty mesh is not a sample);
-//   - coordinates (0..128) only inside rows, such that the vertex being written
-//     can still be completed to satisfy, in key order:
-//       v1 >= previous face's v1 (faces are sorted by their lowest vertex),
-//       v2 > v1, v3 > v1 (the lowest vertex comes first in a face),
-//       v3 != v2 (no degenerate face),
-//       and v1 <= the third-largest key, so v2 and v3 always exist.
+//   - coordinates (0..128) only inside rows, such that the face being written
+//     can still be completed to
+//       a valid face: v2 > v1, v3 > v1 (the lowest vertex first), v2 != v3
+//       (no two corners at one position: no degenerate face), and
+//       a face after the previous one: the face key (v1, min(v2, v3),
+//       max(v2, v3)) strictly above the previous face's, lexicographically.
+//     This is the whole canonical order (faces sorted by their sorted vertex
+//     indices), so no face is written twice.
 // The test is exact, token by token: a coordinate is allowed iff some choice of
-// the vertex's remaining tokens meets the bounds, so decoding never reaches a
-// position where nothing is allowed. Canonical sequences (the tokenizer's
-// output, golden/tokens_*.npy) pass every step. Not enforced: the order of
-// faces sharing a first vertex, and repeated faces (the cleaner drops those).
+// the face's remaining tokens meets the rules, so decoding never reaches a
+// position where nothing is allowed (at a row boundary END always is; inside a
+// row some completion exists). Canonical sequences (the tokenizer's output,
+// golden/tokens_*.npy) pass every step.
 //
 // allowed_next_tokens() rescans the sequence: it is the readable definition.
 // Sampling uses the O(1) twin in infer/sampling_core.h (ConstraintState,
@@ -42,7 +45,7 @@ std::vector<bool> allowed_next_tokens(const std::vector<int32_t>& seq, int vocab
 std::vector<int32_t> constrained_banned_tokens(const std::vector<int32_t>& seq, int vocab);
 
 // Whether a whole sequence (START row, rows, optionally END) obeys the rules
-// above; `why` (if given) says where it does not.
+// above; `why` (if given) says where it does not. Written without the masks.
 bool follows_canonical_order(const std::vector<int32_t>& seq, std::string* why = nullptr);
 
 }  // namespace iflame::infer

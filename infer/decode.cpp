@@ -2,6 +2,7 @@
 // graphs (see decode.h).
 #include "infer/decode.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/allocator.h"
@@ -55,7 +56,7 @@ void block_step(const DecodeState& st, const BlockWeights& block, const DecodeBl
   if (block.full) {
     const Tensor q = ops::qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
     o = ops::cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
-                            st.pos / div + 1)
+                                 std::min(st.pos, st.max_len - 1) / div + 1)
             .to(DType::F32);  // no copy with f32 caches
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
@@ -89,10 +90,21 @@ Tensor stage_step(DecodeState& st, int s, Tensor x) {
   return x;
 }
 
+// What a row starting over needs zeroed (decode.h): its position, the
+// linear-attention states and the coarse outputs that stand for the shift's zeros.
+std::vector<Tensor> reset_tensors(const DecodeState& st) {
+  std::vector<Tensor> t = {st.position, st.out1, st.out2};
+  for (const auto& stage : st.caches)
+    for (const BlockCache& c : stage)
+      if (c.state.defined()) t.push_back(c.state);
+  return t;
+}
+
 // The device work of step(): nothing here changes host state or waits.
 void enqueue_step(DecodeState& st, const Tensor& tok) {
   const ModelWeights& model = *st.model;
   const int64_t p = st.pos;
+  if (st.row_resets.defined()) ops::zero_flagged_rows(reset_tensors(st), st.row_resets);
   Tensor x = ops::embedding_forward(model.embedding, tok, DType::F32);
   x = stage_step(st, 0, rms_norm(x, model.norm));
   st.skip0.copy_from(x);
@@ -115,7 +127,12 @@ Tensor step_tokens(DecodeState& st, const Tensor& tokens) {
   IFLAME_CHECK(st.model, "decode: step on a state that begin() did not make");
   IFLAME_CHECK(tokens.dtype() == DType::I32 && tokens.numel() == st.batch, "decode: tokens must be i32 [",
                st.batch, "], got ", tokens.describe());
-  IFLAME_CHECK(st.pos < st.max_len, "decode: all ", st.max_len, " positions of the state are used");
+  IFLAME_CHECK(st.pos < st.max_len || st.row_resets.defined(), "decode: all ", st.max_len,
+               " positions of the state are used");
+  IFLAME_CHECK(!st.row_resets.defined() || (st.row_resets.dtype() == DType::I32 && st.row_resets.numel() == st.batch &&
+                                            st.row_resets.device() == st.model->device()),
+               "decode: row_resets must be i32 [", st.batch, "] on the model's device, got ",
+               st.row_resets.describe());
   // Tokens already on the device are read in place; host tokens go through the
   // buffer (a host-to-device copy, which waits for the queue).
   if (tokens.device() == st.model->device()) return tokens.contiguous().view({st.batch, 1});
@@ -215,7 +232,7 @@ DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, For
       st.caches[s].push_back(c);
     }
   }
-  st.position = Tensor::zeros({1}, DType::I32, dev);
+  st.position = Tensor::zeros({batch}, DType::I32, dev);
   st.group0 = Tensor::zeros({batch, 3, d}, DType::F32, dev);
   st.group1 = Tensor::zeros({batch, 3, d}, DType::F32, dev);
   st.skip0 = Tensor::zeros({batch, 1, d}, DType::F32, dev);

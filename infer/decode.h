@@ -21,8 +21,8 @@
 // on the CPU and the GPU.
 //
 // Made for CUDA graphs. No kernel argument depends on the position: kernels
-// read it from a device counter (`position`, advanced at the end of every
-// step; ops/decode_position.h), and everything that outlives a step lives in
+// read it from device counters (`position`, one per row, advanced at the end of
+// every step; ops/decode_position.h), and everything that outlives a step lives in
 // buffers allocated by begin() and written in place (the hourglass buffers,
 // the caches, the logits). The zero-initialised out1/out2 buffers stand for
 // the up-sampled input before the first coarse output exists, exactly the
@@ -70,7 +70,16 @@ struct DecodeState {
   int64_t max_len = 0;  // level-0 positions that fit
   int64_t pos = 0;      // the next level-0 position to feed (host copy of `position`)
   std::array<std::vector<BlockCache>, ModelWeights::kStages> caches;
-  Tensor position;        // i32 [1] on the device: the position the next step works at
+  Tensor position;        // i32 [B] on the device: the position each row's next step works at
+  // Continuous batching (infer/generate.h): when set (i32 [B] on the device,
+  // written by the sampler), each step begins by starting the flagged rows over
+  // at position 0: their position, linear-attention states and coarse outputs
+  // (out1, out2) are zeroed on the device (ops/decode_position.h's
+  // zero_flagged_rows; their K/V cache rows and group slots are rewritten
+  // before they are read). Rows must start over only at a position that is
+  // 0 mod 9 for all the others, so every row stays in the step's phase; the
+  // steps then go on past max_len, each row within it.
+  Tensor row_resets;
   // Hourglass buffers, [B, 3, d] or [B, 1, d].
   Tensor group0, group1;  // encoder outputs of the current group of 3, levels 0 and 1
   Tensor skip0, skip1;    // encoder outputs at the current level-0 / level-1 position

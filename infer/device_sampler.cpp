@@ -54,9 +54,20 @@ int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, fl
 }
 
 DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t>& prompt, int64_t capacity,
-                             int vocab, const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id)
-    : device_(device), batch_(batch), vocab_(vocab), capacity_(capacity), cfg_(cfg), constrained_(constrained) {
+                             int vocab, const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id,
+                             int64_t samples)
+    : device_(device),
+      batch_(batch),
+      vocab_(vocab),
+      capacity_(capacity),
+      samples_(samples > 0 ? samples : batch),
+      cfg_(cfg),
+      constrained_(constrained),
+      refill_(samples > batch),
+      first_sample_id_(first_sample_id) {
   IFLAME_CHECK(batch >= 1, "DeviceSampler: batch must be >= 1, got ", batch);
+  IFLAME_CHECK(samples >= 0 && samples < (int64_t(1) << 31) - 1 - batch, "DeviceSampler: ", samples,
+               " samples is out of range");
   IFLAME_CHECK(vocab >= kVocabSize, "DeviceSampler: vocabulary of ", vocab, " is smaller than ", kVocabSize);
   IFLAME_CHECK(device == Device::CPU || vocab <= kMaxCudaVocab, "DeviceSampler: the CUDA sampler takes at most ",
                kMaxCudaVocab, " tokens, got ", vocab);
@@ -68,22 +79,29 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
                prompt.size(), " tokens for a capacity of ", capacity);
   for (int32_t t : prompt)
     IFLAME_CHECK(t >= 0 && t < vocab, "DeviceSampler: prompt token ", t, " outside the vocabulary");
+  // Rows below batch: the first samples; rows past samples_ (fewer samples than rows): idle.
+  const int64_t rows_with_samples = std::min<int64_t>(batch, samples_);
 
-  SampleRow first{};
-  first.constraint = constraint_start();
-  for (size_t i = kTokensPerFace; i < prompt.size(); i++) constraint_push(first.constraint, prompt[i]);
-  first.length = static_cast<int32_t>(prompt.size());
+  fresh_ = SampleRow{};
+  fresh_.constraint = constraint_start();
+  for (size_t i = kTokensPerFace; i < prompt.size(); i++) constraint_push(fresh_.constraint, prompt[i]);
+  fresh_.length = static_cast<int32_t>(prompt.size());
   Tensor rows = Tensor::zeros({batch, kRowWords}, DType::I32);
-  Tensor history = Tensor::zeros({batch, capacity + 1}, DType::I32);
+  Tensor history = Tensor::zeros({samples_, capacity + 1}, DType::I32);
   for (int b = 0; b < batch; b++) {
-    row_data(rows)[b] = first;
-    row_data(rows)[b].sample_id = first_sample_id + b;
-    std::copy(prompt.begin(), prompt.end(), history.data<int32_t>() + b * (capacity + 1));
+    row_data(rows)[b] = fresh_;
+    row_data(rows)[b].sample_id = first_sample_id + std::min<int64_t>(b, rows_with_samples - 1);
+    if (b >= rows_with_samples) row_data(rows)[b].idle = row_data(rows)[b].done = 1;
   }
+  for (int64_t i = 0; i < samples_; i++)
+    std::copy(prompt.begin(), prompt.end(), history.data<int32_t>() + i * (capacity + 1));
   rows_ = rows.to(device);
   history_ = history.to(device);
   feed_ = Tensor::full({batch}, float(prompt[0]), DType::I32, device);
-  active_ = Tensor::full({1}, float(batch), DType::I32, device);
+  active_ = Tensor::full({1}, float(samples_), DType::I32, device);
+  ends_ = Tensor::zeros({samples_, 2}, DType::I32, device);
+  next_ = Tensor::full({1}, float(rows_with_samples), DType::I32, device);
+  restarts_ = Tensor::zeros({batch}, DType::I32, device);
   candidates_.reserve(vocab);
   weights_.reserve(vocab);
 #ifdef IFLAME_CUDA
@@ -98,8 +116,8 @@ DeviceSampler::~DeviceSampler() {
 }
 
 void DeviceSampler::check_position(int64_t position) const {
-  IFLAME_CHECK(position == next_position_ && position < capacity_, "DeviceSampler: step at position ", position,
-               ", expected ", next_position_, " (capacity ", capacity_, ")");
+  IFLAME_CHECK(position == next_position_ && (refill_ || position < capacity_), "DeviceSampler: step at position ",
+               position, ", expected ", next_position_, " (capacity ", capacity_, ")");
 }
 
 void DeviceSampler::step(const Tensor& logits, int64_t position) {
@@ -118,30 +136,42 @@ void DeviceSampler::queue_draws(const Tensor& logits) {
                    logits.device() == device_ && logits.shape() == Shape({batch_, vocab_}),
                "DeviceSampler: logits must be contiguous f32 [", batch_, ", ", vocab_, "] on ", device_name(device_),
                ", got ", logits.describe());
+  SampleEnd* ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
   if (device_ == Device::CUDA) {
-    CUDA_ONLY(cuda::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_));
+    const cuda::RefillArgs refill{refill_, fresh_, first_sample_id_, samples_, next_.data<int32_t>(), ends,
+                                  restarts_.data<int32_t>()};
+    CUDA_ONLY(cuda::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_, refill));
     return;
   }
   const float* L = logits.data<float>();
   int32_t* history = history_.data<int32_t>();
   int32_t* feed = feed_.data<int32_t>();
+  int32_t* restarts = restarts_.data<int32_t>();
   SampleRow* rows = row_data(rows_);
   for (int b = 0; b < batch_; b++) {
     SampleRow& r = rows[b];
-    int32_t* h = history + b * (capacity_ + 1);
+    int32_t* h = history + int64_t(r.sample_id - first_sample_id_) * (capacity_ + 1);
     if (row_draws_at(r, r.position)) {
       const float u = sampling_uniform(cfg_.seed, r.position + 1, r.sample_id);
       const int32_t token = sample_row(L + int64_t(b) * vocab_, vocab_, cfg_, u,
                                        constrained_ ? &r.constraint : nullptr, candidates_, weights_);
-      if (accept_draw(r, h, token, r.position, capacity_)) (*active_.data<int32_t>())--;
+      if (accept_draw(r, h, token, r.position, capacity_)) {
+        ends[r.sample_id - first_sample_id_] = {r.length, r.ended};
+        (*active_.data<int32_t>())--;
+      }
     }
     feed[b] = finish_step(r, h);
+    if (!refill_) continue;
+    restarts[b] = row_can_refill(r);
+    if (!restarts[b]) continue;
+    refill_row(r, fresh_, (*next_.data<int32_t>())++, samples_, first_sample_id_);
+    feed[b] = history[int64_t(r.sample_id - first_sample_id_) * (capacity_ + 1)];
   }
 }
 
 bool DeviceSampler::finished() {
   if (finished_) return true;
-  if (next_position_ >= capacity_) {
+  if (!refill_ && next_position_ >= capacity_) {
     finished_ = true;  // the draw at capacity - 1 ends every row
   } else if (device_ == Device::CPU) {
     finished_ = *active_.data<int32_t>() == 0;
@@ -159,13 +189,18 @@ std::vector<SampleRow> DeviceSampler::rows() const {
 }
 
 std::vector<GeneratedSequence> DeviceSampler::results() const {
-  const std::vector<SampleRow> state = rows();
+  // Finished samples as they ended; the samples rows hold now (done or not) as they stand.
+  Tensor end_host = ends_.to(Device::CPU);
+  std::vector<SampleEnd> ends(reinterpret_cast<const SampleEnd*>(end_host.data<int32_t>()),
+                              reinterpret_cast<const SampleEnd*>(end_host.data<int32_t>()) + samples_);
+  for (const SampleRow& r : rows())
+    if (!r.idle) ends[r.sample_id - first_sample_id_] = {r.length, r.ended};
   Tensor history = history_.to(Device::CPU);
-  std::vector<GeneratedSequence> out(batch_);
-  for (int b = 0; b < batch_; b++) {
-    const int32_t* h = history.data<int32_t>() + b * (capacity_ + 1);
-    out[b].tokens.assign(h, h + state[b].length);
-    out[b].ended = state[b].ended != 0;
+  std::vector<GeneratedSequence> out(samples_);
+  for (int64_t i = 0; i < samples_; i++) {
+    const int32_t* h = history.data<int32_t>() + i * (capacity_ + 1);
+    out[i].tokens.assign(h, h + ends[i].length);
+    out[i].ended = ends[i].ended != 0;
   }
   return out;
 }

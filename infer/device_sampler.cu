@@ -20,6 +20,10 @@
 //      (the sums must associate as on the host to give the same bits), then
 //      accept_draw() and finish_step() update the row and its history, and an
 //      atomic decrement of the counter marks a finished row.
+// With continuous batching thread 0 then hands a done row its next sample at a
+// face boundary (row_can_refill / refill_row; the sample index from an atomic
+// counter, so which row takes which sample may vary, never a sample's tokens)
+// and flags it in `restarts` for the decoder.
 // Everything but the launch geometry is infer/sampling_core.h, shared with the CPU.
 // No argument changes from step to step (each row keeps its own position), so a
 // CUDA graph can capture the launch once and replay it.
@@ -37,7 +41,8 @@ constexpr int kMaxThreads = 256;
 __global__ void __launch_bounds__(kMaxThreads)
     sample_step_kernel(const float* __restrict__ logits, int vocab, int32_t* __restrict__ history,
                        int64_t history_stride, SampleRow* __restrict__ rows, int32_t* __restrict__ feed,
-                       int32_t* __restrict__ active, SamplingConfig cfg, int constrained, int64_t capacity) {
+                       int32_t* __restrict__ active, SamplingConfig cfg, int constrained, int64_t capacity,
+                       cuda::RefillArgs refill) {
   // Shared: weight double[vocab], logit float[vocab], sorted int32[vocab], candidate uint8[vocab].
   extern __shared__ double shared_weight[];
   float* shared_logit = reinterpret_cast<float*>(shared_weight + vocab);
@@ -47,13 +52,23 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const int b = blockIdx.x, tid = threadIdx.x, threads = blockDim.x;
   SampleRow* row = rows + b;
-  int32_t* hist = history + b * history_stride;
+  int32_t* hist = history + int64_t(row->sample_id - refill.first_sample_id) * history_stride;
+  // The end of the row's step (thread 0): its next feed, and with continuous
+  // batching the next sample when it is done at a face boundary.
+  auto finish = [&] {
+    feed[b] = finish_step(*row, hist);
+    if (!refill.refill) return;
+    refill.restarts[b] = row_can_refill(*row);
+    if (!refill.restarts[b]) return;
+    refill_row(*row, refill.fresh, atomicAdd(refill.next, 1), refill.samples, refill.first_sample_id);
+    feed[b] = history[int64_t(row->sample_id - refill.first_sample_id) * history_stride];
+  };
   const int64_t position = row->position;
   const bool draws = row_draws_at(*row, position);
   if (tid == 0) candidates = 0;
   __syncthreads();  // every thread has read the row (the same answer for all) before thread 0 writes it
   if (!draws) {
-    if (tid == 0) feed[b] = finish_step(*row, hist);
+    if (tid == 0) finish();
     return;
   }
 
@@ -94,8 +109,11 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int pick = greedy ? 0
                             : nucleus_pick(shared_weight, keep, cfg.top_p,
                                            sampling_uniform(cfg.seed, position + 1, row->sample_id));
-    if (accept_draw(*row, hist, sorted[pick], position, capacity)) atomicSub(active, 1);  // the row in place
-    feed[b] = finish_step(*row, hist);
+    if (accept_draw(*row, hist, sorted[pick], position, capacity)) {  // the row in place
+      refill.ends[row->sample_id - refill.first_sample_id] = SampleEnd{row->length, row->ended};
+      atomicSub(active, 1);
+    }
+    finish();
   }
 }
 
@@ -111,7 +129,7 @@ struct CounterPoll {
 namespace cuda {
 
 void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
-                 const SamplingConfig& cfg, bool constrained, int64_t capacity) {
+                 const SamplingConfig& cfg, bool constrained, int64_t capacity, const RefillArgs& refill) {
   const int B = static_cast<int>(feed.numel());
   const int vocab = static_cast<int>(logits.size(1));
   const size_t shared = size_t(vocab) * (sizeof(double) + sizeof(float) + sizeof(int32_t) + 1);
@@ -119,7 +137,7 @@ void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& fe
   sample_step_kernel<<<B, threads, shared, cuda_stream()>>>(
       logits.data<float>(), vocab, history.data<int32_t>(), history.size(1),
       reinterpret_cast<SampleRow*>(rows.data<int32_t>()), feed.data<int32_t>(), active.data<int32_t>(), cfg,
-      constrained ? 1 : 0, capacity);
+      constrained ? 1 : 0, capacity, refill);
   CUDA_CHECK_LAUNCH();
 }
 

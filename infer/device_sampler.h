@@ -3,10 +3,11 @@
 //
 // A DeviceSampler holds, for B rows sampled in lockstep:
 //   history  i32 [B, capacity + 1]  the prompt, then the accepted draws;
+//   history  i32 [samples, capacity + 1] with continuous batching (below);
 //   rows     SampleRow [B]           length, done / ended flags, draws, sample id and
 //                                    the O(1) constraint state (infer/sampling_core.h);
 //   feed     i32 [B]                 the token each row feeds at the next position;
-//   active   i32 [1]                 how many rows are not done.
+//   active   i32 [1]                 how many rows (samples) are not done.
 // step(logits, position) takes the logits of the step that fed `position` (they
 // predict token position + 1; each row counts positions itself, the host
 // checks its count) and, for every row that draws there, draws with
@@ -19,6 +20,15 @@
 // core runs in a loop. The tokens equal those of the host loop generate.cpp ran
 // before (sample_tokens / sample_token + constrained_banned_tokens) exactly on the
 // CPU; on the GPU up to exp() rounding (infer/sampling_core.h says when that matters).
+//
+// Continuous batching (samples > batch): the B rows hold samples 0 .. samples-1
+// in turn. A row whose sample is done takes the next one at its next face
+// boundary (row_can_refill, infer/sampling_core.h), starting over at position 0:
+// restarts() flags it for that step, so the decoder zeroes its rows
+// (DecodeState::row_resets, infer/decode.h); with none left it goes idle. The
+// histories are kept per sample ([samples, capacity + 1]), draws are named by
+// (seed, position in the sample, sample id), so a sample's tokens do not depend
+// on B or on which row held it, and the counter below counts unfinished samples.
 //
 // Face limit (as generate.cpp always did): positions 0 .. capacity - 1 can be fed;
 // the draw at position capacity - 1 is kept only if it is END, and the row is done.
@@ -53,10 +63,12 @@ class DeviceSampler {
   static constexpr int kPollEvery = 8;  // GPU: steps between two reads of the active counter
 
   // batch rows, all starting from `prompt` (the START row, then optionally whole
-  // or partial faces; at most capacity tokens); row b draws as sample
-  // first_sample_id + b. vocab >= 132 (tokens past 131 are never drawn when constrained).
+  // or partial faces; at most capacity tokens); sample i draws as sample
+  // first_sample_id + i, row b starting with sample b. samples: how many samples
+  // in all (0: batch; more than batch: continuous batching, above). vocab >= 132
+  // (tokens past 131 are never drawn when constrained).
   DeviceSampler(Device device, int batch, const std::vector<int32_t>& prompt, int64_t capacity, int vocab,
-                const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id);
+                const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id, int64_t samples = 0);
   ~DeviceSampler();
   DeviceSampler(const DeviceSampler&) = delete;
   DeviceSampler& operator=(const DeviceSampler&) = delete;
@@ -65,8 +77,13 @@ class DeviceSampler {
   // the prompt's first token).
   const Tensor& feed() const { return feed_; }
 
+  // i32 [B] on the device: 1 for the rows that start a new sample at the next
+  // step (continuous batching only; zeros otherwise).
+  const Tensor& restarts() const { return restarts_; }
+
   // Consumes f32 [B, vocab] contiguous logits on the device, from the step that
-  // fed `position`; positions come in order 0, 1, ..., capacity - 1.
+  // fed `position`; positions (the batch's steps) come in order 0, 1, ...,
+  // capacity - 1 (without continuous batching: no further).
   // step() = queue_draws(logits) + count_step(position), checked before either.
   void step(const Tensor& logits, int64_t position);
 
@@ -82,11 +99,12 @@ class DeviceSampler {
 
   // Exact answers; on the GPU they wait for the queued work.
   int active_rows() const;
-  std::vector<GeneratedSequence> results() const;
+  std::vector<GeneratedSequence> results() const;  // one per sample, in sample order
   std::vector<SampleRow> rows() const;
   int64_t sampled_tokens() const;  // draws over all rows (END and draws dropped at the face limit included)
 
   int batch() const { return batch_; }
+  int64_t samples() const { return samples_; }
   int64_t capacity() const { return capacity_; }
   int64_t next_position() const { return next_position_; }
 
@@ -95,10 +113,15 @@ class DeviceSampler {
 
   Device device_;
   int batch_, vocab_;
-  int64_t capacity_;
+  int64_t capacity_, samples_;
   SamplingConfig cfg_;
-  bool constrained_;
+  bool constrained_, refill_;
+  uint64_t first_sample_id_;
+  SampleRow fresh_;  // a row right after the prompt
   Tensor history_, rows_, feed_, active_;
+  Tensor ends_;      // i32 [samples, 2]: SampleEnd of each finished sample
+  Tensor next_;      // i32 [1]: the next sample a row takes
+  Tensor restarts_;  // i32 [B]
   int64_t next_position_ = 0;
   bool finished_ = false;
   // CPU scratch, reused every step.
@@ -117,9 +140,19 @@ int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, fl
                    std::vector<double>& weights);
 
 namespace cuda {
+// Continuous batching's part of the step (refill: off without it).
+struct RefillArgs {
+  bool refill;
+  SampleRow fresh;
+  uint64_t first_sample_id;
+  int64_t samples;
+  int32_t* next;       // i32 [1]
+  SampleEnd* ends;     // [samples]
+  int32_t* restarts;   // i32 [B]
+};
 // The step kernel: one block per row (device_sampler.cu).
 void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
-                 const SamplingConfig& cfg, bool constrained, int64_t capacity);
+                 const SamplingConfig& cfg, bool constrained, int64_t capacity, const RefillArgs& refill);
 CounterPoll* counter_poll_create();
 void counter_poll_destroy(CounterPoll* poll);
 // Queues a copy of *counter into a pinned slot and returns the value of the copy

@@ -9,9 +9,14 @@
 // loop asks finished() (a pinned-memory poll every few steps on the GPU) and
 // stops once every row has sampled END or reached the face limit. On the GPU
 // the decoding step and the draws are captured as CUDA graphs (one per phase of
-// the position) and replayed, unless cfg.cuda_graphs is off.
+// the position) and replayed, unless cfg.cuda_graphs is off. With more samples
+// than rows, the sampler hands done rows the next sample at a face boundary and
+// flags them (DeviceSampler::restarts), and the decoder zeroes those rows at the
+// start of the next step (DecodeState::row_resets): all of it on the device,
+// inside the same graphs.
 #include "infer/generate.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/device.h"
@@ -19,11 +24,18 @@
 
 namespace iflame::infer {
 
-std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt_in,
+std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
                                         GenerateStats* stats) {
+  return generate_samples(model, batch, batch, prompt, cfg, first_sample_id, stats);
+}
+
+std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64_t samples, int batch,
+                                                const std::vector<int32_t>& prompt_in, const GenerateConfig& cfg,
+                                                uint64_t first_sample_id, GenerateStats* stats) {
   auto t0 = std::chrono::steady_clock::now();
   IFLAME_CHECK(batch >= 1, "generate: batch must be >= 1, got ", batch);
+  IFLAME_CHECK(samples >= 1, "generate: samples must be >= 1, got ", samples);
   IFLAME_CHECK(cfg.max_faces >= 1, "generate: max_faces must be >= 1, got ", cfg.max_faces);
   std::vector<int32_t> prompt = prompt_in;
   if (prompt.empty()) prompt.assign(kTokensPerFace, kStartToken);
@@ -39,14 +51,23 @@ std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, co
                (prompt.size() - kTokensPerFace) / kTokensPerFace, " faces, more than --max-faces ",
                cfg.max_faces);
 
-  DeviceSampler sampler(model.device(), batch, prompt, capacity, model.config().vocab, cfg.sampling,
-                        cfg.constrained, first_sample_id);
-  DecodeState st = begin(model, batch, capacity, cfg.ctx);
+  const int rows = static_cast<int>(std::min<int64_t>(batch, samples));
+  DeviceSampler sampler(model.device(), rows, prompt, capacity, model.config().vocab, cfg.sampling,
+                        cfg.constrained, first_sample_id, samples);
+  DecodeState st = begin(model, rows, capacity, cfg.ctx);
+  // Continuous batching: a row the sampler hands a new sample starts over at the next step.
+  if (samples > rows) st.row_resets = sampler.restarts();
+  // A sample holds a row for at most capacity steps plus up to 8 of waiting for
+  // a face boundary; rows take samples as they free up, so all are done within
+  // (samples / rows + 1) such spans; the GPU may learn of the end a few polls late.
+  const int64_t step_limit =
+      (samples / rows + 1) * (capacity + kTokensPerFace) + 4 * DeviceSampler::kPollEvery;
   // On the GPU each step (decode + draws) is replayed from a CUDA graph: one
   // launch instead of a few hundred (infer/decode.h's DecodeGraphs).
   const bool graphs = cfg.cuda_graphs && model.device() == Device::CUDA;
   DecodeGraphs step_graphs;
-  for (int64_t pos = 0; pos < capacity; pos++) {
+  for (int64_t pos = 0;; pos++) {
+    IFLAME_CHECK(pos < step_limit, "generate: ", samples, " samples did not finish in ", step_limit, " steps");
     if (graphs) {
       step_graphs.step(st, sampler.feed(), [&] { sampler.queue_draws(st.logits); });
       sampler.count_step(pos);

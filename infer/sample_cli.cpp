@@ -40,15 +40,20 @@ std::string usage() {
     "\n"
     "  --ckpt FILE          checkpoint: native (./train) or PyTorch .pth (published layout)\n"
     "  -n N                 number of samples (default 1)\n"
-    "  --batch B            sequences decoded together (default min(N, 16))\n"
+    "  --batch B            sequences in flight (default min(N, 16)); a sample that ends frees its row\n"
+    "                       for the next sample at once (continuous batching); the meshes do not\n"
+    "                       depend on B beyond float rounding (on the CPU, not at all)\n"
     "  --temperature T      logits are divided by T; 0 means greedy (default 1)\n"
     "  --top-k K            keep the K most likely tokens; 0 keeps all (default 50)\n"
     "  --top-p P            then keep the smallest set reaching probability P, in (0, 1] (default 0.95)\n"
     "  --seed S             seed of the draws; sample i draws the same tokens for a seed (default 0)\n"
     "  --max-faces F        stop a sample after F faces (prompt included) (default 800)\n"
-    "  --constrained        mask tokens that would break the canonical order (spec §1): coordinates\n"
-    "                       only inside rows, END only as a whole row after a face, in each face the\n"
-    "                       first vertex lowest and the other two distinct, faces by first vertex\n"
+    "  --unconstrained      draw from the raw model: by default tokens that would break the canonical\n"
+    "                       order (spec §1) are masked, so every sample is valid by construction:\n"
+    "                       coordinates only inside rows, END only as a whole row after a face, in\n"
+    "                       each face the first vertex lowest and the three distinct, each face after\n"
+    "                       the previous one in canonical order (no repeated faces); --constrained\n"
+    "                       is accepted and changes nothing\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples); a folder that\n"
@@ -73,8 +78,9 @@ std::string usage() {
     "                       share, TFLOP/s, GB/s and time against its FLOP/byte floor on an H100\n"
     "\n"
     "Samples that stop mid-row or hold degenerate or repeated faces are cleaned before writing\n"
-    "(incomplete last row, degenerate and duplicate faces dropped). Sampling, and --constrained's\n"
-    "masks, run on the model's device next to the decoder. DIR/samples.jsonl gets one line per\n"
+    "(incomplete last row, degenerate and duplicate faces dropped; with the default masks only a\n"
+    "sample stopped by --max-faces mid-face can need it). Sampling and its masks run on the model's\n"
+    "device next to the decoder. DIR/samples.jsonl gets one line per\n"
     "file: faces, status, whether END closed it, and what cleaning dropped (read by ./evaluate).\n";
 }
 
@@ -84,7 +90,7 @@ struct Options {
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
-  bool bench = false, help = false, constrained = false, profile = false, no_graphs = false, overwrite = false;
+  bool bench = false, help = false, unconstrained = false, profile = false, no_graphs = false, overwrite = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -94,7 +100,8 @@ Options parse(int argc, char** argv) {
     if (f.is_help()) o.help = true;
     else if (f.is("--bench")) o.bench = true;
     else if (f.is("--profile")) o.profile = true;
-    else if (f.is("--constrained")) o.constrained = true;
+    else if (f.is("--unconstrained")) o.unconstrained = true;
+    else if (f.is("--constrained")) {}  // the default; accepted for old command lines
     else if (f.is("--no-graphs")) o.no_graphs = true;
     else if (f.is("--overwrite")) o.overwrite = true;
     else if (f.is("--ckpt")) o.ckpt = f.text();
@@ -203,7 +210,7 @@ int run_sampling(const Options& o) {
   GenerateConfig cfg;
   cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   cfg.max_faces = o.max_faces;
-  cfg.constrained = o.constrained;
+  cfg.constrained = !o.unconstrained;
   cfg.cuda_graphs = !o.no_graphs;
   cfg.ctx.matmul = matmul;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
@@ -218,13 +225,18 @@ int run_sampling(const Options& o) {
   size_t cache_bytes = 0;
   std::vector<Mesh> sheet_meshes;  // kept only for --png
   std::vector<std::string> sheet_labels;
-  for (int first = 0; first < o.n; first += batch) {
-    const int b = std::min(batch, o.n - first);
+  // Continuous batching keeps every sample's tokens on the device until its
+  // chunk is done: chunks of at most 256 MiB of tokens (at least a batch).
+  const int64_t sample_bytes = int64_t(sizeof(int32_t)) * kTokensPerFace * (o.max_faces + 1);
+  const int chunk = static_cast<int>(std::max<int64_t>(batch, (int64_t(256) << 20) / sample_bytes));
+  const auto run_start = std::chrono::steady_clock::now();
+  for (int first = 0; first < o.n; first += chunk) {
+    const int b = std::min(chunk, o.n - first);
     GenerateStats stats;
-    std::vector<GeneratedSequence> seqs = generate(model, b, prompt, cfg, first, &stats);
+    std::vector<GeneratedSequence> seqs = generate_samples(model, b, batch, prompt, cfg, first, &stats);
     sampled += stats.sampled_tokens;
     seconds += stats.seconds;
-    cache_bytes = std::max(cache_bytes, stats.cache_bytes / b);
+    cache_bytes = std::max(cache_bytes, stats.cache_bytes / std::min(batch, b));
     for (int i = 0; i < b; i++) {
       CleanedSample c = clean_sample(seqs[i].tokens);
       char name[64];
@@ -251,12 +263,15 @@ int run_sampling(const Options& o) {
     summary.flush();
     IFLAME_REQUIRE(summary.good(), "cannot write ", summary_path);
   }
+  const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   std::printf(
-      "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty; %lld tokens sampled in %.2f s "
-      "= %.1f tokens/s (%s); cache %.1f MiB per sequence\n",
-      o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3], static_cast<long long>(sampled), seconds,
-      seconds > 0 ? sampled / seconds : 0.0,
-      device == Device::CPU ? "CPU" : o.no_graphs ? "GPU, kernels launched one by one" : "GPU, CUDA graphs",
+      "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty\n"
+      "whole run (%s, batch %d, %s): %lld tokens sampled in %.2f s (%.2f s in the sampling loop) = %.1f tokens/s, "
+      "%.2f meshes/s; cache %.1f MiB per sequence\n",
+      o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3],
+      device == Device::CPU ? "CPU" : o.no_graphs ? "GPU, kernels launched one by one" : "GPU, CUDA graphs", batch,
+      cfg.constrained ? "constrained" : "unconstrained", static_cast<long long>(sampled), run_seconds, seconds,
+      run_seconds > 0 ? sampled / run_seconds : 0.0, run_seconds > 0 ? o.n / run_seconds : 0.0,
       mib(double(cache_bytes)));
   if (!o.png.empty()) {
     render_meshes_to_png(sheet_meshes, sheet_labels, o.png);

@@ -138,11 +138,15 @@ IFLAME_HD bool vertex_completable(const int32_t* t, int known, int64_t lo, int64
 }
 
 // What constrained decoding needs of the sequence so far, updated in O(1) per
-// token: the body (tokens after the START row) cut into rows of 9.
+// token: the body (tokens after the START row) cut into rows of 9, and the key
+// of the last completed face: (first vertex, the lower and the higher of the
+// other two), compared lexicographically (spec §1's face order).
 struct ConstraintState {
-  int64_t previous_first_key;  // key of the last completed row's first vertex (rows >= 1)
-  int32_t body;                // tokens after the START row
-  int32_t has_end;             // an END token is in the body
+  int64_t previous_first;  // the last completed row's first vertex (rows >= 1)
+  int64_t previous_low;    // the lower of its other two vertices
+  int64_t previous_high;   // the higher of them
+  int32_t body;            // tokens after the START row
+  int32_t has_end;         // an END token is in the body
   int32_t row[kTokensPerFace];  // the row being written: its first body % 9 tokens
   int32_t unused;               // keeps the size a multiple of 8 with no hidden padding
 };
@@ -150,7 +154,7 @@ struct ConstraintState {
 // The state right after the START row.
 IFLAME_HD ConstraintState constraint_start() {
   ConstraintState s;
-  s.previous_first_key = 0;
+  s.previous_first = s.previous_low = s.previous_high = 0;
   s.body = 0;
   s.has_end = 0;
   for (int i = 0; i < kTokensPerFace; i++) s.row[i] = 0;
@@ -164,7 +168,12 @@ IFLAME_HD void constraint_push(ConstraintState& s, int32_t token) {
   const int col = s.body % kTokensPerFace;
   s.row[col] = token;
   s.body++;
-  if (col == kTokensPerFace - 1) s.previous_first_key = vertex_key(s.row);
+  if (col == kTokensPerFace - 1) {
+    const int64_t a = vertex_key(s.row + 3), b = vertex_key(s.row + 6);
+    s.previous_first = vertex_key(s.row);
+    s.previous_low = a < b ? a : b;
+    s.previous_high = a < b ? b : a;
+  }
 }
 
 // The rules at the next position, as bounds on the vertex being written:
@@ -178,7 +187,20 @@ struct ConstraintMask {
   int32_t end_allowed;  // at a row boundary after a face (or, for a bad prompt, when nothing else is)
 };
 
+// The keys the corner being written may take, K = kVertexKeys keys in all, with
+// the face (v1, v2, v3) so far and the previous face (p1, pl, ph): a key w is
+// allowed iff some completion is a valid face (v2 > v1, v3 > v1, v2 != v3)
+// whose key (v1, min(v2, v3), max(v2, v3)) is above (p1, pl, ph). Worked out:
+//   v1: w <= K - 3 (two larger vertices follow) and w >= p1, and w > p1 when
+//       (pl, ph) is already the largest pair (K - 2, K - 1);
+//   v2: w > v1 when v1 > p1 (and v1 <= K - 3). When v1 == p1, min(v2, v3) >= pl
+//       is needed, with equality only if max(v2, v3) can exceed ph: w >= pl,
+//       and w > pl when ph == K - 1 (v3 = K - 1 then makes v2 = K - 1 fine too);
+//   v3: w > v1, w != v2 when v1 > p1. When v1 == p1: v2 < pl allows nothing;
+//       v2 == pl needs w > ph; v2 > pl needs w >= pl, and w > pl unless v2 > ph.
+// A face with v1 < p1 (only after a prompt that breaks the rules) allows nothing.
 IFLAME_HD ConstraintMask constraint_mask(const ConstraintState& s) {
+  constexpr int64_t K = kVertexKeys;
   ConstraintMask m;
   const int32_t row = s.body / kTokensPerFace, col = s.body % kTokensPerFace;
   const int slot = col / 3;
@@ -186,13 +208,34 @@ IFLAME_HD ConstraintMask constraint_mask(const ConstraintState& s) {
   m.end_only = s.has_end;
   m.end_allowed = col == 0 && row >= 1;
   m.excluded = -1;
+  m.hi = K - 1;
+  const bool after = row >= 1;  // a previous face exists
+  const int64_t p1 = s.previous_first, pl = s.previous_low, ph = s.previous_high;
   if (slot == 0) {
-    m.lo = row >= 1 ? s.previous_first_key : 0;  // not before the previous face's first vertex
-    m.hi = kVertexKeys - 3;                      // room for two larger vertices
+    m.hi = K - 3;
+    m.lo = !after ? 0 : p1 + ((pl > K - 2 || (pl == K - 2 && ph >= K - 1)) ? 1 : 0);
   } else {
-    m.lo = vertex_key(s.row) + 1;                          // after the face's first vertex
-    m.hi = kVertexKeys - 1;
-    if (slot == 2) m.excluded = vertex_key(s.row + 3);     // and not the second one again
+    const int64_t v1 = vertex_key(s.row);
+    const bool tie = after && v1 == p1;
+    m.lo = v1 + 1;
+    if ((after && v1 < p1) || v1 > K - 3) {
+      m.lo = K;  // nothing
+    } else if (slot == 1) {
+      if (tie) {
+        const int64_t least = pl + (ph >= K - 1 ? 1 : 0);
+        if (least > m.lo) m.lo = least;
+        if (least > K - 2) m.lo = K;  // the previous pair is already the largest
+      }
+    } else {
+      const int64_t v2 = vertex_key(s.row + 3);
+      m.excluded = v2;
+      if (v2 <= v1) {
+        m.lo = K;
+      } else if (tie) {
+        const int64_t least = v2 < pl ? K : v2 == pl ? ph + 1 : v2 > ph ? pl : pl + 1;
+        if (least > m.lo) m.lo = least;
+      }
+    }
   }
   for (int i = 0; i < 3; i++) m.vertex[i] = i < m.known ? s.row[3 * slot + i] : 0;
   // Some coordinate is allowed iff the vertex can be completed as it stands: the
@@ -227,7 +270,14 @@ struct SampleRow {
   int32_t done;                // no more draws: END drawn or face limit reached
   int32_t ended;               // END drawn
   int32_t draws;               // tokens drawn, END and a draw dropped at the face limit included
-  int32_t unused;              // keeps the size a multiple of 8 with no hidden padding
+                               // (over every sample the row has held)
+  int32_t idle;                // continuous batching: no sample left for the row
+};
+
+// What is kept of a sample once it is done (its tokens stay in its history row).
+struct SampleEnd {
+  int32_t length;  // tokens in its history
+  int32_t ended;   // END drawn
 };
 
 // Does the row draw from the logits of the step that fed `position`? Only while
@@ -248,6 +298,30 @@ IFLAME_HD bool accept_draw(SampleRow& r, int32_t* history_row, int32_t token, in
   }
   r.done = 1;
   return true;
+}
+
+// Continuous batching: may the row take the next sample now? When it is done
+// and its next position is a face boundary (0 mod 9): rows start over at 0, so
+// every row's position stays in the batch's phase (the hourglass runs its coarse
+// levels for every row at once). A row that draws END does so at a face
+// boundary under the constraint, and the face limit is one, so it waits only
+// when the unconstrained model ends mid-face.
+IFLAME_HD bool row_can_refill(const SampleRow& r) { return r.done && r.position % kTokensPerFace == 0; }
+
+// The row takes sample `index` (first_sample_id + index names its draws) from
+// `fresh`, the state after the prompt, or goes idle when index >= samples
+// (done, still fed from position 0 so its decoder rows stay within capacity).
+IFLAME_HD void refill_row(SampleRow& r, const SampleRow& fresh, int64_t index, int64_t samples,
+                          uint64_t first_sample_id) {
+  const int32_t draws = r.draws;
+  if (index < samples) {
+    r = fresh;
+    r.sample_id = first_sample_id + index;
+  } else {
+    r.idle = 1;
+    r.position = 0;
+  }
+  r.draws = draws;
 }
 
 // The token to feed at position + 1: the row's token there, or its last token

@@ -48,24 +48,27 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
   if (q.is_cuda()) {
     CUDA_ONLY(return cuda::cached_attention_step(q, k_cache, v_cache, length, scale));
   }
-  return cpu::cached_attention_step(q, k_cache, v_cache, length, scale);
+  return cpu::cached_attention_step(q, k_cache, v_cache, std::vector<int64_t>(q.size(0), length), scale);
 }
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                            const Tensor& position, int64_t div, float scale, int64_t host_length) {
   const char* op = "cached_attention_at";
   check_cached_attention(op, q, k_cache, v_cache);
-  check_decode_position(op, position, div, q.device());
+  check_decode_position(op, position, div, q.device(), q.size(0));
   PROFILE_OP("cached_attention_at", host_length > 0 ? cached_attention_flops(q, host_length) : 0,
              host_length > 0 ? cached_attention_bytes(q, k_cache, host_length) : 0, q.device(), q.dtype());
   if (q.is_cuda()) {
     // The length is read on the device; the kernel bounds it by the capacity.
     CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
   }
-  const int64_t length = level_position(op, position, div) + 1;
-  IFLAME_CHECK(length <= k_cache.size(1), op, ": position ", length - 1, " is past the cache capacity ",
-               k_cache.size(1));
-  return cpu::cached_attention_step(q, k_cache, v_cache, length, scale);
+  std::vector<int64_t> lengths = level_positions(op, position, div, q.size(0));
+  for (int64_t& length : lengths) {
+    IFLAME_CHECK(length < k_cache.size(1), op, ": position ", length, " is past the cache capacity ",
+                 k_cache.size(1));
+    length++;
+  }
+  return cpu::cached_attention_step(q, k_cache, v_cache, lengths, scale);
 }
 
 }  // namespace iflame::ops

@@ -11,6 +11,8 @@
 // O(length) per token. The CPU reference is tested against causal_attention_forward.
 // CPU: f32, any D. CUDA: f32 or bf16 (q and the caches of one dtype), D == 32.
 #pragma once
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace iflame::ops {
@@ -19,8 +21,9 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
                              int64_t length, float scale);
 
 // The same with the length read on the device: cache rows 0 .. p / div, for
-// the decoding position counter `position` (ops/decode_position.h), so that
-// a captured step replays at every position. host_length: the caller's host
+// the decoding position counter `position` (ops/decode_position.h; row b
+// reads its own p when the counter has one per row), so that a captured step
+// replays at every position. host_length: the caller's host
 // copy of p / div + 1, used only to count the step's FLOPs and bytes for the
 // profiler (the kernel reads the device counter); -1 when unknown, which
 // counts them as 0.
@@ -28,8 +31,9 @@ Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor&
                            const Tensor& position, int64_t div, float scale, int64_t host_length = -1);
 
 namespace cpu {
+// Row b over its cache rows 0 .. lengths[b]-1.
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale);
+                             const std::vector<int64_t>& lengths, float scale);
 }
 namespace cuda {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

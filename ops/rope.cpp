@@ -57,8 +57,8 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
                ": qkv must be [B, 3*H*D] for ", heads, " heads, got ", qkv.describe());
   IFLAME_CHECK(qkv.dtype() == DType::F32 && qkv.is_contiguous(), op, ": qkv must be a contiguous f32 tensor, got ",
                qkv.describe());
-  check_decode_position(op, position, div, qkv.device());
   const int64_t B = qkv.size(0), HD = qkv.size(1) / 3, D = HD / heads;
+  check_decode_position(op, position, div, qkv.device(), B);
   IFLAME_CHECK(D >= 8 && D % 4 == 0, op, ": head dim D must be a multiple of 4 and >= 8, got ", D);
   const bool to_cache = k_dst.ndim() == 4;
   for (const Tensor* dst : {&k_dst, &v_dst}) {
@@ -76,9 +76,10 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   if (qkv.is_cuda()) {
     CUDA_ONLY(return cuda::qkv_rope_step(qkv, heads, position, div, k_dst, v_dst));
   }
-  const int64_t pos = level_position(op, position, div);
-  IFLAME_CHECK(!to_cache || pos < k_dst.size(1), op, ": position ", pos, " is past the cache capacity ",
-               k_dst.size(1));
+  const std::vector<int64_t> pos = level_positions(op, position, div, B);
+  for (int64_t p : pos)
+    IFLAME_CHECK(!to_cache || p < k_dst.size(1), op, ": position ", p, " is past the cache capacity ",
+                 k_dst.size(1));
   return cpu::qkv_rope_step(qkv, heads, pos, k_dst, v_dst);
 }
 

@@ -29,9 +29,10 @@ Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset);
 
 // One cached-decoding step (ops/decode_position.h): qkv [B, 3*H*D] (f32,
 // contiguous) holds q, k and v side by side, as the fused projection writes
-// them. Returns q [B, H, D] after RoPE at position p / div, in k_dst's dtype;
-// k (after RoPE) and v are written to k_dst and v_dst: either [B, H, D]
-// tensors, or [B, capacity, H, D] caches whose row p / div is written; f32, or
+// them. Returns q [B, H, D] after RoPE at position p / div (each row at its
+// own p when the counter has one per row), in k_dst's dtype; k (after RoPE)
+// and v are written to k_dst and v_dst: either [B, H, D] tensors, or
+// [B, capacity, H, D] caches whose row p / div is written; f32, or
 // on the GPU also bf16 (rounded once from the f32 results). The rotation is
 // rope_forward's, expression for expression.
 Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, int64_t div, Tensor& k_dst,
@@ -40,8 +41,9 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
 namespace cpu {
 Tensor rope_forward(const Tensor& x, int64_t pos_offset);
 Tensor rope_backward(const Tensor& grad_y, int64_t pos_offset);
-// At the level position pos (read from the counter by the caller).
-Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, int64_t pos, Tensor& k_dst, Tensor& v_dst);
+// Row b at the level position pos[b] (read from the counter by the caller).
+Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const std::vector<int64_t>& pos, Tensor& k_dst,
+                     Tensor& v_dst);
 }  // namespace cpu
 
 namespace cuda {

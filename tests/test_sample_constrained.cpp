@@ -88,12 +88,47 @@ TEST_CASE("sample: constrained masks on hand-made prefixes") {
   // v1 may not pass the third-largest vertex, and not go below the previous face's v1.
   const std::vector<int32_t> top = with(start_row(), {126, 128, 128, 127, 128, 128, 128, 128, 128});
   CHECK(follows_canonical_order(top));
-  CHECK(allowed_list(top) == std::vector<int32_t>{126, kEndToken});
-  CHECK(allowed_list(with(top, {126, 128})) == std::vector<int32_t>{128});
+  // (126,128,128) (127,128,128) (128,128,128): the three largest vertices, the last face there is:
+  // only END may follow (no dead end), and after a prompt that writes on anyway, END.
+  CHECK(allowed_list(top) == std::vector<int32_t>{kEndToken});
+  CHECK(allowed_list(with(top, {126, 128})) == std::vector<int32_t>{kEndToken});
   const std::vector<int32_t> low = with(start_row(), {9, 4, 20, 0, 0, 21, 0, 0, 22});
   CHECK(allowed_list(with(low, {0, 0})) == range(21, 128));  // (y, 0, 0) >= (20, 4, 9) needs y > 20
   CHECK(allowed_list(with(low, {9, 4})) == range(20, 128));   // equal first vertices are allowed
   CHECK(allowed_list(with(low, {8, 4})) == range(21, 128));
+}
+
+TEST_CASE("sample: constrained masks order faces that share a first vertex, and never repeat a face") {
+  // Face 1: v1 = (0,0,0), then y = 5 and y = 3 (z = x = 0): key (v1, y3, y5).
+  const std::vector<int32_t> one = with(start_row(), {0, 0, 0, 0, 0, 5, 0, 0, 3});
+  CHECK(follows_canonical_order(one));
+  const std::vector<int32_t> again = with(one, {0, 0, 0});  // the same first vertex again
+  CHECK(allowed_list(again) == range(0, 128));
+  CHECK(allowed_list(with(again, {0, 0})) == range(3, 128));   // min(v2, v3) >= y3: v2 below it is refused
+  CHECK(allowed_list(with(again, {1, 0})) == range(3, 128));   // (z=1) at y = 3 is above (0,0,3)
+  // v2 = the previous low corner: v3 must pass the previous high corner.
+  CHECK(allowed_list(with(again, {0, 0, 3, 0, 0})) == range(6, 128));
+  CHECK(allowed_list(with(again, {0, 0, 3, 1, 0})) == range(5, 128));  // (5,0,1) > (5,0,0)
+  // v2 = the previous high corner: v3 above the low one; y = 3 would repeat face 1, y = 5 is degenerate.
+  std::vector<int32_t> want = {4};
+  for (int32_t y : range(6, 128)) want.push_back(y);
+  CHECK(allowed_list(with(again, {0, 0, 5, 0, 0})) == want);
+  // v2 between the two: v3 above the low corner, not v2.
+  CHECK(allowed_list(with(again, {0, 0, 4, 0, 0})) == range(5, 128));
+  // v2 above the high corner: v3 may be the low corner itself.
+  want = range(3, 5);
+  for (int32_t y : range(7, 128)) want.push_back(y);
+  CHECK(allowed_list(with(again, {0, 0, 6, 0, 0})) == want);
+  // Writing face 1 again, in either corner order, is refused at its last token, and the checker says why.
+  CHECK_FALSE(allowed_next_tokens(with(again, {0, 0, 5, 0, 0}), kVocabSize)[3]);
+  CHECK_FALSE(allowed_next_tokens(with(again, {0, 0, 3, 0, 0}), kVocabSize)[5]);
+  std::string why;
+  CHECK_FALSE(follows_canonical_order(with(one, {0, 0, 0, 0, 0, 3, 0, 0, 5}), &why));
+  CHECK(why.find("repeats") != std::string::npos);
+  CHECK_FALSE(follows_canonical_order(with(one, {0, 0, 0, 0, 0, 4, 0, 0, 2}), &why));  // (v1, y2, y4) < (v1, y3, y5)
+  CHECK(why.find("before the previous face") != std::string::npos);
+  CHECK_FALSE(follows_canonical_order(with(one, {0, 0, 0, 0, 0, 4, 0, 0, 3})));  // (v1, y3, y4) < (v1, y3, y5)
+  CHECK(follows_canonical_order(with(one, {0, 0, 0, 0, 0, 6, 0, 0, 3})));        // (v1, y3, y6) > (v1, y3, y5)
 }
 
 TEST_CASE("sample: the canonical-order checker names what is wrong") {
@@ -132,7 +167,7 @@ TEST_CASE("sample: canonical token vectors pass the constrained masks token by t
 
 TEST_CASE("sample: constrained draws from random and adversarial logits are always canonical") {
   SamplingConfig cfg;  // temperature 1, top-k 50, top-p 0.95
-  int unconstrained_ok = 0;
+  int unconstrained_ok = 0, forced_ends = 0;
   for (int trial = 0; trial < 60; trial++) {
     CAPTURE(trial);
     const int mode = trial % 4;  // 0 random, 1 END favoured, 2 PAD/START favoured, 3 extremes (0 and 128)
@@ -156,11 +191,20 @@ TEST_CASE("sample: constrained draws from random and adversarial logits are alwa
     std::string why;
     CHECK_MESSAGE(follows_canonical_order(seq, &why), why);
     if (mode == 1) CHECK(seq.size() == size_t(2 * kTokensPerFace + 1));  // one face, then END at once
-    if (mode == 0 || mode == 3) CHECK(seq.size() == size_t(41 * kTokensPerFace));  // 40 faces, no END
+    if (mode == 0 || mode == 3) {
+      // 40 faces and no END, unless the faces climbed to the last one the order
+      // allows (the three largest vertices): then END was the only token left.
+      if (seq.size() != size_t(41 * kTokensPerFace)) {
+        REQUIRE(seq.back() == kEndToken);
+        CHECK(allowed_list(std::vector<int32_t>(seq.begin(), seq.end() - 1)) == std::vector<int32_t>{kEndToken});
+        forced_ends++;
+      }
+    }
     if (mode == 2) CHECK(seq.size() > size_t(kTokensPerFace));
     unconstrained_ok += follows_canonical_order(free_seq);
   }
   CHECK(unconstrained_ok < 10);  // the checker is not vacuous: free draws break the order
+  MESSAGE(forced_ends << " of 30 walks without END reached the last face the order allows");
 }
 
 TEST_CASE("sample: ./sample --constrained on the tiny golden model gives canonical sequences") {

@@ -511,6 +511,73 @@ TEST_CASE("sample: the incremental constraint state equals allowed_next_tokens()
   CHECK(fallbacks > 0);
 }
 
+TEST_CASE("sample: the full face order under walks that keep copying the previous face (ties, repeats, the top)") {
+  // Logits favour the token written 9 back (the same corner of the previous
+  // face) and the extremes 0, 1, 127, 128, so faces keep sharing their first
+  // vertex, their low corner, or all three corners, and vertices crowd the top
+  // keys: every branch of the face order. The masks must agree with the
+  // rescanning definition at every prefix, some token must always be allowed
+  // (inside a row a coordinate: no dead end), and the walks stay canonical. The
+  // same walks, rule-breaking (copying with the mask off), check the fallback.
+  int compared = 0, mismatches = 0, ties = 0, dead_ends = 0, repeat_chances = 0, repeats_allowed = 0;
+  std::string first;
+  std::vector<int32_t> cand;
+  std::vector<double> w;
+  std::vector<float> logits(kVocabSize);
+  for (int trial = 0; trial < 800; trial++) {
+    SamplingConfig cfg = kPublished;
+    cfg.seed = trial;
+    cfg.temperature = trial % 3 == 0 ? 0.0f : 1.0f;
+    const bool follow_rules = trial % 4 != 3;
+    std::vector<int32_t> seq = start_row();
+    ConstraintState s = constraint_start();
+    for (int64_t pos = kTokensPerFace - 1; pos + 1 < kTokensPerFace * 30; pos++) {
+      for (int t = 0; t < kVocabSize; t++) logits[t] = 2.0f * philox_unit_float(philox_draw(trial, pos, t).v[0]);
+      for (int32_t t : {0, 1, 127, 128}) logits[t] += 4.0f;
+      if (seq.size() >= size_t(2 * kTokensPerFace)) logits[seq[seq.size() - kTokensPerFace]] += 6.0f;
+      logits[kEndToken] = trial % 5 == 0 ? 5.0f : -20.0f;
+      const std::vector<bool> want = allowed_next_tokens(seq, kVocabSize);
+      if (incremental_allowed(s, kVocabSize) != want && mismatches++ == 0)
+        first = str("walk ", trial, " after ", seq.size(), " tokens");
+      compared++;
+      const bool inside_row = (seq.size() - kTokensPerFace) % kTokensPerFace != 0 && seq.back() != kEndToken;
+      if (follow_rules && inside_row && !std::any_of(want.begin(), want.begin() + kNumCoordinateTokens,
+                                                     [](bool a) { return a; }))
+        dead_ends++;
+      int32_t token;
+      if (follow_rules) {
+        token = sample_row(logits.data(), kVocabSize, cfg, sampling_uniform(cfg.seed, pos + 1, 0), &s, cand, w);
+        const int32_t copy = seq.size() >= size_t(2 * kTokensPerFace) ? seq[seq.size() - kTokensPerFace] : -1;
+        // The last corner of a face whose first 8 tokens copy the previous face: copying is refused.
+        if ((seq.size() - kTokensPerFace) % kTokensPerFace == 8 &&
+            std::equal(seq.end() - 8, seq.end(), seq.end() - kTokensPerFace - 8)) {
+          repeat_chances++;
+          repeats_allowed += want[copy];
+        }
+      } else {
+        token = sample_row(logits.data(), kVocabSize, cfg, sampling_uniform(cfg.seed, pos + 1, 0), nullptr, cand, w);
+      }
+      if ((seq.size() - kTokensPerFace) % kTokensPerFace == 2 && seq.size() >= size_t(2 * kTokensPerFace) &&
+          std::equal(seq.end() - 2, seq.end(), seq.end() - kTokensPerFace - 2) && token == seq[seq.size() - kTokensPerFace])
+        ties++;  // this face's first vertex is the previous face's
+      seq.push_back(token);
+      constraint_push(s, token);
+      if (token == kEndToken) break;
+    }
+    if (follow_rules) {
+      std::string why;
+      CHECK_MESSAGE(follows_canonical_order(seq, &why), str("walk ", trial, ": ", why));
+    }
+  }
+  MESSAGE(compared << " prefixes compared; " << ties << " faces shared the previous first vertex; "
+                   << repeat_chances << " faces one token from repeating the previous one");
+  CHECK_MESSAGE(mismatches == 0, first);
+  CHECK(dead_ends == 0);
+  CHECK(ties > 500);
+  CHECK(repeat_chances > 20);
+  CHECK(repeats_allowed == 0);
+}
+
 // ------------------------------------------------------------------ the row sampler
 
 TEST_CASE("sample: the row sampler, and the CUDA step's path to the token, draw the token sample_token() draws") {

@@ -1,5 +1,6 @@
 // cpu/cached_attention.cpp: the reference cached attention step, plain loops
 // in double like cpu/causal_attention.cpp (see cached_attention.h).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -9,16 +10,17 @@
 namespace iflame::ops::cpu {
 
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             int64_t length, float scale) {
+                             const std::vector<int64_t>& lengths, float scale) {
   IFLAME_CHECK(q.dtype() == DType::F32 && k_cache.dtype() == DType::F32,
                "cached_attention_step: the CPU reference takes f32 only, got ", q.describe());
   const int64_t B = q.size(0), H = q.size(1), D = q.size(2), cap = k_cache.size(1);
   Tensor o = Tensor::empty(q.shape());
   const float *Q = q.data<float>(), *K = k_cache.data<float>(), *V = v_cache.data<float>();
   float* O = o.data<float>();
-  std::vector<double> score(length), out(D);
+  std::vector<double> score(B == 0 ? 0 : *std::max_element(lengths.begin(), lengths.end())), out(D);
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
+      const int64_t length = lengths[b];
       const float* qi = Q + (b * H + h) * D;
       double max_score = -INFINITY;
       for (int64_t j = 0; j < length; j++) {

@@ -15,6 +15,7 @@
 #include "ops/cached_attention.h"
 #include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/pdl.cuh"
+#include "ops/decode_position.h"
 
 namespace iflame::ops::cuda {
 
@@ -57,15 +58,15 @@ template <typename T, bool kVector>
 __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                             T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
-                            int div, float scale_log2, float* __restrict__ partial) {
+                            int position_stride, int div, float scale_log2, float* __restrict__ partial) {
   pdl_wait();  // launched with launch_pdl (ops/cuda/pdl.cuh): q and the newest cache row come from the kernel before
   pdl_trigger();
   // The length comes from the host, or from the decoding position counter
-  // (ops/decode_position.h): rows 0 .. position / div, at most the capacity.
-  if (position) length = min(position[0] / div + 1, capacity);
+  // (ops/decode_position.h; shared, or one per row): rows 0 .. position / div, at most the capacity.
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
+  if (position) length = min(position[b * position_stride] / div + 1, capacity);
   __shared__ float part_m[kThreads], part_l[kThreads];
   __shared__ float part_acc[kThreads][kHeadDim + 1];
-  const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
   const long long row_stride = (long long)H * kHeadDim;
   const T* k_head = k + (long long)b * capacity * row_stride + (long long)h * kHeadDim;
   const T* v_head = v + (long long)b * capacity * row_stride + (long long)h * kHeadDim;
@@ -170,7 +171,7 @@ int choose_splits(long long bh, long long capacity) {
 
 namespace {
 Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t length, const int* position,
-              int div, float scale, const char* op) {
+              int position_stride, int div, float scale, const char* op) {
   check_head_dim(op, q);
   const long long bh = q.size(0) * q.size(1);
   IFLAME_CHECK(bh <= 0x7fffffffLL && k_cache.size(1) < (1LL << 30), op, ": too large: ", k_cache.describe());
@@ -188,7 +189,7 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
     const bool vector = aligned(k_cache) && aligned(v_cache);
     launch_pdl(vector ? cached_attention_kernel<T, true> : cached_attention_kernel<T, false>, grid, kThreads, 0, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(),
                o.data<T>(), static_cast<int>(q.size(1)), static_cast<int>(k_cache.size(1)),
-               static_cast<int>(length), position, div, scale * kLog2e,
+               static_cast<int>(length), position, position_stride, div, scale * kLog2e,
                splits > 1 ? partial.data<float>() : nullptr);
     if (splits > 1)
       launch_pdl(cached_attention_combine_kernel<T>, static_cast<unsigned>(bh), kHeadDim, 0, partial.data<float>(),
@@ -200,13 +201,13 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
 
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale) {
-  return launch(q, k_cache, v_cache, length, nullptr, 1, scale, "cached_attention_step");
+  return launch(q, k_cache, v_cache, length, nullptr, 0, 1, scale, "cached_attention_step");
 }
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                            const Tensor& position, int64_t div, float scale) {
-  return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), static_cast<int>(div), scale,
-                "cached_attention_at");
+  return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), position_stride(position),
+                static_cast<int>(div), scale, "cached_attention_at");
 }
 
 }  // namespace iflame::ops::cuda

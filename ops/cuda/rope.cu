@@ -11,6 +11,7 @@
 
 #include "ops/cuda/elem_util.cuh"
 #include "ops/cuda/pdl.cuh"
+#include "ops/decode_position.h"
 #include "ops/rope.h"
 
 namespace iflame::ops::cuda {
@@ -90,15 +91,14 @@ __global__ void rope_bf16x8_kernel(const bf16* __restrict__ x, bf16* __restrict_
 
 // qkv_rope_step: one thread per rotated pair (b, h, j < D/2): q and k rotated,
 // v copied; the outputs stored as T (f32, or bf16 for bf16 caches). The angle's
-// sinf/cosf are computed in place (one position per step: no table).
+// sinf/cosf are computed in place (one position per row and step: no table).
 template <typename T>
 __global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q, T* __restrict__ k_dst,
                                 T* __restrict__ v_dst, int B, int H, int half, int capacity,
-                                const int* __restrict__ position, int div, RopeFrequencies freq) {
+                                const int* __restrict__ position, int position_stride, int div,
+                                RopeFrequencies freq) {
   pdl_wait();  // launched with launch_pdl (pdl.cuh), as every kernel of a decoding step
   pdl_trigger();
-  const int pos = position[0] / div;
-  if (capacity > 0 && pos >= capacity) return;  // the host refuses such steps; never write out of bounds
   const long long pairs = (long long)B * H * half;
   const int D = 2 * half;
   const long long HD = (long long)H * D;
@@ -107,6 +107,8 @@ __global__ void qkv_rope_kernel(const float* __restrict__ qkv, T* __restrict__ q
     const int j = (int)(i % half);
     const long long bh = i / half;  // b * H + h
     const int b = (int)(bh / H), h = (int)(bh % H);
+    const int pos = position[b * position_stride] / div;
+    if (capacity > 0 && pos >= capacity) continue;  // the host refuses such steps; never write out of bounds
     const float* row = qkv + (long long)b * 3 * HD + (long long)h * D;
     const float a = (float)pos * freq.f[j];
     const float c = cosf(a), s = sinf(a);
@@ -186,7 +188,8 @@ Tensor qkv_rope_step(const Tensor& qkv, int64_t heads, const Tensor& position, i
   IFLAME_DISPATCH_ACT(k_dst.dtype(), "qkv_rope_step", {
     launch_pdl(qkv_rope_kernel<T>, grid_stride_blocks(pairs, 256), 256, 0, qkv.data<float>(), q.data<T>(),
                k_dst.data<T>(), v_dst.data<T>(), static_cast<int>(B), static_cast<int>(heads),
-               static_cast<int>(half), capacity, position.data<int32_t>(), static_cast<int>(div), freq);
+               static_cast<int>(half), capacity, position.data<int32_t>(), position_stride(position),
+               static_cast<int>(div), freq);
   });
   return q;
 }
