@@ -321,11 +321,12 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   CHECK(count == 5);
   CHECK(needed_cleaning == 0);  // constrained by default: valid by construction
   CHECK(lines.size() == 5);
-  // --unconstrained is accepted (and --constrained, the default, too).
+  // --unconstrained is accepted (and --constrained, the default, too); the folder
+  // holds this test's earlier samples, so each later run asks for --overwrite.
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "2", "--max-faces", "4", "--unconstrained", "--out",
-                 out, "--device", "cpu"}) == 0);
+                 out, "--overwrite", "--device", "cpu"}) == 0);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "1", "--max-faces", "4", "--constrained", "--out",
-                 out, "--device", "cpu"}) == 0);
+                 out, "--overwrite", "--device", "cpu"}) == 0);
 }
 
 // ------------------------------------------------------------------ the GPU
