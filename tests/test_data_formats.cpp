@@ -15,10 +15,6 @@ using namespace iflame::test;
 
 namespace {
 
-template <typename T>
-void put(std::string& s, T v) {
-  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
 
 bool near3(const std::array<float, 3>& a, float x, float y, float z) {
   return std::fabs(a[0] - x) < 1e-5f && std::fabs(a[1] - y) < 1e-5f && std::fabs(a[2] - z) < 1e-5f;

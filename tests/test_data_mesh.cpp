@@ -12,10 +12,6 @@ using namespace iflame::test;
 
 namespace {
 
-template <typename T>
-void put(std::string& s, T v) {
-  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
 
 // A quad (0,1,2,3) in the z = 0 plane plus a triangle on vertex 4.
 const std::vector<std::array<float, 3>> kVerts = {{0, 0, 0}, {1, 0, 0}, {1, 1, 0}, {0, 1, 0}, {0.5f, 0.5f, 2}};

@@ -56,6 +56,12 @@ inline std::string golden_dir() {
 }
 inline std::string golden(const std::string& name) { return golden_dir() + "/" + name; }
 
+// Appends v's bytes (host order: little-endian here) to s: binary files built in a test.
+template <typename T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
 inline Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   Tensor t = Tensor::empty(shape, DType::F32);
   Generator g(seed);
