@@ -18,12 +18,17 @@ struct ByteReader {
   size_t pos = 0;
 
   size_t left() const { return data.size() - pos; }
-  void need(size_t n, const char* what) const {
-    IFLAME_CHECK(n <= left(), name, ": file ends at byte ", data.size(), " inside ", what, " (at byte ", pos, ")");
+  void need(uint64_t n, const char* what) const {
+    IFLAME_REQUIRE(n <= left(), name, ": file ends at byte ", data.size(), " inside ", what, " (at byte ", pos, ")");
   }
   void skip(uint64_t n, const char* what) {
-    IFLAME_CHECK(n <= left(), name, ": file ends at byte ", data.size(), " inside ", what, " (at byte ", pos, ")");
+    need(n, what);
     pos += static_cast<size_t>(n);
+  }
+  // The file starts with `magic`, or it is not `what` ("an MD2 file"); reads past it.
+  void expect_magic(std::string_view magic, const char* what) {
+    IFLAME_REQUIRE(data.substr(0, magic.size()) == magic, name, ": not ", what, " (no ", magic, " magic)");
+    pos = magic.size();
   }
   template <typename T>
   T get(const char* what) {
@@ -40,7 +45,7 @@ struct ByteReader {
   float f32(const char* what) { return get<float>(what); }
   // n items of `item_bytes` each must still fit in the file (guards huge counts).
   void need_items(uint64_t n, uint64_t item_bytes, const char* what) const {
-    IFLAME_CHECK(item_bytes == 0 || n <= left() / item_bytes, name, ": ", n, " ", what, " (", item_bytes,
+    IFLAME_REQUIRE(item_bytes == 0 || n <= left() / item_bytes, name, ": ", n, " ", what, " (", item_bytes,
                  " bytes each) at byte ", pos, " do not fit in the ", data.size(), "-byte file");
   }
 };

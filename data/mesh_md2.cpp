@@ -15,8 +15,7 @@ namespace iflame {
 
 Mesh parse_md2(std::string_view data, const std::string& name, MeshTraits* traits) {
   scan::ByteReader in{data, name};
-  IFLAME_REQUIRE(data.size() >= 4 && data.substr(0, 4) == "IDP2", name, ": not an MD2 file (no IDP2 magic)");
-  in.pos = 4;
+  in.expect_magic("IDP2", "an MD2 file");
   const int32_t version = in.i32("the header");
   IFLAME_REQUIRE(version == 8, name, ": MD2 version ", version, " (only 8 is known)");
   int32_t h[15];

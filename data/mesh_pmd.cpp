@@ -14,8 +14,7 @@ namespace iflame {
 
 Mesh parse_pmd(std::string_view data, const std::string& name, MeshTraits* traits) {
   scan::ByteReader in{data, name};
-  IFLAME_REQUIRE(data.size() >= 4 && data.substr(0, 4) == "PSMD", name, ": not a PMD file (no PSMD magic)");
-  in.pos = 4;
+  in.expect_magic("PSMD", "a PMD file");
   const uint32_t version = in.u32("the header");
   IFLAME_REQUIRE(version >= 1 && version <= 4, name, ": PMD version ", version, " (1 to 4 are known)");
   const uint32_t rest = in.u32("the header");

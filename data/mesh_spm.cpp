@@ -21,8 +21,7 @@ namespace iflame {
 
 Mesh parse_spm(std::string_view data, const std::string& name, MeshTraits* traits) {
   scan::ByteReader in{data, name};
-  IFLAME_REQUIRE(data.size() >= 2 && data.substr(0, 2) == "SP", name, ": not an SPM file (no SP magic)");
-  in.pos = 2;
+  in.expect_magic("SP", "an SPM file");
   const uint8_t kind_byte = in.u8("the header");
   IFLAME_REQUIRE((kind_byte >> 3) == 1, name, ": SPM version ", kind_byte >> 3, " (only 1 is known)");
   const int kind = kind_byte & 7;
