@@ -161,7 +161,7 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
   if (!config_.quiet) {
     const std::string cpu_note = cuda_available() ? "" : " (" + cuda_unavailable_reason() + ")";
     std::printf("device    %s\n", device_ == Device::CUDA ? cuda_device_description().c_str() : ("cpu" + cpu_note).c_str());
-    if (device_ == Device::CUDA) std::printf("kernels   %s\n", gpu_paths_description().c_str());
+    if (device_ == Device::CUDA) std::printf("gpu paths %s\n", gpu_paths_description().c_str());
     std::printf("model     %s (%s), %.2fM parameters, %s matrix products, recompute %s\n", model_label_.c_str(),
                 model_->config().describe().c_str(), model_->parameters().count() / 1e6, precision.c_str(),
                 recompute_label(recompute_, config_.forward_context(device_).ffn_recompute_blocks).c_str());
