@@ -100,11 +100,18 @@ std::vector<Tensor> reset_tensors(const DecodeState& st) {
   return t;
 }
 
+// Which levels run at level-0 position pos: 0 (level 0 only), 1 (and level 1), 2 (and the bottleneck).
+int phase_of(int64_t pos) { return pos % 9 == 8 ? 2 : pos % 3 == 2 ? 1 : 0; }
+
 // The device work of step(): nothing here changes host state or waits.
 void enqueue_step(DecodeState& st, const Tensor& tok) {
   const ModelWeights& model = *st.model;
   const int64_t p = st.pos;
   if (st.row_resets.defined()) ops::zero_flagged_rows(reset_tensors(st), st.row_resets);
+  if (st.persistent) {
+    st.persistent->step(tok.view({st.batch}), phase_of(p));
+    return;
+  }
   Tensor x = ops::embedding_forward(model.embedding, tok, DType::F32);
   x = stage_step(st, 0, rms_norm(x, model.norm));
   st.skip0.copy_from(x);
@@ -142,7 +149,66 @@ Tensor step_tokens(DecodeState& st, const Tensor& tokens) {
 
 size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 
+// The persistent step's view of a state: the same weights, caches and buffers.
+ops::PersistentDecodeModel persistent_view(const DecodeState& st) {
+  const ModelWeights& model = *st.model;
+  const DecodeWeights& w = *st.weights;
+  ops::PersistentDecodeModel m;
+  m.heads = model.config().heads;
+  m.embedding = model.embedding;
+  m.norm = model.norm.weight;
+  m.norm_eps = model.norm.eps;
+  m.skip_weights = model.skip_weights;
+  for (int s = 0; s < ModelWeights::kStages; s++)
+    for (size_t i = 0; i < model.stages[s].size(); i++) {
+      const BlockWeights& a = model.stages[s][i];
+      const DecodeBlockWeights& b = w.blocks[s][i];
+      const BlockCache& c = st.caches[s][i];
+      ops::PersistentBlock p;
+      p.full = a.full;
+      p.qkv = b.qkv;
+      p.out = b.out;
+      p.ff12 = b.ff12;
+      p.ff3 = b.ff3;
+      p.ff12_bias = b.ff12_bias;
+      p.ff3_bias = b.ff3_bias;
+      p.norm1 = a.norm1.weight;
+      p.norm2 = a.norm2.weight;
+      p.attn_norm = a.attn_norm.weight;
+      p.norm1_eps = a.norm1.eps;
+      p.norm2_eps = a.norm2.eps;
+      p.attn_norm_eps = a.attn_norm.eps;
+      p.slopes = a.slopes;
+      p.k_cache = c.k;
+      p.v_cache = c.v;
+      p.state = c.state;
+      m.stages[s].push_back(p);
+    }
+  m.output = w.output;
+  m.output_bias = w.output_bias;
+  m.position = st.position;
+  m.group0 = st.group0;
+  m.group1 = st.group1;
+  m.skip0 = st.skip0;
+  m.skip1 = st.skip1;
+  m.out1 = st.out1;
+  m.out2 = st.out2;
+  m.logits = st.logits;
+  return m;
+}
+
+// Why the persistent step cannot run on st ("" when it can).
+std::string why_not_persistent(const DecodeState& st) {
+  if (st.model->device() != Device::CUDA) return "it needs a GPU";
+  if (st.weights->matmul != DType::BF16) return "it needs bf16 products (--precision bf16)";
+  return ops::persistent_decode_unsupported(persistent_view(st));
+}
+
 }  // namespace
+
+const char* decode_step_name(DecodeStep s) {
+  return s == DecodeStep::Layered ? "layered" : s == DecodeStep::Persistent ? "persistent" : "auto";
+}
 
 int stage_level(int stage) {
   static const int levels[ModelWeights::kStages] = {0, 1, 2, 2, 1, 0};
@@ -202,7 +268,7 @@ size_t DecodeState::cache_bytes() const {
   return n;
 }
 
-DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx) {
+DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx, DecodeStep path) {
   IFLAME_CHECK(batch >= 1 && max_len >= 1, "decode: need batch >= 1 and max_len >= 1, got ", batch, " and ",
                max_len);
   IFLAME_CHECK(max_len < (int64_t(1) << 30), "decode: max_len ", max_len, " is too large");
@@ -241,6 +307,12 @@ DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, For
   st.out2 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
   st.logits = Tensor::zeros({batch, cfg.vocab}, DType::F32, dev);
   st.token_buffer = Tensor::zeros({batch, 1}, DType::I32, dev);
+  if (path != DecodeStep::Layered) {
+    st.persistent_problem = why_not_persistent(st);
+    IFLAME_CHECK(path == DecodeStep::Auto || st.persistent_problem.empty(),
+                 "decode: the persistent step cannot run here: ", st.persistent_problem);
+    if (st.persistent_problem.empty()) st.persistent = std::make_shared<ops::PersistentDecode>(persistent_view(st));
+  }
   return st;
 }
 
@@ -253,12 +325,8 @@ Tensor step(DecodeState& st, const Tensor& tokens) {
 
 // ---- CUDA graphs ----
 
-namespace {
-int phase_of(int64_t pos) { return pos % 9 == 8 ? 2 : pos % 3 == 2 ? 1 : 0; }
-}  // namespace
-
 void DecodeGraphs::step(DecodeState& st, const Tensor& device_tokens, const std::function<void()>& after) {
-  if (!st.model || st.model->device() != Device::CUDA) {
+  if (!st.model || st.model->device() != Device::CUDA || st.persistent) {
     infer::step(st, device_tokens);
     after();
     return;

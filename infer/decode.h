@@ -32,14 +32,21 @@
 // RMSNorm, one product for q|k|v, RoPE + cache write, attention, the output
 // product, residual add + RMSNorm in one kernel, one product for proj1|proj2,
 // the gate, proj3, and the residual add fused with the next block's RMSNorm.
+//
+// The persistent step (ops/persistent_decode.h) does the same work on the same
+// weights and state as ONE cooperative kernel per position, for 1 to 8 rows
+// with bf16 products on the GPU: begin() makes it when asked (DecodeStep), and
+// step() and DecodeGraphs then launch it instead of the layered kernels.
 #pragma once
 #include <array>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/forward_context.h"
 #include "nn/model_weights.h"
+#include "ops/persistent_decode.h"
 
 namespace iflame::infer {
 
@@ -61,6 +68,13 @@ struct DecodeWeights {
   Tensor output, output_bias;
 };
 std::shared_ptr<const DecodeWeights> prepare_decode_weights(const ModelWeights& model, DType matmul);
+
+// Which kernels run a step: the layered ones (the reference, any batch,
+// precision and device), the persistent kernel (batch <= 8, bf16 products, a
+// GPU with cooperative launches; begin() fails where it cannot run), or Auto:
+// persistent where it can run, else layered.
+enum class DecodeStep { Layered, Persistent, Auto };
+const char* decode_step_name(DecodeStep s);  // "layered", "persistent", "auto"
 
 struct DecodeState {
   std::shared_ptr<const ModelWeights> model;  // the model's weights (nn/model_weights.h), as read
@@ -86,6 +100,11 @@ struct DecodeState {
   Tensor out1, out2;      // latest decoder_blocks.0 output, latest bottleneck output (zeros before)
   Tensor logits;          // f32 [B, V]: the last step's output
   Tensor token_buffer;    // i32 [B, 1] on the device, for tokens handed in from the host
+  std::shared_ptr<ops::PersistentDecode> persistent;  // set: steps run the persistent kernel
+  std::string persistent_problem;  // with DecodeStep::Auto: why the persistent step could not run
+
+  // "persistent" or "layered": the kernels this state's steps run.
+  const char* step_path() const { return persistent ? "persistent" : "layered"; }
 
   // Bytes held by caches, states and buffers (what a longer max_len grows).
   size_t cache_bytes() const;
@@ -95,8 +114,11 @@ struct DecodeState {
 int stage_level(int stage);
 
 // A fresh state for `batch` sequences of at most max_len tokens, with its
-// weights prepared for ctx.matmul. An IFlame converts to its ModelWeights.
-DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx = {});
+// weights prepared for ctx.matmul, stepped by the kernels `path` names. An
+// IFlame converts to its ModelWeights.
+DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx = {},
+                  DecodeStep path = DecodeStep::Layered);
+
 
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting
@@ -110,7 +132,8 @@ Tensor step(DecodeState& state, const Tensor& tokens);
 // initialisation happens outside a capture), together with whatever `after` queues (the
 // sampler, say), which must itself be graph-safe: no host syncs, no position in
 // its kernel arguments, its outputs in buffers that outlive the step. Tokens must
-// stay in one device buffer. On the CPU it simply calls step() and `after`.
+// stay in one device buffer. On the CPU, and for a state with the persistent
+// step (already one launch per position), it simply calls step() and `after`.
 class DecodeGraphs {
  public:
   DecodeGraphs() = default;

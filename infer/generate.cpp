@@ -54,7 +54,7 @@ std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64
   const int rows = static_cast<int>(std::min<int64_t>(batch, samples));
   DeviceSampler sampler(model.device(), rows, prompt, capacity, model.config().vocab, cfg.sampling,
                         cfg.constrained, first_sample_id, samples);
-  DecodeState st = begin(model, rows, capacity, cfg.ctx);
+  DecodeState st = begin(model, rows, capacity, cfg.ctx, cfg.decode_step);
   // Continuous batching: a row the sampler hands a new sample starts over at the next step.
   if (samples > rows) st.row_resets = sampler.restarts();
   // A sample holds a row for at most capacity steps plus up to 8 of waiting for
@@ -81,6 +81,7 @@ std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64
     stats->steps = st.pos;
     stats->sampled_tokens = sampler.sampled_tokens();
     stats->cache_bytes = st.cache_bytes();
+    stats->decode_step = st.step_path();
     stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return seqs;

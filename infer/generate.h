@@ -20,6 +20,7 @@ struct GenerateConfig {
   ForwardContext ctx;      // matmul precision
   bool constrained = true;   // mask tokens that break the canonical order (infer/constrain.h); false: the raw model
   bool cuda_graphs = true;   // GPU: replay each step from a CUDA graph (infer/decode.h)
+  DecodeStep decode_step = DecodeStep::Layered;  // which kernels run a step (infer/decode.h)
 };
 
 struct GenerateStats {
@@ -28,6 +29,7 @@ struct GenerateStats {
   int64_t sampled_tokens = 0;    // tokens drawn, over all rows (END included)
   double seconds = 0;            // wall time of the whole loop
   size_t cache_bytes = 0;        // of the decode state
+  const char* decode_step = "";  // the kernels that ran the steps: "persistent" or "layered"
 };
 
 // Samples `batch` sequences; row b draws with sample id first_sample_id + b.

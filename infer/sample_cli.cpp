@@ -66,6 +66,9 @@ std::string usage() {
     "  --precision P        " + precision_help(23) + "\n"
     "  --no-graphs          GPU: launch every kernel of a step instead of replaying the step from a\n"
     "                       CUDA graph (slower; for comparison and debugging)\n"
+    "  --decode-step S      persistent: one cooperative kernel per position (GPU, bf16, batch <= 8);\n"
+    "                       layered: a kernel per op (any batch, precision, device); auto: persistent\n"
+    "                       where it can run, else layered (default auto)\n"
     "\n"
     "  --bench              decode --tokens positions at --batch on a random model, print tokens/s\n"
     "                       (decoding alone; with the device sampler, plain and constrained, with\n"
@@ -87,6 +90,7 @@ std::string usage() {
 struct Options {
   std::string ckpt, prompt, png, out = "samples", format = "obj", device, model = "shapenet";
   std::string precision;  // "" = bf16 on the GPU, f32 on the CPU (core/flags.h)
+  std::string decode_step = "auto";
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
@@ -103,6 +107,7 @@ Options parse(int argc, char** argv) {
     else if (f.is("--unconstrained")) o.unconstrained = true;
     else if (f.is("--constrained")) {}  // the default; accepted for old command lines
     else if (f.is("--no-graphs")) o.no_graphs = true;
+    else if (f.is("--decode-step")) o.decode_step = f.choice({"persistent", "layered", "auto"});
     else if (f.is("--overwrite")) o.overwrite = true;
     else if (f.is("--ckpt")) o.ckpt = f.text();
     else if (f.is("-n")) o.n = f.integer<int>(1, 1 << 20);
@@ -124,6 +129,12 @@ Options parse(int argc, char** argv) {
   }
   if (o.profile && !o.bench && !o.help) throw UsageError("--profile goes with --bench");
   return o;
+}
+
+DecodeStep decode_step_of(const Options& o) {
+  return o.decode_step == "persistent" ? DecodeStep::Persistent
+         : o.decode_step == "layered"  ? DecodeStep::Layered
+                                       : DecodeStep::Auto;
 }
 
 // On the CPU a decoding step multiplies B-row matrices, which the CPU gemm splits
@@ -213,6 +224,7 @@ int run_sampling(const Options& o) {
   cfg.constrained = !o.unconstrained;
   cfg.cuda_graphs = !o.no_graphs;
   cfg.ctx.matmul = matmul;
+  cfg.decode_step = decode_step_of(o);
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
@@ -223,6 +235,7 @@ int run_sampling(const Options& o) {
   int64_t sampled = 0;
   double seconds = 0;
   size_t cache_bytes = 0;
+  std::string step_path = "layered";
   std::vector<Mesh> sheet_meshes;  // kept only for --png
   std::vector<std::string> sheet_labels;
   // Continuous batching keeps every sample's tokens on the device until its
@@ -237,6 +250,7 @@ int run_sampling(const Options& o) {
     sampled += stats.sampled_tokens;
     seconds += stats.seconds;
     cache_bytes = std::max(cache_bytes, stats.cache_bytes / std::min(batch, b));
+    step_path = stats.decode_step;
     for (int i = 0; i < b; i++) {
       CleanedSample c = clean_sample(seqs[i].tokens);
       char name[64];
@@ -269,7 +283,11 @@ int run_sampling(const Options& o) {
       "whole run (%s, batch %d, %s): %lld tokens sampled in %.2f s (%.2f s in the sampling loop) = %.1f tokens/s, "
       "%.2f meshes/s; cache %.1f MiB per sequence\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3],
-      device == Device::CPU ? "CPU" : o.no_graphs ? "GPU, kernels launched one by one" : "GPU, CUDA graphs", batch,
+      device == Device::CPU          ? "CPU"
+      : step_path == "persistent"    ? "GPU, persistent step"
+      : o.no_graphs                  ? "GPU, kernels launched one by one"
+                                     : "GPU, CUDA graphs",
+      batch,
       cfg.constrained ? "constrained" : "unconstrained", static_cast<long long>(sampled), run_seconds, seconds,
       run_seconds > 0 ? sampled / run_seconds : 0.0, run_seconds > 0 ? o.n / run_seconds : 0.0,
       mib(double(cache_bytes)));
@@ -306,8 +324,8 @@ int run_bench(const Options& o) {
   // each step), or replayed from CUDA graphs (each position's tokens copied
   // into the one buffer the graphs read, outside the graphs).
   enum RunMode { kPlain, kLogitsToHost, kGraphs };
-  auto time_run = [&](RunMode mode, const char* label) {
-    DecodeState st = begin(model, B, N, ctx);
+  auto time_run = [&](RunMode mode, const char* label, DecodeStep path) {
+    DecodeState st = begin(model, B, N, ctx, path);
     DecodeGraphs graphs;
     Tensor feed = Tensor::zeros({B}, DType::I32, device);
     cuda_synchronize();
@@ -328,13 +346,26 @@ int run_bench(const Options& o) {
   };
   // With --profile the warm-up is profiled too (so the profiler's event pool
   // has grown before the profiled run); the two timed runs are not.
+  // The step --decode-step picks (infer/decode.h), found on a one-position state.
+  const DecodeState probe = begin(model, B, 1, ctx, decode_step_of(o));
+  const bool persistent = probe.persistent != nullptr;
+  std::printf("bench: decode step %s (--decode-step %s%s%s)\n", probe.step_path(), o.decode_step.c_str(),
+              probe.persistent_problem.empty() ? "" : "; the persistent step cannot run: ",
+              probe.persistent_problem.c_str());
   profiler::set_enabled(o.profile);
-  time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):");
+  time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):",
+           DecodeStep::Layered);
   profiler::set_enabled(false);
   profiler::reset();
-  size_t bytes = time_run(kPlain, "decode only (one sync at the end):");
-  time_run(kLogitsToHost, "decode + logits to host every step:");
-  if (device == Device::CUDA) time_run(kGraphs, "decode only, CUDA graphs:");
+  size_t bytes = time_run(kPlain, "decode only (one sync at the end):", DecodeStep::Layered);
+  time_run(kLogitsToHost, "decode + logits to host every step:", DecodeStep::Layered);
+  if (device == Device::CUDA) time_run(kGraphs, "decode only, CUDA graphs:", DecodeStep::Layered);
+  // Both paths where both apply: the persistent step after a warm-up of its own.
+  if (persistent) {
+    time_run(kPlain, "persistent step warm-up:", DecodeStep::Persistent);
+    time_run(kPlain, "persistent step, decode only:", DecodeStep::Persistent);
+    time_run(kLogitsToHost, "persistent step + logits to host:", DecodeStep::Persistent);
+  }
   // The device sampler (infer/device_sampler.h) at the published settings: inside
   // the decoding loop as generate() runs it (the model's draws fed back; rows that
   // end keep stepping, so every run is N steps), the same with the step and the
@@ -347,12 +378,12 @@ int run_bench(const Options& o) {
     for (int b = 0; b < B; b++) fixed[size_t(b) * V + kEndToken] = -1e30f;
     const Tensor fixed_logits = Tensor::from_floats(fixed, {B, V}).to(device);
     enum Mode { kAlone, kDecode, kGraphs };
-    auto time_sampling = [&](Mode mode, bool constrained, const char* label) {
+    auto time_sampling = [&](Mode mode, bool constrained, const char* label, DecodeStep path = DecodeStep::Layered) {
       SamplingConfig sampling;
       sampling.seed = o.seed;
       DeviceSampler sampler(device, B, std::vector<int32_t>(kTokensPerFace, kStartToken), N, V, sampling,
                             constrained, 0);
-      DecodeState st = begin(model, B, N, ctx);
+      DecodeState st = begin(model, B, N, ctx, path);
       DecodeGraphs graphs;
       cuda_synchronize();
       auto t0 = std::chrono::steady_clock::now();
@@ -374,13 +405,17 @@ int run_bench(const Options& o) {
     time_sampling(kDecode, true, "decode + constrained device sampling:");
     time_sampling(kGraphs, false, "the same in CUDA graphs (DecodeGraphs):");
     time_sampling(kGraphs, true, "constrained, in CUDA graphs:");
+    if (persistent) {
+      time_sampling(kDecode, false, "persistent step + device sampling:", DecodeStep::Persistent);
+      time_sampling(kDecode, true, "persistent step + constrained sampling:", DecodeStep::Persistent);
+    }
     time_sampling(kAlone, false, "device sampling alone:");
     time_sampling(kAlone, true, "constrained device sampling alone:");
   }
   std::vector<profiler::OpStats> profile;
   if (o.profile) {
     profiler::set_enabled(true);
-    time_run(kPlain, "decode only, every op profiled:");
+    time_run(kPlain, "decode only, every op profiled:", DecodeStep::Layered);
     profile = profiler::collect();
     profiler::set_enabled(false);
     profiler::reset();
