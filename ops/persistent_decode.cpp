@@ -19,15 +19,18 @@ std::string shape_string(const Shape& shape) {
   return s + "]";
 }
 
-// "" when t is a defined, contiguous CUDA tensor of dtype and shape; else the problem.
+// "" when t is a defined, contiguous CUDA tensor of dtype and shape; else the
+// problem. The kernel reads bf16 tensors (weights, caches) as 16-byte words:
+// they must be 16-byte aligned too.
 std::string tensor_problem(const char* name, const Tensor& t, DType dtype, const Shape& shape) {
   std::ostringstream s;
   if (!t.defined()) {
     s << name << " is missing";
-  } else if (t.device() != Device::CUDA || t.dtype() != dtype || t.shape() != shape || !t.is_contiguous() ||
-             !aligned16(t)) {
-    s << name << " must be a contiguous, 16-byte aligned " << dtype_name(dtype) << " tensor of shape "
-      << shape_string(shape) << " on the GPU, got " << t.describe();
+  } else if (t.device() != Device::CUDA || t.dtype() != dtype || t.shape() != shape || !t.is_contiguous()) {
+    s << name << " must be a contiguous " << dtype_name(dtype) << " tensor of shape " << shape_string(shape)
+      << " on the GPU, got " << t.describe();
+  } else if (dtype == DType::BF16 && !aligned16(t)) {
+    s << name << " is not 16-byte aligned";
   }
   return s.str();
 }

@@ -115,11 +115,32 @@ __device__ void stage_rows(float* xs, const float* x, int B, int K, const float*
   __syncthreads();
 }
 
+// acc += the 8 products of w's bf16 and x[0..8) (shared memory, 16-byte
+// aligned: two 16-byte reads), in small_product.cu's order.
 __device__ __forceinline__ void add_bf16x8(float* acc, const uint4 w, const float* x) {
   float wf[8];
   unpack_bf16x8(w, wf);
+  const float4 lo = *reinterpret_cast<const float4*>(x), hi = *reinterpret_cast<const float4*>(x + 4);
+  const float xs[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
-  for (int i = 0; i < 8; i++) *acc = fmaf(wf[i], x[i], *acc);
+  for (int i = 0; i < 8; i++) *acc = fmaf(wf[i], xs[i], *acc);
+}
+
+// Asks L2 for the weight rows this warp takes in a later product phase
+// (product_rows' assignment of rows), 128-byte lines, lanes interleaved: issued
+// before a barrier, the lines come in while the grid waits, so the next product
+// phase starts from L2 instead of HBM. No effect on any value.
+__device__ void prefetch_rows(const bf16* W, int K, int outputs, bool gate) {
+  const int lane = threadIdx.x % 32, lines = (K * (int)sizeof(bf16) + 127) / 128;
+  for (int out = blockIdx.x * kWarps + threadIdx.x / 32; out < outputs; out += gridDim.x * kWarps)
+    for (int l = lane; l < lines; l += 32) {
+      const char* a = reinterpret_cast<const char*>(W + (long long)out * K) + l * 128;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+      if (gate) {
+        const char* c = reinterpret_cast<const char*>(W + (long long)(out + outputs) * K) + l * 128;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c));
+      }
+    }
 }
 
 // The grid's warps over the output rows of W [N, K] (bf16) times the staged
@@ -349,7 +370,9 @@ __device__ void linear_attention_phase(const StepArgs& a, const BlockPlan& blk, 
 }
 
 // One stage's blocks at level position p / div; x holds the stage's input and
-// then its output. Five phases per block, a grid barrier after each. Not
+// then its output. Five phases per block, a grid barrier after each; before
+// each barrier the weights of the next product phase but one are prefetched to
+// L2 (out_proj during q|k|v, proj1|proj2 during attention, and so on). Not
 // inlined: one copy serves the six stages (ptxas takes minutes otherwise).
 __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, float* smem, cg::grid_group& grid) {
   const int B = a.B, d = a.d, HD = a.HD;
@@ -361,11 +384,13 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
       product_rows(smem, blk.qkv, nullptr, B, d, 3 * HD, false,
                    [&](int b, int n, float v, float) { a.qkv[(long long)b * 3 * HD + n] = v; });
     }
+    prefetch_rows(blk.out, HD, d, false);
     grid.sync();
     if (blk.full)
       softmax_attention_phase(a, blk, div, smem);
     else
       linear_attention_phase(a, blk, div);
+    prefetch_rows(blk.ff12, d, F, true);
     grid.sync();
     if (block_has_rows(d)) {  // [attn_norm,] out_proj, residual
       if (blk.full)
@@ -377,12 +402,14 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
         a.h[k] = ld(a.x + k) + v;
       });
     }
+    prefetch_rows(blk.ff3, F, d, false);
     grid.sync();
     if (block_has_rows(F)) {  // norm2, proj1|proj2, gate
       stage_rows(smem, a.h, B, d, blk.norm2, blk.norm2_eps);
       product_rows(smem, blk.ff12, blk.ff12_bias, B, d, F, true,
                    [&](int b, int u, float g, float c) { a.gate[(long long)b * F + u] = g * sigmoid(g) * c; });
     }
+    if (i + 1 < a.stage_count[stage]) prefetch_rows(a.blocks[a.stage_first[stage] + i + 1].qkv, d, 3 * HD, false);
     grid.sync();
     if (block_has_rows(d)) {  // proj3, bias, residual
       stage_rows(smem, a.gate, B, F, nullptr, 0.0f);
@@ -393,6 +420,11 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     }
     grid.sync();
   }
+}
+
+// The first q|k|v weights of a stage, before the barrier ahead of it.
+__device__ void prefetch_stage(const StepArgs& a, int stage) {
+  if (a.stage_count[stage] > 0) prefetch_rows(a.blocks[a.stage_first[stage]].qkv, a.d, 3 * a.HD, false);
 }
 
 // The hourglass glue, element by element over [B, d] (infer/decode.cpp's
@@ -436,24 +468,30 @@ __device__ void glue_phase(const StepArgs& a, Glue which) {
 }
 
 __global__ void __launch_bounds__(kThreads) persistent_decode_kernel(const StepArgs a) {
-  extern __shared__ float smem[];
+  extern __shared__ float4 shared_words[];  // float4: 16-byte aligned for add_bf16x8's reads
+  float* smem = reinterpret_cast<float*>(shared_words);
   cg::grid_group grid = cg::this_grid();
+  prefetch_stage(a, 0);
   embed_phase(a);
   grid.sync();
   run_stage(a, 0, 1, smem, grid);
+  prefetch_stage(a, a.phase == 0 ? 5 : 1);
   glue_phase(a, kAfterEncoder0);
   grid.sync();
   if (a.phase >= 1) {
     run_stage(a, 1, 3, smem, grid);
+    prefetch_stage(a, a.phase == 1 ? 4 : 2);
     glue_phase(a, kAfterEncoder1);
     grid.sync();
     if (a.phase == 2) {
       run_stage(a, 2, 9, smem, grid);
       run_stage(a, 3, 9, smem, grid);
+      prefetch_stage(a, 4);
       glue_phase(a, kAfterBottleneck);
       grid.sync();
     }
     run_stage(a, 4, 3, smem, grid);
+    prefetch_stage(a, 5);
     glue_phase(a, kAfterDecoder0);
     grid.sync();
   }
