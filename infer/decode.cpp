@@ -309,8 +309,9 @@ DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, For
   st.token_buffer = Tensor::zeros({batch, 1}, DType::I32, dev);
   if (path != DecodeStep::Layered) {
     st.persistent_problem = why_not_persistent(st);
-    IFLAME_CHECK(path == DecodeStep::Auto || st.persistent_problem.empty(),
-                 "decode: the persistent step cannot run here: ", st.persistent_problem);
+    // A user's choice (--decode-step persistent): an input error, no source location.
+    IFLAME_REQUIRE(path == DecodeStep::Auto || st.persistent_problem.empty(),
+                   "decode: the persistent step cannot run here: ", st.persistent_problem);
     if (st.persistent_problem.empty()) st.persistent = std::make_shared<ops::PersistentDecode>(persistent_view(st));
   }
   return st;

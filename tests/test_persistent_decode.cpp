@@ -26,6 +26,8 @@
 #include "infer/decode.h"
 #include "nn/model_weights.h"
 #include "nn/state.h"
+#include "infer/sample_cli.h"
+#include "tests/cli_fixtures.h"
 #include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 
@@ -137,6 +139,20 @@ TEST_CASE("persistent decoding: Auto falls back to the layered step where the pe
   CHECK_THROWS_WITH_AS(begin(*model, 2, 20, ForwardContext{DType::BF16}, DecodeStep::Persistent),
                        doctest::Contains("the persistent step cannot run here: it needs a GPU"), Error);
   CHECK(std::string(decode_step_name(DecodeStep::Auto)) == "auto");
+}
+
+TEST_CASE("persistent decoding: ./sample --bench says which step it runs; --decode-step persistent without a GPU is refused") {
+  auto sample = [](const std::vector<std::string>& args) { return run_program_main(sample_main, "sample", args); };
+  ProgramRun r = sample({"--bench", "--model", "tiny", "--tokens", "14", "--device", "cpu"});
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("bench: decode step layered (--decode-step auto; the persistent step cannot run: it needs a GPU)") !=
+        std::string::npos);
+  r = sample({"--bench", "--model", "tiny", "--tokens", "14", "--device", "cpu", "--decode-step", "persistent"});
+  CHECK(r.status != 0);
+  CHECK(r.err == "sample: error: decode: the persistent step cannot run here: it needs a GPU\n");
+  r = sample({"--bench", "--decode-step", "fast"});
+  CHECK(r.status != 0);
+  CHECK(r.err.find("--decode-step") != std::string::npos);
 }
 
 TEST_CASE("persistent decoding: Auto picks it for batch <= 8 with bf16 products, not above or in f32" * needs_gpu()) {
