@@ -349,9 +349,11 @@ int run_bench(const Options& o) {
   // The step --decode-step picks (infer/decode.h), found on a one-position state.
   const DecodeState probe = begin(model, B, 1, ctx, decode_step_of(o));
   const bool persistent = probe.persistent != nullptr;
-  std::printf("bench: decode step %s (--decode-step %s%s%s)\n", probe.step_path(), o.decode_step.c_str(),
+  std::printf("bench: decode step %s (--decode-step %s%s%s)", probe.step_path(), o.decode_step.c_str(),
               probe.persistent_problem.empty() ? "" : "; the persistent step cannot run: ",
               probe.persistent_problem.c_str());
+  if (persistent) std::printf(": one cooperative launch of %d blocks per position", probe.persistent->blocks());
+  std::printf("\n");
   profiler::set_enabled(o.profile);
   time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):",
            DecodeStep::Layered);

@@ -41,7 +41,10 @@ namespace {
 Tensor logits_of(const ModelWeights& model, const Tensor& tokens, DType matmul, DecodeStep path) {
   const int64_t B = tokens.size(0), T = tokens.size(1), V = model.config().vocab;
   DecodeState st = begin(model, B, T, ForwardContext{matmul}, path);
-  if (path == DecodeStep::Persistent) REQUIRE(st.persistent != nullptr);
+  if (path == DecodeStep::Persistent) {
+    REQUIRE(st.persistent != nullptr);
+    MESSAGE("persistent step: " << st.persistent->blocks() << " blocks of 256 threads per launch");
+  }
   Tensor out = Tensor::empty({B, T, V}, DType::F32, Device::CPU);
   for (int64_t t = 0; t < T; t++) {
     const Tensor column = tokens.select(1, t).contiguous().to(model.device());
