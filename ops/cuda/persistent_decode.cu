@@ -143,27 +143,46 @@ __device__ void prefetch_rows(const bf16* W, int K, int outputs, bool gate) {
     }
 }
 
-// The grid's warps over the output rows of W [N, K] (bf16) times the staged
-// rows xs: epilogue(b, n, a, c) gets a = sum_k xs[b, k] W[n, k] + bias[n], and
-// with `gate` (outputs = N / 2 pairs) c, the same for row n + outputs.
-template <typename Epilogue>
+// Weight words chunk + 32 u (u < kUnroll) of rows wa and wc (wc only with
+// `gate`), zero past the row's chunks.
+__device__ __forceinline__ void load_words(const uint4* wa, const uint4* wc, int first, int chunks, bool gate,
+                                           uint4 (&va)[kUnroll], uint4 (&vc)[kUnroll]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; u++) {
+    const int chunk = first + 32 * u;
+    va[u] = chunk < chunks ? __ldg(wa + chunk) : make_uint4(0, 0, 0, 0);
+    vc[u] = chunk < chunks && gate ? __ldg(wc + chunk) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// A product phase of a block with rows in it: the grid's warps over the output
+// rows of W [N, K] (bf16) times the rows that stage() puts in xs;
+// epilogue(b, n, a, c) gets a = sum_k xs[b, k] W[n, k] + bias[n], and with
+// `gate` (outputs = N / 2 pairs) c, the same for row n + outputs. The first
+// weight words of the warp's first row are loaded before stage() runs (every
+// thread of the block calls it): the weights do not depend on the staged rows,
+// so their loads and the staging's overlap. Sums in small_product.cu's order.
+template <typename Stage, typename Epilogue>
 __device__ void product_rows(const float* xs, const bf16* W, const float* bias, int B, int K, int outputs, bool gate,
-                             Epilogue epilogue) {
+                             Stage stage, Epilogue epilogue) {
   const int lane = threadIdx.x % 32, chunks = K / 8;
-  for (int out = blockIdx.x * kWarps + threadIdx.x / 32; out < outputs; out += gridDim.x * kWarps) {
+  int out = blockIdx.x * kWarps + threadIdx.x / 32;
+  uint4 va[kUnroll], vc[kUnroll];
+  {
+    const int row = out < outputs ? out : 0;
+    load_words(reinterpret_cast<const uint4*>(W + (long long)row * K),
+               reinterpret_cast<const uint4*>(W + (long long)(row + outputs) * K), lane, out < outputs ? chunks : 0,
+               gate, va, vc);
+  }
+  stage();
+  for (bool loaded = true; out < outputs; out += gridDim.x * kWarps, loaded = false) {
     const uint4* wa = reinterpret_cast<const uint4*>(W + (long long)out * K);
     const uint4* wc = reinterpret_cast<const uint4*>(W + (long long)(out + outputs) * K);  // read with `gate` only
     float acc_a[kMaxRows], acc_c[kMaxRows];
 #pragma unroll
     for (int b = 0; b < kMaxRows; b++) acc_a[b] = acc_c[b] = 0.0f;
     for (int first = lane; first < chunks; first += 32 * kUnroll) {
-      uint4 va[kUnroll], vc[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; u++) {
-        const int chunk = first + 32 * u;
-        va[u] = chunk < chunks ? __ldg(wa + chunk) : make_uint4(0, 0, 0, 0);
-        vc[u] = chunk < chunks && gate ? __ldg(wc + chunk) : make_uint4(0, 0, 0, 0);
-      }
+      if (!loaded || first != lane) load_words(wa, wc, first, chunks, gate, va, vc);
 #pragma unroll
       for (int u = 0; u < kUnroll; u++) {
         const int chunk = first + 32 * u;
@@ -380,9 +399,9 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     const BlockPlan& blk = a.blocks[a.stage_first[stage] + i];
     const int F = blk.hidden;
     if (block_has_rows(3 * HD)) {  // norm1, q|k|v
-      stage_rows(smem, a.x, B, d, blk.norm1, blk.norm1_eps);
-      product_rows(smem, blk.qkv, nullptr, B, d, 3 * HD, false,
-                   [&](int b, int n, float v, float) { a.qkv[(long long)b * 3 * HD + n] = v; });
+      product_rows(
+          smem, blk.qkv, nullptr, B, d, 3 * HD, false, [&] { stage_rows(smem, a.x, B, d, blk.norm1, blk.norm1_eps); },
+          [&](int b, int n, float v, float) { a.qkv[(long long)b * 3 * HD + n] = v; });
     }
     prefetch_rows(blk.out, HD, d, false);
     grid.sync();
@@ -393,11 +412,13 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     prefetch_rows(blk.ff12, d, F, true);
     grid.sync();
     if (block_has_rows(d)) {  // [attn_norm,] out_proj, residual
-      if (blk.full)
-        stage_softmax_output(smem, a, blk, div);
-      else
-        stage_rows(smem, a.att, B, HD, blk.attn_norm, blk.attn_norm_eps);
-      product_rows(smem, blk.out, nullptr, B, HD, d, false, [&](int b, int n, float v, float) {
+      auto stage = [&] {
+        if (blk.full)
+          stage_softmax_output(smem, a, blk, div);
+        else
+          stage_rows(smem, a.att, B, HD, blk.attn_norm, blk.attn_norm_eps);
+      };
+      product_rows(smem, blk.out, nullptr, B, HD, d, false, stage, [&](int b, int n, float v, float) {
         const long long k = (long long)b * d + n;
         a.h[k] = ld(a.x + k) + v;
       });
@@ -405,15 +426,15 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     prefetch_rows(blk.ff3, F, d, false);
     grid.sync();
     if (block_has_rows(F)) {  // norm2, proj1|proj2, gate
-      stage_rows(smem, a.h, B, d, blk.norm2, blk.norm2_eps);
-      product_rows(smem, blk.ff12, blk.ff12_bias, B, d, F, true,
-                   [&](int b, int u, float g, float c) { a.gate[(long long)b * F + u] = g * sigmoid(g) * c; });
+      product_rows(
+          smem, blk.ff12, blk.ff12_bias, B, d, F, true, [&] { stage_rows(smem, a.h, B, d, blk.norm2, blk.norm2_eps); },
+          [&](int b, int u, float g, float c) { a.gate[(long long)b * F + u] = g * sigmoid(g) * c; });
     }
     if (i + 1 < a.stage_count[stage]) prefetch_rows(a.blocks[a.stage_first[stage] + i + 1].qkv, d, 3 * HD, false);
     grid.sync();
     if (block_has_rows(d)) {  // proj3, bias, residual
-      stage_rows(smem, a.gate, B, F, nullptr, 0.0f);
-      product_rows(smem, blk.ff3, blk.ff3_bias, B, F, d, false, [&](int b, int n, float v, float) {
+      auto stage = [&] { stage_rows(smem, a.gate, B, F, nullptr, 0.0f); };
+      product_rows(smem, blk.ff3, blk.ff3_bias, B, F, d, false, stage, [&](int b, int n, float v, float) {
         const long long k = (long long)b * d + n;
         a.x[k] = ld(a.h + k) + v;
       });
@@ -497,9 +518,9 @@ __global__ void __launch_bounds__(kThreads) persistent_decode_kernel(const StepA
   }
   run_stage(a, 5, 1, smem, grid);
   if (block_has_rows(a.V)) {  // output_proj (no norm before it)
-    stage_rows(smem, a.x, a.B, a.d, nullptr, 0.0f);
-    product_rows(smem, a.output, a.output_bias, a.B, a.d, a.V, false,
-                 [&](int b, int n, float v, float) { a.logits[(long long)b * a.V + n] = v; });
+    product_rows(
+        smem, a.output, a.output_bias, a.B, a.d, a.V, false, [&] { stage_rows(smem, a.x, a.B, a.d, nullptr, 0.0f); },
+        [&](int b, int n, float v, float) { a.logits[(long long)b * a.V + n] = v; });
   }
   // Every read of the position is behind the last barrier.
   if (blockIdx.x == 0)
