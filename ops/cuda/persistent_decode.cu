@@ -155,6 +155,31 @@ __device__ __forceinline__ void load_words(const uint4* wa, const uint4* wc, int
   }
 }
 
+// Asks L2 for `bytes` from base on, 128-byte lines spread over every thread of the grid.
+__device__ void prefetch_lines(const void* base, long long bytes) {
+  const char* p = static_cast<const char*>(base);
+  const long long stride = (long long)gridDim.x * blockDim.x * 128;
+  for (long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 128; i < bytes; i += stride)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p + i));
+}
+
+// What the attention phase of blk will read besides q|k|v, asked of L2 before the
+// barrier ahead of it: each row's cached K and V rows 0 .. p (all heads: one
+// contiguous run per row), or the linear-attention states. No effect on any value.
+__device__ void prefetch_attention_inputs(const StepArgs& a, const BlockPlan& blk, int div) {
+  if (blk.full) {
+    const long long row_bytes = (long long)a.H * kHead * sizeof(bf16);
+    for (int b = 0; b < a.B; b++) {
+      const long long length = min(level_position(a, b, div) + 1, blk.capacity);
+      const long long first = (long long)b * blk.capacity * a.H * kHead;
+      prefetch_lines(blk.k_cache + first, length * row_bytes);
+      prefetch_lines(blk.v_cache + first, length * row_bytes);
+    }
+  } else {
+    prefetch_lines(blk.state, (long long)a.B * a.H * kHead * kHead * (long long)sizeof(float));
+  }
+}
+
 // A product phase of a block with rows in it: the grid's warps over the output
 // rows of W [N, K] (bf16) times the rows that stage() puts in xs;
 // epilogue(b, n, a, c) gets a = sum_k xs[b, k] W[n, k] + bias[n], and with
@@ -391,7 +416,8 @@ __device__ void linear_attention_phase(const StepArgs& a, const BlockPlan& blk, 
 // One stage's blocks at level position p / div; x holds the stage's input and
 // then its output. Five phases per block, a grid barrier after each; before
 // each barrier the weights of the next product phase but one are prefetched to
-// L2 (out_proj during q|k|v, proj1|proj2 during attention, and so on). Not
+// L2 (out_proj during q|k|v, proj1|proj2 during attention, and so on), and
+// during q|k|v the caches or states the attention will read. Not
 // inlined: one copy serves the six stages (ptxas takes minutes otherwise).
 __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, float* smem, cg::grid_group& grid) {
   const int B = a.B, d = a.d, HD = a.HD;
@@ -403,6 +429,7 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
           smem, blk.qkv, nullptr, B, d, 3 * HD, false, [&] { stage_rows(smem, a.x, B, d, blk.norm1, blk.norm1_eps); },
           [&](int b, int n, float v, float) { a.qkv[(long long)b * 3 * HD + n] = v; });
     }
+    prefetch_attention_inputs(a, blk, div);
     prefetch_rows(blk.out, HD, d, false);
     grid.sync();
     if (blk.full)
