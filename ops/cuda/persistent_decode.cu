@@ -439,13 +439,13 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     prefetch_rows(blk.ff12, d, F, true);
     grid.sync();
     if (block_has_rows(d)) {  // [attn_norm,] out_proj, residual
-      auto stage = [&] {
+      auto stage_input = [&] {
         if (blk.full)
           stage_softmax_output(smem, a, blk, div);
         else
           stage_rows(smem, a.att, B, HD, blk.attn_norm, blk.attn_norm_eps);
       };
-      product_rows(smem, blk.out, nullptr, B, HD, d, false, stage, [&](int b, int n, float v, float) {
+      product_rows(smem, blk.out, nullptr, B, HD, d, false, stage_input, [&](int b, int n, float v, float) {
         const long long k = (long long)b * d + n;
         a.h[k] = ld(a.x + k) + v;
       });
@@ -460,8 +460,8 @@ __device__ __noinline__ void run_stage(const StepArgs& a, int stage, int div, fl
     if (i + 1 < a.stage_count[stage]) prefetch_rows(a.blocks[a.stage_first[stage] + i + 1].qkv, d, 3 * HD, false);
     grid.sync();
     if (block_has_rows(d)) {  // proj3, bias, residual
-      auto stage = [&] { stage_rows(smem, a.gate, B, F, nullptr, 0.0f); };
-      product_rows(smem, blk.ff3, blk.ff3_bias, B, F, d, false, stage, [&](int b, int n, float v, float) {
+      auto stage_input = [&] { stage_rows(smem, a.gate, B, F, nullptr, 0.0f); };
+      product_rows(smem, blk.ff3, blk.ff3_bias, B, F, d, false, stage_input, [&](int b, int n, float v, float) {
         const long long k = (long long)b * d + n;
         a.x[k] = ld(a.h + k) + v;
       });
