@@ -45,6 +45,7 @@ constexpr int kMaxSplits = 32;
 constexpr int kPartial = kHead + 2;      // a split's (M, l, acc[32])
 constexpr int kUnroll = 4;               // weight words a lane has in flight per row
 constexpr int kBlocksPerSm = 2;          // at most: more blocks make every barrier slower
+constexpr long long kAttentionPrefetch = 8LL << 20;  // bytes of K/V rows asked of L2 ahead of an attention phase
 constexpr float kLog2e = 1.4426950408889634f;
 // Shared memory of a softmax-attention unit: q and the new k|v row, then the
 // per-thread (m, l, acc[32]) of the block merge (acc rows padded to 33).
@@ -164,19 +165,28 @@ __device__ void prefetch_lines(const void* base, long long bytes) {
 }
 
 // What the attention phase of blk will read besides q|k|v, asked of L2 before the
-// barrier ahead of it: each row's cached K and V rows 0 .. p (all heads: one
-// contiguous run per row), or the linear-attention states. No effect on any value.
+// barrier ahead of it: the linear-attention states, or the first cached K and V
+// rows of each split (all heads: a split's rows are one contiguous run), at most
+// kAttentionPrefetch bytes in all, so a long cache cannot push out of L2 what
+// the prefetch brought in before it is read. No effect on any value.
 __device__ void prefetch_attention_inputs(const StepArgs& a, const BlockPlan& blk, int div) {
-  if (blk.full) {
-    const long long row_bytes = (long long)a.H * kHead * sizeof(bf16);
-    for (int b = 0; b < a.B; b++) {
-      const long long length = min(level_position(a, b, div) + 1, blk.capacity);
-      const long long first = (long long)b * blk.capacity * a.H * kHead;
-      prefetch_lines(blk.k_cache + first, length * row_bytes);
-      prefetch_lines(blk.v_cache + first, length * row_bytes);
-    }
-  } else {
+  if (!blk.full) {
     prefetch_lines(blk.state, (long long)a.B * a.H * kHead * kHead * (long long)sizeof(float));
+    return;
+  }
+  const long long row_elems = (long long)a.H * kHead, row_bytes = row_elems * (long long)sizeof(bf16);
+  for (int b = 0; b < a.B; b++) {
+    const int length = min(level_position(a, b, div) + 1, blk.capacity);
+    const int splits = split_count(length, a.max_splits), chunk = (length + splits - 1) / splits;
+    const long long budget = kAttentionPrefetch / (2 * row_bytes * a.B * splits);  // rows per split, K and V each
+    for (int s = 0; s < splits; s++) {
+      const long long first = (long long)s * chunk;
+      const long long rows = min(min((long long)chunk, length - first), budget > 0 ? budget : 1);
+      if (rows <= 0) continue;
+      const long long offset = ((long long)b * blk.capacity + first) * row_elems;
+      prefetch_lines(blk.k_cache + offset, rows * row_bytes);
+      prefetch_lines(blk.v_cache + offset, rows * row_bytes);
+    }
   }
 }
 
