@@ -26,7 +26,7 @@
 // golden/tokens_*.npy) pass every step.
 //
 // allowed_next_tokens() rescans the sequence: it is the readable definition.
-// Sampling uses the O(1) twin in infer/sampling_core.h (ConstraintState,
+// Sampling uses the O(1) twin in ops/sampling_core.h (ConstraintState,
 // constraint_mask, constraint_allows), on the model's device; the tests hold the
 // two equal prefix by prefix. The code is kept apart on purpose, so the test
 // compares two implementations, not one with itself.

@@ -1,57 +1,22 @@
-// device_sampler.cpp: DeviceSampler's set-up, checks and host reads, and its CPU
-// step: the row sampler of infer/sampling_core.h in a loop over the rows (the
-// CUDA step is in device_sampler.cu).
+// device_sampler.cpp: DeviceSampler's set-up, checks and host reads; each step
+// is the sampling op (ops/sample_step.h) on the rows it keeps.
 #include "infer/device_sampler.h"
 
 #include <algorithm>
-#include <cstring>
-#include <type_traits>
 
+#include "core/counter_poll.h"
 #include "core/error.h"
 #include "ops/dispatch.h"
 
 namespace iflame::infer {
 
-static_assert(std::is_trivially_copyable<SampleRow>::value && sizeof(SampleRow) % 8 == 0,
-              "SampleRow is stored as raw i32 words on the device");
 constexpr int64_t kRowWords = sizeof(SampleRow) / sizeof(int32_t);
 
 namespace {
 
 SampleRow* row_data(const Tensor& rows) { return reinterpret_cast<SampleRow*>(rows.data<int32_t>()); }
 
-// The largest vocabulary the CUDA step takes: a block keeps each token's logit,
-// weight, rank slot and flag in shared memory (17 bytes a token, 48 KiB at most).
-constexpr int kMaxCudaVocab = 2048;
-
 }  // namespace
-
-int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, float u,
-                   const ConstraintState* constraint, std::vector<int32_t>& candidates,
-                   std::vector<double>& weights) {
-  candidates.clear();
-  if (constraint) {
-    const ConstraintMask mask = constraint_mask(*constraint);
-    for (int32_t t = 0; t < vocab; t++)
-      if (constraint_allows(mask, t)) candidates.push_back(t);
-  } else {
-    for (int32_t t = 0; t < vocab; t++)
-      if (plain_allows(t)) candidates.push_back(t);
-  }
-  if (candidates.empty())
-    for (int32_t t = 0; t < vocab; t++) candidates.push_back(t);
-  const int n = static_cast<int>(candidates.size());
-  const int keep = sampling_is_greedy(cfg) ? 1 : sampling_keep(cfg, n);
-  // candidate_before is a total order, so the first `keep` are those a full sort puts there.
-  std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), [&](int32_t a, int32_t b) {
-    return candidate_before(logits[a], a, logits[b], b);
-  });
-  if (sampling_is_greedy(cfg)) return candidates[0];
-  weights.resize(keep);
-  const float top = logits[candidates[0]];
-  for (int i = 0; i < keep; i++) weights[i] = candidate_weight(logits[candidates[i]], top, cfg.temperature);
-  return candidates[nucleus_pick(weights.data(), keep, cfg.top_p, u)];
-}
 
 DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t>& prompt, int64_t capacity,
                              int vocab, const SamplingConfig& cfg, bool constrained, uint64_t first_sample_id,
@@ -69,8 +34,8 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   IFLAME_CHECK(samples >= 0 && samples < (int64_t(1) << 31) - 1 - batch, "DeviceSampler: ", samples,
                " samples is out of range");
   IFLAME_CHECK(vocab >= kVocabSize, "DeviceSampler: vocabulary of ", vocab, " is smaller than ", kVocabSize);
-  IFLAME_CHECK(device == Device::CPU || vocab <= kMaxCudaVocab, "DeviceSampler: the CUDA sampler takes at most ",
-               kMaxCudaVocab, " tokens, got ", vocab);
+  IFLAME_CHECK(device == Device::CPU || vocab <= ops::kMaxSampleStepVocab,
+               "DeviceSampler: the CUDA sampler takes at most ", ops::kMaxSampleStepVocab, " tokens, got ", vocab);
   IFLAME_CHECK(prompt.size() >= size_t(kTokensPerFace) &&
                    std::all_of(prompt.begin(), prompt.begin() + kTokensPerFace,
                                [](int32_t t) { return t == kStartToken; }),
@@ -83,8 +48,8 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   const int64_t rows_with_samples = std::min<int64_t>(batch, samples_);
 
   fresh_ = SampleRow{};
-  fresh_.constraint = constraint_start();
-  for (size_t i = kTokensPerFace; i < prompt.size(); i++) constraint_push(fresh_.constraint, prompt[i]);
+  fresh_.constraint = ops::constraint_start();
+  for (size_t i = kTokensPerFace; i < prompt.size(); i++) ops::constraint_push(fresh_.constraint, prompt[i]);
   fresh_.length = static_cast<int32_t>(prompt.size());
   Tensor rows = Tensor::zeros({batch, kRowWords}, DType::I32);
   Tensor history = Tensor::zeros({samples_, capacity + 1}, DType::I32);
@@ -102,16 +67,14 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   ends_ = Tensor::zeros({samples_, 2}, DType::I32, device);
   next_ = Tensor::full({1}, float(rows_with_samples), DType::I32, device);
   restarts_ = Tensor::zeros({batch}, DType::I32, device);
-  candidates_.reserve(vocab);
-  weights_.reserve(vocab);
 #ifdef IFLAME_CUDA
-  if (device == Device::CUDA) poll_ = cuda::counter_poll_create();
+  if (device == Device::CUDA) poll_ = new CounterPoll;
 #endif
 }
 
 DeviceSampler::~DeviceSampler() {
 #ifdef IFLAME_CUDA
-  if (poll_) cuda::counter_poll_destroy(poll_);
+  delete poll_;
 #endif
 }
 
@@ -136,37 +99,15 @@ void DeviceSampler::queue_draws(const Tensor& logits) {
                    logits.device() == device_ && logits.shape() == Shape({batch_, vocab_}),
                "DeviceSampler: logits must be contiguous f32 [", batch_, ", ", vocab_, "] on ", device_name(device_),
                ", got ", logits.describe());
-  SampleEnd* ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
-  if (device_ == Device::CUDA) {
-    const cuda::RefillArgs refill{refill_, fresh_, first_sample_id_, samples_, next_.data<int32_t>(), ends,
-                                  restarts_.data<int32_t>()};
-    CUDA_ONLY(cuda::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_, refill));
-    return;
-  }
-  const float* L = logits.data<float>();
-  int32_t* history = history_.data<int32_t>();
-  int32_t* feed = feed_.data<int32_t>();
-  int32_t* restarts = restarts_.data<int32_t>();
-  SampleRow* rows = row_data(rows_);
-  for (int b = 0; b < batch_; b++) {
-    SampleRow& r = rows[b];
-    int32_t* h = history + int64_t(r.sample_id - first_sample_id_) * (capacity_ + 1);
-    if (row_draws_at(r, r.position)) {
-      const float u = sampling_uniform(cfg_.seed, r.position + 1, r.sample_id);
-      const int32_t token = sample_row(L + int64_t(b) * vocab_, vocab_, cfg_, u,
-                                       constrained_ ? &r.constraint : nullptr, candidates_, weights_);
-      if (accept_draw(r, h, token, r.position, capacity_)) {
-        ends[r.sample_id - first_sample_id_] = {r.length, r.ended};
-        (*active_.data<int32_t>())--;
-      }
-    }
-    feed[b] = finish_step(r, h);
-    if (!refill_) continue;
-    restarts[b] = row_can_refill(r);
-    if (!restarts[b]) continue;
-    refill_row(r, fresh_, (*next_.data<int32_t>())++, samples_, first_sample_id_);
-    feed[b] = history[int64_t(r.sample_id - first_sample_id_) * (capacity_ + 1)];
-  }
+  ops::SampleQueue queue;
+  queue.refill = refill_;
+  queue.fresh = fresh_;
+  queue.first_sample_id = first_sample_id_;
+  queue.samples = samples_;
+  queue.next = next_.data<int32_t>();
+  queue.ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
+  queue.restarts = restarts_.data<int32_t>();
+  ops::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_, queue);
 }
 
 bool DeviceSampler::finished() {
@@ -176,7 +117,7 @@ bool DeviceSampler::finished() {
   } else if (device_ == Device::CPU) {
     finished_ = *active_.data<int32_t>() == 0;
   } else if (next_position_ % kPollEvery == 0) {
-    CUDA_ONLY(finished_ = cuda::counter_poll(poll_, active_) == 0);
+    CUDA_ONLY(finished_ = poll_->poll(active_) == 0);
   }
   return finished_;
 }

@@ -5,13 +5,13 @@
 //   history  i32 [B, capacity + 1]  the prompt, then the accepted draws;
 //   history  i32 [samples, capacity + 1] with continuous batching (below);
 //   rows     SampleRow [B]           length, done / ended flags, draws, sample id and
-//                                    the O(1) constraint state (infer/sampling_core.h);
+//                                    the O(1) constraint state (ops/sampling_core.h);
 //   feed     i32 [B]                 the token each row feeds at the next position;
 //   active   i32 [1]                 how many rows (samples) are not done.
 // step(logits, position) takes the logits of the step that fed `position` (they
 // predict token position + 1; each row counts positions itself, the host
 // checks its count) and, for every row that draws there, draws with
-// the row sampler of sampling_core.h (temperature, top-k, top-p, the Philox draw
+// the sampling op ops/sample_step.h (temperature, top-k, top-p, the Philox draw
 // of (seed, position + 1, sample id), PAD and START banned; with `constrained`,
 // only the tokens allowed_next_tokens() of infer/constrain.h allows), appends the
 // token, and writes the next feed. Rows still inside the prompt feed its next
@@ -19,11 +19,11 @@
 // launch (a block per row) with no host sync and no allocation; on the CPU the same
 // core runs in a loop. The tokens equal those of the host loop generate.cpp ran
 // before (sample_tokens / sample_token + constrained_banned_tokens) exactly on the
-// CPU; on the GPU up to exp() rounding (infer/sampling_core.h says when that matters).
+// CPU; on the GPU up to exp() rounding (ops/sampling_core.h says when that matters).
 //
 // Continuous batching (samples > batch): the B rows hold samples 0 .. samples-1
 // in turn. A row whose sample is done takes the next one at its next face
-// boundary (row_can_refill, infer/sampling_core.h), starting over at position 0:
+// boundary (row_can_refill, ops/sampling_core.h), starting over at position 0:
 // restarts() flags it for that step, so the decoder zeroes its rows
 // (DecodeState::row_resets, infer/decode.h); with none left it goes idle. The
 // histories are kept per sample ([samples, capacity + 1]), draws are named by
@@ -45,9 +45,18 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "infer/sampling_core.h"
+#include "infer/sampler.h"
+#include "ops/sample_step.h"
+
+namespace iflame {
+class CounterPoll;  // core/counter_poll.h (CUDA builds)
+}
 
 namespace iflame::infer {
+
+// A row's state and a finished sample's end, as the sampling op keeps them.
+using ops::SampleEnd;
+using ops::SampleRow;
 
 // One generated sequence: the prompt, the sampled tokens, and END when the
 // model ended it (a sequence that hit the face limit has no END).
@@ -55,8 +64,6 @@ struct GeneratedSequence {
   std::vector<int32_t> tokens;
   bool ended = false;
 };
-
-struct CounterPoll;  // GPU only: pinned slots and events (device_sampler.cu)
 
 class DeviceSampler {
  public:
@@ -124,40 +131,7 @@ class DeviceSampler {
   Tensor restarts_;  // i32 [B]
   int64_t next_position_ = 0;
   bool finished_ = false;
-  // CPU scratch, reused every step.
-  std::vector<int32_t> candidates_;
-  std::vector<double> weights_;
-  // GPU: pinned slots and events of the counter poll (device_sampler.cu).
-  CounterPoll* poll_ = nullptr;
+  CounterPoll* poll_ = nullptr;  // GPU: how finished() reads the counter
 };
-
-// The CPU row sampler (what DeviceSampler's CPU step runs for one row): the token
-// sample_token() draws from logits[0 .. vocab) with draw u, banning everything
-// outside the allowed set: PAD and START when `constraint` is null, else what
-// constraint_mask(*constraint) allows. candidates / weights are scratch space.
-int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, float u,
-                   const ConstraintState* constraint, std::vector<int32_t>& candidates,
-                   std::vector<double>& weights);
-
-namespace cuda {
-// Continuous batching's part of the step (refill: off without it).
-struct RefillArgs {
-  bool refill;
-  SampleRow fresh;
-  uint64_t first_sample_id;
-  int64_t samples;
-  int32_t* next;       // i32 [1]
-  SampleEnd* ends;     // [samples]
-  int32_t* restarts;   // i32 [B]
-};
-// The step kernel: one block per row (device_sampler.cu).
-void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
-                 const SamplingConfig& cfg, bool constrained, int64_t capacity, const RefillArgs& refill);
-CounterPoll* counter_poll_create();
-void counter_poll_destroy(CounterPoll* poll);
-// Queues a copy of *counter into a pinned slot and returns the value of the copy
-// queued by the previous call, waiting for it if needed; -1 on the first call.
-int counter_poll(CounterPoll* poll, const Tensor& counter);
-}  // namespace cuda
 
 }  // namespace iflame::infer

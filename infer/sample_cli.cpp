@@ -76,6 +76,10 @@ std::string usage() {
     "                       sequence (no checkpoint needed)\n"
     "  --model NAME         preset for --bench: shapenet, small, tiny (default shapenet)\n"
     "  --tokens N           positions decoded by --bench (default 900)\n"
+    "  --quick              with --bench: a warm-up of at most 900 positions, then only the run that\n"
+    "                       sampling makes (decoding with the constrained device sampler, from CUDA\n"
+    "                       graphs on the GPU): one pass of --tokens for long lengths (36,018 = 4,000\n"
+    "                       faces) instead of ten\n"
     "  --profile            with --bench: one more decode-only run with every op timed (CUDA events\n"
     "                       on the GPU, wall clock on the CPU), then a table per op: calls, time,\n"
     "                       share, TFLOP/s, GB/s and time against its FLOP/byte floor on an H100\n"
@@ -95,6 +99,7 @@ struct Options {
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
   bool bench = false, help = false, unconstrained = false, profile = false, no_graphs = false, overwrite = false;
+  bool quick = false;  // --bench: only the run generate() makes, after a short warm-up
 };
 
 Options parse(int argc, char** argv) {
@@ -104,6 +109,7 @@ Options parse(int argc, char** argv) {
     if (f.is_help()) o.help = true;
     else if (f.is("--bench")) o.bench = true;
     else if (f.is("--profile")) o.profile = true;
+    else if (f.is("--quick")) o.quick = true;
     else if (f.is("--unconstrained")) o.unconstrained = true;
     else if (f.is("--constrained")) {}  // the default; accepted for old command lines
     else if (f.is("--no-graphs")) o.no_graphs = true;
@@ -128,6 +134,7 @@ Options parse(int argc, char** argv) {
     else f.unknown();
   }
   if (o.profile && !o.bench && !o.help) throw UsageError("--profile goes with --bench");
+  if (o.quick && !o.bench && !o.help) throw UsageError("--quick goes with --bench");
   return o;
 }
 
@@ -324,13 +331,13 @@ int run_bench(const Options& o) {
   // each step), or replayed from CUDA graphs (each position's tokens copied
   // into the one buffer the graphs read, outside the graphs).
   enum RunMode { kPlain, kLogitsToHost, kGraphs };
-  auto time_run = [&](RunMode mode, const char* label, DecodeStep path) {
+  auto time_run = [&](RunMode mode, const char* label, int steps, DecodeStep path) {
     DecodeState st = begin(model, B, N, ctx, path);
     DecodeGraphs graphs;
     Tensor feed = Tensor::zeros({B}, DType::I32, device);
     cuda_synchronize();
     auto t0 = std::chrono::steady_clock::now();
-    for (int t = 0; t < N; t++) {
+    for (int t = 0; t < steps; t++) {
       if (mode == kGraphs) {
         feed.copy_from(on_device.select(0, t));
         graphs.step(st, feed, [] {});
@@ -341,11 +348,10 @@ int run_bench(const Options& o) {
     }
     cuda_synchronize();
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step\n", label, s, double(B) * N / s, 1e3 * s / N);
+    std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step\n", label, s, double(B) * steps / s,
+                1e3 * s / steps);
     return st.cache_bytes();
   };
-  // With --profile the warm-up is profiled too (so the profiler's event pool
-  // has grown before the profiled run); the two timed runs are not.
   // The step --decode-step picks (infer/decode.h), found on a one-position state.
   const DecodeState probe = begin(model, B, 1, ctx, decode_step_of(o));
   const bool persistent = probe.persistent != nullptr;
@@ -354,19 +360,24 @@ int run_bench(const Options& o) {
               probe.persistent_problem.c_str());
   if (persistent) std::printf(": one cooperative launch of %d blocks per position", probe.persistent->blocks());
   std::printf("\n");
+  // With --profile the warm-up is profiled too (so the profiler's event pool
+  // has grown before the profiled run); the two timed runs are not.
   profiler::set_enabled(o.profile);
-  time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):",
-           DecodeStep::Layered);
+  const size_t bytes =
+      time_run(kPlain, o.profile ? "warm-up (allocator, cuBLAS, kernels, events):" : "warm-up (allocator, cuBLAS, kernels):",
+               o.quick ? std::min(N, 900) : N, DecodeStep::Layered);
   profiler::set_enabled(false);
   profiler::reset();
-  size_t bytes = time_run(kPlain, "decode only (one sync at the end):", DecodeStep::Layered);
-  time_run(kLogitsToHost, "decode + logits to host every step:", DecodeStep::Layered);
-  if (device == Device::CUDA) time_run(kGraphs, "decode only, CUDA graphs:", DecodeStep::Layered);
+  if (!o.quick) {
+    time_run(kPlain, "decode only (one sync at the end):", N, DecodeStep::Layered);
+    time_run(kLogitsToHost, "decode + logits to host every step:", N, DecodeStep::Layered);
+    if (device == Device::CUDA) time_run(kGraphs, "decode only, CUDA graphs:", N, DecodeStep::Layered);
+  }
   // Both paths where both apply: the persistent step after a warm-up of its own.
   if (persistent) {
-    time_run(kPlain, "persistent step warm-up:", DecodeStep::Persistent);
-    time_run(kPlain, "persistent step, decode only:", DecodeStep::Persistent);
-    time_run(kLogitsToHost, "persistent step + logits to host:", DecodeStep::Persistent);
+    time_run(kPlain, "persistent step warm-up:", std::min(N, 900), DecodeStep::Persistent);
+    time_run(kPlain, "persistent step, decode only:", N, DecodeStep::Persistent);
+    if (!o.quick) time_run(kLogitsToHost, "persistent step + logits to host:", N, DecodeStep::Persistent);
   }
   // The device sampler (infer/device_sampler.h) at the published settings: inside
   // the decoding loop as generate() runs it (the model's draws fed back; rows that
@@ -403,29 +414,42 @@ int run_bench(const Options& o) {
       std::printf("  %-40s %8.3f s  %10.1f tokens/s  %8.3f ms/step  (%lld draws)\n", label, s, double(B) * N / s,
                   1e3 * s / N, static_cast<long long>(sampler.sampled_tokens()));
     };
-    time_sampling(kDecode, false, "decode + device sampling:");
-    time_sampling(kDecode, true, "decode + constrained device sampling:");
-    time_sampling(kGraphs, false, "the same in CUDA graphs (DecodeGraphs):");
-    time_sampling(kGraphs, true, "constrained, in CUDA graphs:");
-    if (persistent) {
-      time_sampling(kDecode, false, "persistent step + device sampling:", DecodeStep::Persistent);
-      time_sampling(kDecode, true, "persistent step + constrained sampling:", DecodeStep::Persistent);
+    if (o.quick) {  // what generate() runs
+      time_sampling(device == Device::CUDA ? kGraphs : kDecode, true,
+                    device == Device::CUDA ? "constrained, in CUDA graphs:" : "decode + constrained device sampling:");
+      if (persistent)
+        time_sampling(kDecode, true, "persistent step + constrained sampling:", DecodeStep::Persistent);
+    } else {
+      time_sampling(kDecode, false, "decode + device sampling:");
+      time_sampling(kDecode, true, "decode + constrained device sampling:");
+      time_sampling(kGraphs, false, "the same in CUDA graphs (DecodeGraphs):");
+      time_sampling(kGraphs, true, "constrained, in CUDA graphs:");
+      if (persistent) {
+        time_sampling(kDecode, false, "persistent step + device sampling:", DecodeStep::Persistent);
+        time_sampling(kDecode, true, "persistent step + constrained sampling:", DecodeStep::Persistent);
+      }
+      time_sampling(kAlone, false, "device sampling alone:");
+      time_sampling(kAlone, true, "constrained device sampling alone:");
     }
-    time_sampling(kAlone, false, "device sampling alone:");
-    time_sampling(kAlone, true, "constrained device sampling alone:");
   }
   std::vector<profiler::OpStats> profile;
   if (o.profile) {
     profiler::set_enabled(true);
-    time_run(kPlain, "decode only, every op profiled:", DecodeStep::Layered);
+    time_run(kPlain, "decode only, every op profiled:", N, DecodeStep::Layered);
     profile = profiler::collect();
     profiler::set_enabled(false);
     profiler::reset();
   }
-  const int64_t published = int64_t(kTokensPerFace) * 801;  // START + 800 faces
-  DecodeState one = begin(model, 1, published, ctx);
-  std::printf("  cache: %.2f MiB per sequence at %d positions; %.2f MiB per sequence at %lld (800 faces)\n",
-              mib(double(bytes) / B), N, mib(double(one.cache_bytes())), static_cast<long long>(published));
+  // The cache of one sequence at the published ShapeNet length (800 faces) and
+  // at the Objaverse length of 4,000 faces (issue 25): START + F faces, as
+  // generate() sizes it for --max-faces F.
+  std::printf("  cache: %.2f MiB per sequence at %d positions", mib(double(bytes) / B), N);
+  for (int64_t faces : {800, 4000}) {
+    const int64_t positions = int64_t(kTokensPerFace) * (faces + 1);
+    std::printf("; %.2f MiB at %lld (%lld faces)", mib(double(begin(model, 1, positions, ctx).cache_bytes())),
+                static_cast<long long>(positions), static_cast<long long>(faces));
+  }
+  std::printf("\n");
   if (o.profile) {
     double op_ms = 0;
     for (const profiler::OpStats& row : profile) op_ms += row.ms;

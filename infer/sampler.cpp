@@ -1,5 +1,5 @@
 // sampler.cpp: temperature, top-k and top-p sampling on the host, the reference
-// of infer/sampling_core.h (see sampler.h).
+// of ops/sampling_core.h (see sampler.h).
 #include "infer/sampler.h"
 
 #include <algorithm>

@@ -10,17 +10,22 @@
 // PAD and START are never drawn (the model is never trained to predict them).
 //
 // The sampling loop (infer/generate.cpp) does not call these: it draws with
-// infer/device_sampler.h, on the model's device, from the per-row pieces of
-// infer/sampling_core.h (SamplingConfig and sampling_uniform live there too),
-// which give exactly sample_token()'s token for the same logits and draw. These
+// infer/device_sampler.h, on the model's device, through the sampling op
+// (ops/sample_step.h) built from the per-row pieces of ops/sampling_core.h
+// (SamplingConfig and sampling_uniform live there too), which give exactly
+// sample_token()'s token for the same logits and draw. These
 // plain functions stay as the readable definition the tests hold it to.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "infer/sampling_core.h"
+#include "ops/sampling_core.h"
 
 namespace iflame::infer {
+
+// The settings and the draw, shared with the sampling op.
+using ops::SamplingConfig;
+using ops::sampling_uniform;
 
 // One token from logits[0 .. vocab) given the uniform draw u. Tokens in `banned`
 // are never chosen (unless nothing else is left).

@@ -6,7 +6,7 @@
 
 #include "core/random.h"
 #include "core/tokens.h"
-#include "infer/sampling_core.h"
+#include "ops/sampling_core.h"
 #include "nn/iflame.h"
 
 namespace iflame::test {
@@ -33,7 +33,7 @@ inline Tensor random_tokens(int64_t B, int64_t T, uint64_t seed) {
   std::vector<int32_t> t(B * T);
   for (int64_t b = 0; b < B; b++)
     for (int64_t i = 0; i < T; i++) {
-      float u = infer::sampling_uniform(seed, i, b);
+      float u = ops::sampling_uniform(seed, i, b);
       t[b * T + i] = i < kTokensPerFace ? kStartToken : static_cast<int32_t>(u * 129) % 129;
       if (i >= kTokensPerFace && u > 0.995f) t[b * T + i] = kEndToken;
     }

@@ -286,6 +286,32 @@ TEST_CASE("eval: COV, MMD and 1-NNA on hand-made distance matrices (ties and cop
   CHECK_THROWS(distribution_metrics(d_sr2, d_ss, d_rr2));
 }
 
+TEST_CASE("eval: novelty on hand-made distance matrices (copies of training meshes, ties)") {
+  // Samples s0..s2; references r0, r1; training t0..t2.
+  const Tensor d_sr = Tensor::from_floats({1, 5,   // s0 -> r0
+                                           4, 2,   // s1 -> r1
+                                           3, 3},  // s2: tie, the lowest index r0
+                                          {3, 2});
+  const Tensor d_rt = Tensor::from_floats({2, 6, 7,   // r0 is 2 from training
+                                           9, 8, 4},  // r1 is 4
+                                          {2, 3});
+  const Tensor d_st = Tensor::from_floats({5, 1, 9,   // s0: 1 < 2 (r0's): a copy
+                                           4, 6, 7,   // s1: 4, not < 4 (r1's): not a copy
+                                           3, 3, 3},  // s2: 3 against r0's 2: not a copy
+                                          {3, 3});
+  const NoveltyMetrics n = novelty_metrics(d_sr, d_st, d_rt);
+  CHECK(n.samples == 3);
+  CHECK(n.training == 3);
+  CHECK(n.copies == 1);
+  CHECK(n.novelty == doctest::Approx(2.0 / 3.0));
+  CHECK(n.sample_to_train_mean == doctest::Approx((1.0 + 4.0 + 3.0) / 3.0));
+  CHECK(n.reference_to_train_mean == doctest::Approx(3.0));
+  // With s2 nearer r1 (4 from training) its 3 makes it a copy.
+  const Tensor d_sr_r1 = Tensor::from_floats({1, 5, 4, 2, 3, 2.5f}, {3, 2});
+  CHECK(novelty_metrics(d_sr_r1, d_st, d_rt).copies == 2);
+  CHECK_THROWS(novelty_metrics(d_sr, d_rt, d_rt));  // d_st of the wrong shape
+}
+
 TEST_CASE("eval: occupancy JSD is 0 for equal occupancy and 1 for disjoint") {
   // Cloud a: all points in the corner cell; cloud b: the opposite corner.
   const Tensor a = clouds({{-0.49f, -0.49f, -0.49f, -0.48f, -0.49f, -0.49f}}, 2);
@@ -412,6 +438,26 @@ TEST_CASE("eval: ./evaluate on folders and on a dataset split, JSON report, erro
   REQUIRE(run_evaluate({root + "/gen", "--dataset", root + "/ds.npy", "--reference-split", "all", "--device", "cpu",
                         "--points", "64", "--json", root + "/report3.json"}) == 0);
   CHECK(read_json_file(root + "/report3.json").find("reference")->find("meshes")->number == 6);
+
+  // Novelty against the 2 training meshes: the train split itself is all
+  // copies (0 from training, its nearest val mesh is not); the val split is
+  // its own nearest reference, so none of it is a copy.
+  REQUIRE(run_evaluate({"--generated-split", "train", "--dataset", root + "/ds.npy", "--novelty", "--device", "cpu",
+                        "--points", "64", "--json", root + "/novel_train.json"}) == 0);
+  j = read_json_file(root + "/novel_train.json");
+  CHECK(j.find("novelty")->number == 0.0);
+  CHECK(j.find("train_copies")->number == 2);
+  CHECK(j.find("training_meshes")->number == 2);
+  CHECK(j.find("sample_to_train_mean")->number == 0.0);
+  CHECK(j.find("reference_to_train_mean")->number > 0.0);
+  REQUIRE(run_evaluate({"--generated-split", "val", "--dataset", root + "/ds.npy", "--novelty", "--device", "cpu",
+                        "--points", "64", "--json", root + "/novel_val.json"}) == 0);
+  j = read_json_file(root + "/novel_val.json");
+  CHECK(j.find("novelty")->number == 1.0);
+  CHECK(j.find("train_copies")->number == 0);
+  CHECK(read_json_file(root + "/report3.json").find("novelty") == nullptr);  // only with --novelty
+  CHECK(run_evaluate({root + "/gen", "--reference-folder", root + "/ref", "--novelty"}) == 2);
+  CHECK(run_evaluate({root + "/gen", "--dataset", root + "/ds.npy", "--reference-split", "all", "--novelty"}) == 2);
 
   // Errors: exit 1 for bad files and missing inputs, 2 for bad flags.
   CHECK(run_evaluate({root + "/missing", "--reference-folder", root + "/ref"}) == 1);

@@ -1,5 +1,5 @@
 // test_sample_device.cpp: the device sampler (infer/device_sampler.h) and its
-// per-row core (infer/sampling_core.h) against the host functions they replace.
+// per-row core (ops/sampling_core.h, ops/sample_step.h) against the host functions they replace.
 //
 // CPU: the O(1) constraint state gives allowed_next_tokens() on every prefix of
 // the golden token vectors, of constrained walks under adversarial logits and of
@@ -31,12 +31,14 @@
 #include "infer/device_sampler.h"
 #include "infer/generate.h"
 #include "infer/sampler.h"
-#include "infer/sampling_core.h"
+#include "ops/sampling_core.h"
 #include "nn/state.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
 using namespace iflame::infer;
+using namespace iflame::ops;
+using iflame::ops::cpu::sample_row;
 using namespace iflame::test;
 
 namespace {
@@ -266,7 +268,7 @@ std::vector<float> step_logits(int B, int vocab, uint64_t seed, int64_t pos) {
   return l;
 }
 
-// The CUDA step's way to the token (device_sampler.cu), one thread after another:
+// The CUDA step's way to the token (ops/cuda/sample_step.cu), one thread after another:
 // flags and their count, places by candidate_rank() instead of a sort, the kept
 // ones scattered to their places, weights, nucleus_pick(). *collisions counts
 // places claimed twice or left empty (there must be none).

@@ -245,6 +245,34 @@ std::string mesh_family(const BuildInput& input) {
   return key;
 }
 
+std::vector<bool> family_cap_keep(const std::vector<FamilyMember>& members, int cap,
+                                  const std::vector<std::string>& packages) {
+  std::vector<bool> keep(members.size(), true);
+  if (cap <= 0) return keep;
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>> families;
+  for (size_t i = 0; i < members.size(); i++)
+    if (packages.empty() || std::find(packages.begin(), packages.end(), members[i].package) != packages.end())
+      families[{members[i].package, members[i].family}].push_back(i);
+  for (auto& [key, group] : families) {
+    const size_t m = group.size();
+    if (m <= static_cast<size_t>(cap)) continue;
+    std::sort(group.begin(), group.end(), [&](size_t a, size_t b) {
+      const FamilyMember &x = members[a], &y = members[b];
+      if (x.faces != y.faces) return x.faces < y.faces;
+      if (x.name != y.name) return x.name < y.name;
+      return a < b;
+    });
+    for (size_t i : group) keep[i] = false;
+    if (cap == 1) {
+      keep[group[(m - 1) / 2]] = true;
+      continue;
+    }
+    // Positions 0, (m-1)/(cap-1), ..., m-1 rounded: distinct, since m > cap.
+    for (int k = 0; k < cap; k++) keep[group[(static_cast<size_t>(k) * (m - 1) + (cap - 1) / 2) / (cap - 1)]] = true;
+  }
+  return keep;
+}
+
 void BuildReport::count_drop(const std::string& package, const std::string& reason) {
   dropped[reason]++;
   per_package[package].dropped[reason]++;
@@ -393,6 +421,25 @@ BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::stri
   report.inputs = n;
   std::set<std::vector<int32_t>> seen;
   std::set<uint64_t> topologies;
+  // Pass 1: the drops that depend on earlier inputs (duplicates, same topology).
+  std::vector<int64_t> candidates;
+  std::vector<FamilyMember> members;
+  for (int64_t i = 0; i < n; i++) {
+    Prepared& pr = prepared[i];
+    PreparedMesh& p = pr.mesh;
+    if (p.dropped.empty() && pr.tokens.size() <= 2 * kTokensPerFace) p.dropped = "collapsed_when_quantized";
+    if (p.dropped.empty() && !seen.insert(pr.tokens).second) p.dropped = "duplicate";
+    if (p.dropped.empty() && !topologies.insert(pr.topology).second) p.dropped = "same_topology";
+    if (!p.dropped.empty()) continue;
+    candidates.push_back(i);
+    members.push_back({inputs[i].package, mesh_family(inputs[i]), inputs[i].name,
+                       static_cast<int64_t>(p.triangles.size())});
+  }
+  // The family cap, over what is left.
+  const std::vector<bool> capped_keep = family_cap_keep(members, opt.max_per_family, opt.family_cap_packages);
+  for (size_t c = 0; c < candidates.size(); c++)
+    if (!capped_keep[c]) prepared[candidates[c]].mesh.dropped = "sized_variant";
+  // Pass 2: count, split and collect, in input order.
   std::vector<DatasetEntry> entries;
   std::map<std::string, int> sheet_written;
   for (int64_t i = 0; i < n; i++) {
@@ -406,9 +453,6 @@ BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::stri
       r->events["faces_collapsed_when_quantized"] += p.collapsed_faces;
       if (p.simplified) r->events["meshes_simplified"]++;
     }
-    if (p.dropped.empty() && pr.tokens.size() <= 2 * kTokensPerFace) p.dropped = "collapsed_when_quantized";
-    if (p.dropped.empty() && !seen.insert(pr.tokens).second) p.dropped = "duplicate";
-    if (p.dropped.empty() && !topologies.insert(pr.topology).second) p.dropped = "same_topology";
     if (!p.dropped.empty()) {
       report.count_drop(in.package, p.dropped);
       continue;

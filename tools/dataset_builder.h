@@ -9,8 +9,10 @@
 // when quantized to 129 levels; if more than max_faces remain, simplify (a
 // callback: the build_dataset program passes meshoptimizer's) and try again;
 // drop what still does not fit, exact duplicates of an earlier mesh's tokens
-// and same-topology variants (poses, recolours) of an earlier mesh. Every drop
-// is counted by reason, per source package. The train/val split is a hash of
+// and same-topology variants (poses, recolours) of an earlier mesh; with a
+// family cap, keep at most N meshes of each family (sized variants of one part)
+// spread over its face counts. Every drop is counted by reason, per source
+// package. The train/val split is a hash of
 // the mesh's family (its category and its name without digits), so sized
 // variants and LODs of one model never straddle the split, whatever the order
 // or number of inputs.
@@ -59,6 +61,11 @@ struct BuildOptions {
   std::string sheet_dir;  // when set: the first sheet_count kept meshes of each package as OBJ in sheet_dir/<package>/
   int sheet_count = 48;
   DatasetLayout layout = DatasetLayout::Indexed16;
+  // At most this many meshes of one family (mesh_family) of one package are
+  // kept, the rest dropped as "sized_variant" (0: no cap); only in the packages
+  // of family_cap_packages when that is not empty.
+  int max_per_family = 0;
+  std::vector<std::string> family_cap_packages;
 };
 
 struct BuildReport {
@@ -101,6 +108,19 @@ std::string drop_reason_by_name(const std::string& path);
 std::string drop_reason_by_shape(const Mesh& mesh, int min_faces);
 // The split key: category and name with digits and separators removed, lower case.
 std::string mesh_family(const BuildInput& input);
+
+// A kept mesh as the family cap sees it.
+struct FamilyMember {
+  std::string package, family, name;
+  int64_t faces = 0;
+};
+// Which members the cap keeps (true) when each (package, family) may keep at
+// most `cap` (0: all): a family's members sorted by (faces, name, position)
+// and taken evenly from the smallest to the largest (cap 1: the median; cap 2:
+// the smallest and the largest). Members of packages outside `packages` (when
+// not empty) are all kept. Depends on nothing but the members themselves.
+std::vector<bool> family_cap_keep(const std::vector<FamilyMember>& members, int cap,
+                                  const std::vector<std::string>& packages);
 
 BuildReport build_dataset(const std::vector<BuildInput>& inputs, const std::string& out_npy,
                           const BuildOptions& opt);

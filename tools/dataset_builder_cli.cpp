@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ const char* kUsage =
     "usage: build_dataset -o OUT.npy [--max-faces N] [--val-fraction F] [--list FILE]...\n"
     "                     [--no-simplify] [--threads N] [--quiet] [PATH...]\n"
     "                     [--layout indexed16|triangles32] [--min-faces N] [--sheets DIR [--sheet-count N]]\n"
-    "                     [--from-pickle FILE]\n"
+    "                     [--from-pickle FILE] [--max-per-family N [--family-cap-package P]...]\n"
     "\n"
     "  -o, --out FILE     the dataset to write (FILE and its .json sidecar; docs/data.md)\n"
     "  --max-faces N      meshes are simplified to at most N faces, or dropped (default 800)\n"
@@ -38,10 +39,25 @@ const char* kUsage =
     "  --from-pickle FILE the reference implementation's preprocessed pickle (a dict of\n"
     "                     vertices_train, faces_train, name_train and the same for val); its splits\n"
     "                     are kept\n"
+    "  --max-per-family N keep at most N meshes of each family (one part's sized variants: same\n"
+    "                     category, same name but for digits and separators), spread over the\n"
+    "                     family's face counts; the others are dropped as sized_variant (default: all)\n"
+    "  --family-cap-package P  the cap applies to package P only (repeatable; default: every package)\n"
     "  PATH               mesh files (.obj .ply .stl .off .wrl .pmd .spm .md2, and what Assimp\n"
     "                     reads when built with it) or folders, searched recursively\n"
     "\n"
     "Exits 1 when no mesh is kept (nothing is written), 2 on bad flags.\n";
+
+// A --family-cap-package naming no input's package would cap nothing: a typo.
+void check_family_cap_packages(const BuildOptions& opt, const std::vector<BuildInput>& inputs) {
+  if (!opt.family_cap_packages.empty() && opt.max_per_family == 0)
+    throw UsageError("--family-cap-package needs --max-per-family N (the cap it restricts)");
+  std::set<std::string> packages;
+  for (const BuildInput& in : inputs) packages.insert(in.package);
+  for (const std::string& p : opt.family_cap_packages)
+    IFLAME_REQUIRE(packages.count(p), "--family-cap-package ", p, ": no input is of this package (",
+                   packages.size(), " packages in the inputs, e.g. '", *packages.begin(), "')");
+}
 
 int run(int argc, char** argv, const SimplifyFn& simplify, const ExtraReader& extra_reader) {
   std::string out;
@@ -69,6 +85,8 @@ int run(int argc, char** argv, const SimplifyFn& simplify, const ExtraReader& ex
     else if (f.is("--sheets")) opt.sheet_dir = f.text();
     else if (f.is("--sheet-count")) opt.sheet_count = f.integer<int>(1, 1 << 16);
     else if (f.is("--from-pickle")) pickles.push_back(f.text());
+    else if (f.is("--max-per-family")) opt.max_per_family = f.integer<int>(1, 1 << 20);
+    else if (f.is("--family-cap-package")) opt.family_cap_packages.push_back(f.text());
     else f.positional_or_unknown(paths);
   }
   if (out.empty()) throw UsageError("no output given: -o OUT.npy (see --help)");
@@ -86,6 +104,7 @@ int run(int argc, char** argv, const SimplifyFn& simplify, const ExtraReader& ex
     inputs.insert(inputs.end(), more.begin(), more.end());
   }
   IFLAME_REQUIRE(!inputs.empty(), "no mesh files in the given paths, lists and pickles");
+  check_family_cap_packages(opt, inputs);
   if (!opt.extra_reader)
     for (const BuildInput& in : inputs)
       if (!in.path.empty() && !is_mesh_extension(in.path)) {

@@ -122,6 +122,48 @@ DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& re
   return distribution_metrics(d_sr, d_ss, d_rr);
 }
 
+NoveltyMetrics novelty_metrics(const Tensor& d_sr_t, const Tensor& d_st_t, const Tensor& d_rt_t) {
+  const Matrix d_sr = host_matrix(d_sr_t, "d_sr"), d_st = host_matrix(d_st_t, "d_st"),
+               d_rt = host_matrix(d_rt_t, "d_rt");
+  const int64_t S = d_sr.rows, R = d_sr.cols, T = d_st.cols;
+  IFLAME_CHECK(S > 0 && R > 0 && T > 0, "novelty_metrics: need samples, references and training meshes, got ", S,
+               ", ", R, " and ", T);
+  IFLAME_CHECK(d_st.rows == S && d_rt.rows == R && d_rt.cols == T, "novelty_metrics: matrix shapes disagree: d_sr ",
+               d_sr_t.describe(), ", d_st ", d_st_t.describe(), ", d_rt ", d_rt_t.describe());
+  auto row_min = [](const Matrix& m, int64_t i) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < m.cols; j++)
+      if (m.at(i, j) < m.at(i, best)) best = j;
+    return best;
+  };
+  NoveltyMetrics n;
+  n.samples = S;
+  n.training = T;
+  std::vector<float> ref_to_train(R);
+  for (int64_t r = 0; r < R; r++) {
+    ref_to_train[r] = d_rt.at(r, row_min(d_rt, r));
+    n.reference_to_train_mean += ref_to_train[r];
+  }
+  for (int64_t s = 0; s < S; s++) {
+    const float to_train = d_st.at(s, row_min(d_st, s));
+    n.sample_to_train_mean += to_train;
+    n.copies += to_train < ref_to_train[row_min(d_sr, s)];
+  }
+  n.sample_to_train_mean /= double(S);
+  n.reference_to_train_mean /= double(R);
+  n.novelty = 1.0 - double(n.copies) / double(S);
+  return n;
+}
+
+NoveltyMetrics compare_to_training(const Tensor& samples, const Tensor& references, const Tensor& training,
+                                   Device device, const ChamferProgress& progress) {
+  const Tensor s = samples.to(device), r = references.to(device), t = training.to(device);
+  const Tensor d_sr = chamfer_matrix_reporting(s, r, "samples x references", progress);
+  const Tensor d_st = chamfer_matrix_reporting(s, t, "samples x training", progress);
+  const Tensor d_rt = chamfer_matrix_reporting(r, t, "references x training", progress);
+  return novelty_metrics(d_sr, d_st, d_rt);
+}
+
 double occupancy_jsd(const Tensor& a, const Tensor& b, int resolution) {
   IFLAME_CHECK(resolution > 0 && resolution <= 512, "occupancy_jsd: resolution ", resolution, " out of range");
   const int64_t cells = int64_t(resolution) * resolution * resolution;

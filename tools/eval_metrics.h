@@ -28,6 +28,13 @@
 //           [-0.5, 0.5]^3 (points outside go to the nearest boundary cell);
 //           each cloud adds 1 to every cell it has a point in; the counts of a
 //           set are normalized to sum 1. (As in PointFlow's evaluation.)
+//
+// Novelty, against the training set T of the dataset whose held-out split
+// is R: a sample s is a copy of training data when
+//   min_t CD(s, t) < min_t CD(r*, t),  r* = the reference nearest to s
+//   (the lowest index among ties),
+// i.e. s sits closer to a training mesh than the real held-out shape it
+// resembles most does. Novelty = 1 - (copies / |S|).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -62,6 +69,19 @@ using ChamferProgress = std::function<void(const std::string& matrix, int64_t ro
 // after each; the GPU, in one call, reports once per matrix.
 DistributionMetrics compare_point_clouds(const Tensor& samples, const Tensor& references, Device device,
                                          const ChamferProgress& progress = nullptr);
+
+struct NoveltyMetrics {
+  int64_t samples = 0, training = 0, copies = 0;
+  double novelty = 0;
+  double sample_to_train_mean = 0;     // mean over samples of min_t CD(s, t)
+  double reference_to_train_mean = 0;  // mean over references of min_t CD(r, t)
+};
+// d_sr: f32 [S, R], d_st: f32 [S, T], d_rt: f32 [R, T] Chamfer matrices (any
+// device); S, R and T must be > 0.
+NoveltyMetrics novelty_metrics(const Tensor& d_sr, const Tensor& d_st, const Tensor& d_rt);
+// The three matrices on `device` and the novelty; clouds f32 [N, P, 3] on the CPU.
+NoveltyMetrics compare_to_training(const Tensor& samples, const Tensor& references, const Tensor& training,
+                                   Device device, const ChamferProgress& progress = nullptr);
 
 // Occupancy JSD between two sets of clouds (f32 [N, P, 3] on the CPU).
 double occupancy_jsd(const Tensor& a, const Tensor& b, int resolution = 28);

@@ -47,6 +47,10 @@ const char* kUsage =
     "  --seed S               seed of the surface sampling (default 0)\n"
     "  --max-meshes N         use the first N meshes of each set (default all)\n"
     "  --resolution R         voxel grid of the occupancy JSD (default 28)\n"
+    "  --novelty              also the novelty against the dataset's train split: the share of\n"
+    "                         samples that are not nearer a training mesh than their nearest\n"
+    "                         reference is (tools/eval_metrics.h); needs --dataset references\n"
+    "                         of the val split\n"
     "  --json FILE            also write the report as JSON\n"
     "\n"
     "Every mesh is cleaned (faces with coincident corners and repeated faces dropped) and\n"
@@ -61,7 +65,7 @@ struct Options {
   int points = 2048, resolution = 28;
   int64_t max_meshes = 0;
   uint64_t seed = 0;
-  bool help = false;
+  bool help = false, novelty = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -82,6 +86,7 @@ Options parse(int argc, char** argv) {
     else if (f.is("--max-meshes")) o.max_meshes = f.integer<int64_t>(1);
     else if (f.is("--resolution")) o.resolution = f.integer<int>(1, 512);
     else if (f.is("--json")) o.json = f.text();
+    else if (f.is("--novelty")) o.novelty = true;
     else f.positional_or_unknown(generated);
   }
   if (generated.size() > 1)
@@ -89,6 +94,9 @@ Options parse(int argc, char** argv) {
   if (!generated.empty()) o.generated = generated[0];
   if (dataset_given && !o.reference_folder.empty() && o.generated_split.empty())
     throw UsageError("--dataset and --reference-folder both name the references: give one");
+  if (o.novelty && (!o.reference_folder.empty() || o.split != "val"))
+    throw UsageError("--novelty compares with the dataset's train split: it needs the references to be its val "
+                     "split (--dataset FILE, no --reference-folder, --reference-split val)");
   return o;
 }
 
@@ -288,6 +296,15 @@ int run(const Options& o) {
   const double chamfer_s = seconds_since(t0);
   say(str("occupancy JSD on a ", o.resolution, "^3 grid"));
   const double jsd = occupancy_jsd(sample_clouds, reference_clouds, o.resolution);
+  NoveltyMetrics nov;
+  if (o.novelty) {
+    say(str("reading the train split of ", o.dataset, " for the novelty"));
+    const std::vector<std::vector<Triangle>> training = dataset_split(o.dataset, "train", o.max_meshes);
+    say(str("sampling point clouds: ", o.points, " points on each of ", training.size(), " training meshes"));
+    const Tensor training_clouds = sample_point_clouds(training, o.points, o.seed);
+    nov = compare_to_training(sample_clouds, reference_clouds, training_clouds, device,
+                              chamfer_progress_printer(device));
+  }
 
   // Validity shares over all generated files.
   const double n = double(validity.meshes);
@@ -312,6 +329,12 @@ int run(const Options& o) {
   std::printf("%-34s %12.4f   (samples %.4f, references %.4f)\n", "1-NNA (0.5 is best)", m.one_nna,
               m.one_nna_samples, m.one_nna_references);
   std::printf("%-34s %12.4f\n", str("JSD (occupancy ", o.resolution, "^3)").c_str(), jsd);
+  if (o.novelty) {
+    std::printf("%-34s %12.4f   (%lld of %lld samples nearer a training mesh than their nearest reference is)\n",
+                "novelty (not a train copy)", nov.novelty, (long long)nov.copies, (long long)nov.samples);
+    std::printf("%-34s %12.4f   (references: %.4f; %lld training meshes)\n", "nearest train mesh, x 1e3",
+                nov.sample_to_train_mean * 1e3, nov.reference_to_train_mean * 1e3, (long long)nov.training);
+  }
   if (m.identical_pairs > 0)
     std::printf("%-34s %12lld   (skipped as 1-NNA neighbours)\n", "identical sample/reference pairs",
                 (long long)m.identical_pairs);
@@ -344,7 +367,13 @@ int run(const Options& o) {
       << ", \"one_nna\": " << json_number(m.one_nna) << ", \"one_nna_samples\": " << json_number(m.one_nna_samples)
       << ", \"one_nna_references\": " << json_number(m.one_nna_references) << ",\n"
       << "  \"jsd\": " << json_number(jsd) << ", \"jsd_resolution\": " << o.resolution
-      << ", \"identical_pairs\": " << m.identical_pairs << ",\n"
+      << ", \"identical_pairs\": " << m.identical_pairs << ",\n";
+    if (o.novelty)
+      j << "  \"novelty\": " << json_number(nov.novelty) << ", \"train_copies\": " << nov.copies
+        << ", \"training_meshes\": " << nov.training
+        << ", \"sample_to_train_mean\": " << json_number(nov.sample_to_train_mean)
+        << ", \"reference_to_train_mean\": " << json_number(nov.reference_to_train_mean) << ",\n";
+    j
       << "  \"validity\": {\"closed_with_end\": " << json_number(closed)
       << ", \"status_known\": " << validity.status_known << ", \"status_unknown\": " << unknown
       << ", \"with_faces\": " << json_number(double(validity.with_faces) / n)

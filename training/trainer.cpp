@@ -21,6 +21,7 @@
 #include "core/tokens.h"
 #include "nn/state.h"
 #include "ops/grad_norm.h"
+#include "training/memory_model.h"
 #include "training/sample_preview.h"
 #include "training/schedule.h"
 
@@ -173,6 +174,17 @@ Trainer::Trainer(const TrainConfig& config, std::shared_ptr<Communicator> comm)
                   comm_->describe().c_str(), config_.batch_size);
     for (const auto& [reason, n] : dataset_->skipped())
       std::printf("          skipped %lld meshes: %s\n", static_cast<long long>(n), reason.c_str());
+    // What a batch of the longest mesh holds (long meshes, issue 25: 4,000 faces are 36,018 tokens).
+    ForwardContext memory_ctx = config_.forward_context(device_);
+    memory_ctx.recompute = recompute_;
+    const int faces = longest_training_faces();
+    const int64_t longest = int64_t{faces + 2} * kTokensPerFace;
+    std::printf("memory    about %.2f GiB per step at %d x %lld tokens (the longest training mesh, %d faces; "
+                "recompute %s; ./train --estimate-memory compares the choices)\n",
+                estimate_training_memory(model_->config(), config_.batch_size, longest, memory_ctx).total() /
+                    double(1ull << 30),
+                config_.batch_size, static_cast<long long>(longest), faces,
+                recompute_label(recompute_, memory_ctx.ffn_recompute_blocks).c_str());
     std::printf("run       %s, steps %lld -> %lld\n", config_.run_dir().c_str(), static_cast<long long>(step_),
                 static_cast<long long>(total_steps_));
     std::fflush(stdout);
@@ -231,11 +243,16 @@ int Trainer::stop_and_save(bool tty) {
   return 0;
 }
 
+int Trainer::longest_training_faces() const {
+  int faces = 0;
+  for (int64_t i : train_indices_) faces = std::max(faces, dataset_->faces(i));
+  return faces;
+}
+
 void Trainer::check_step_time() {
   // Every preset's step takes well under a second on a GPU (docs/perf.md); --force trains unasked.
   if (device_ != Device::CPU || config_.force) return;
-  int max_faces = 0;
-  for (int64_t i : train_indices_) max_faces = std::max(max_faces, dataset_->faces(i));
+  const int max_faces = longest_training_faces();
   const int64_t longest = int64_t{max_faces + 2} * kTokensPerFace;  // START row, faces, END row
   ForwardContext ctx = config_.forward_context(device_);
   ctx.recompute = recompute_;

@@ -85,6 +85,8 @@ class Trainer {
   int stop_and_save(bool tty);
   // The longest training batch's step time on the CPU (unless --force); throws when too slow.
   void check_step_time();
+  // Faces of the longest training mesh: its sequence, 9 (faces + 2) tokens, is the longest batch's length.
+  int longest_training_faces() const;
   void resume_from(const CheckpointData& checkpoint, const std::string& path);
   void log_json(const std::string& line);
   Batch next_batch();

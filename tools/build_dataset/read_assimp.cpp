@@ -47,7 +47,7 @@ Mesh read_with_assimp(const std::string& path, MeshTraits* traits) {
   Assimp::Importer importer;
   const aiScene* scene = importer.ReadFile(path, 0);  // no post-processing: Debian's Assimp aborts in its
   // triangulation on some .ac files (an ai_assert); add_node fans the polygons itself.
-  IFLAME_CHECK(scene && scene->mRootNode, path, ": Assimp cannot read it: ", importer.GetErrorString());
+  IFLAME_REQUIRE(scene && scene->mRootNode, path, ": Assimp cannot read it: ", importer.GetErrorString());
   Mesh out;
   MeshTraits t;
   add_node(scene, scene->mRootNode, aiMatrix4x4(), out, t, 0);
@@ -62,7 +62,8 @@ Mesh read_with_assimp(const std::string& path, MeshTraits* traits) {
 bool assimp_available() { return false; }
 
 Mesh read_with_assimp(const std::string& path, MeshTraits*) {
-  IFLAME_FAIL(path, ": this build_dataset has no Assimp (install libassimp-dev and rebuild: make build_dataset)");
+  throw InputError(
+      str(path, ": this build_dataset has no Assimp (install libassimp-dev and rebuild: make build_dataset)"));
 }
 
 #endif

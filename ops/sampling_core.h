@@ -1,5 +1,6 @@
 // sampling_core.h: the per-row sampling rules as __host__ __device__ code, shared
-// by the CPU sampler and the CUDA kernel of infer/device_sampler.h, so both
+// by the two implementations of the sampling op (ops/sample_step.h: the loop of
+// ops/cpu/sample_step.cpp and the kernel of ops/cuda/sample_step.cu), so both
 // devices run the same lines.
 //
 // Three parts:
@@ -8,7 +9,7 @@
 //     likely first, ties to the lower token), how many top-k keeps, each kept
 //     token's weight exp(logit / T - top / T) in double, and nucleus_pick(), the
 //     top-p cut and the draw over the weights, summed one by one in candidate
-//     order. Put together (DeviceSampler's CPU loop, or the kernel) they give
+//     order. Put together (sample_row() of ops/cpu/sample_step.cpp, or the kernel) they give
 //     exactly infer/sampler.cpp's sample_token() for the same logits and u;
 //   - constrained decoding with O(1) work per token: ConstraintState is updated by
 //     constraint_push() as each token is appended, constraint_mask() turns it into
@@ -31,7 +32,7 @@
 #include "core/philox.h"
 #include "core/tokens.h"
 
-namespace iflame::infer {
+namespace iflame::ops {
 
 struct SamplingConfig {
   float temperature = 1.0f;  // <= 0: greedy (argmax)
@@ -339,4 +340,4 @@ IFLAME_HD int32_t finish_step(SampleRow& r, const int32_t* history_row) {
   return feed;
 }
 
-}  // namespace iflame::infer
+}  // namespace iflame::ops

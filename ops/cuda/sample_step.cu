@@ -1,5 +1,4 @@
-// device_sampler.cu: DeviceSampler's step on the GPU, and the pinned-memory poll
-// of its active-row counter (see device_sampler.h).
+// cuda/sample_step.cu: the sampling step on the GPU (see ops/sample_step.h).
 //
 // One block per row, one thread per token up to 256 (160 threads for the 132
 // tokens). Every step:
@@ -24,15 +23,15 @@
 // face boundary (row_can_refill / refill_row; the sample index from an atomic
 // counter, so which row takes which sample may vary, never a sample's tokens)
 // and flags it in `restarts` for the decoder.
-// Everything but the launch geometry is infer/sampling_core.h, shared with the CPU.
+// Everything but the launch geometry is ops/sampling_core.h, shared with the CPU.
 // No argument changes from step to step (each row keeps its own position), so a
 // CUDA graph can capture the launch once and replay it.
 #include <algorithm>
 
 #include "core/cuda_check.h"
-#include "infer/device_sampler.h"
+#include "ops/sample_step.h"
 
-namespace iflame::infer {
+namespace iflame::ops {
 
 namespace {
 
@@ -42,7 +41,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     sample_step_kernel(const float* __restrict__ logits, int vocab, int32_t* __restrict__ history,
                        int64_t history_stride, SampleRow* __restrict__ rows, int32_t* __restrict__ feed,
                        int32_t* __restrict__ active, SamplingConfig cfg, int constrained, int64_t capacity,
-                       cuda::RefillArgs refill) {
+                       SampleQueue queue) {
   // Shared: weight double[vocab], logit float[vocab], sorted int32[vocab], candidate uint8[vocab].
   extern __shared__ double shared_weight[];
   float* shared_logit = reinterpret_cast<float*>(shared_weight + vocab);
@@ -52,16 +51,16 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const int b = blockIdx.x, tid = threadIdx.x, threads = blockDim.x;
   SampleRow* row = rows + b;
-  int32_t* hist = history + int64_t(row->sample_id - refill.first_sample_id) * history_stride;
+  int32_t* hist = history + int64_t(row->sample_id - queue.first_sample_id) * history_stride;
   // The end of the row's step (thread 0): its next feed, and with continuous
   // batching the next sample when it is done at a face boundary.
   auto finish = [&] {
     feed[b] = finish_step(*row, hist);
-    if (!refill.refill) return;
-    refill.restarts[b] = row_can_refill(*row);
-    if (!refill.restarts[b]) return;
-    refill_row(*row, refill.fresh, atomicAdd(refill.next, 1), refill.samples, refill.first_sample_id);
-    feed[b] = history[int64_t(row->sample_id - refill.first_sample_id) * history_stride];
+    if (!queue.refill) return;
+    queue.restarts[b] = row_can_refill(*row);
+    if (!queue.restarts[b]) return;
+    refill_row(*row, queue.fresh, atomicAdd(queue.next, 1), queue.samples, queue.first_sample_id);
+    feed[b] = history[int64_t(row->sample_id - queue.first_sample_id) * history_stride];
   };
   const int64_t position = row->position;
   const bool draws = row_draws_at(*row, position);
@@ -110,7 +109,7 @@ __global__ void __launch_bounds__(kMaxThreads)
                             : nucleus_pick(shared_weight, keep, cfg.top_p,
                                            sampling_uniform(cfg.seed, position + 1, row->sample_id));
     if (accept_draw(*row, hist, sorted[pick], position, capacity)) {  // the row in place
-      refill.ends[row->sample_id - refill.first_sample_id] = SampleEnd{row->length, row->ended};
+      queue.ends[row->sample_id - queue.first_sample_id] = SampleEnd{row->length, row->ended};
       atomicSub(active, 1);
     }
     finish();
@@ -119,17 +118,10 @@ __global__ void __launch_bounds__(kMaxThreads)
 
 }  // namespace
 
-struct CounterPoll {
-  int32_t* pinned = nullptr;  // two slots, written by async copies
-  cudaEvent_t done[2] = {nullptr, nullptr};
-  bool queued[2] = {false, false};
-  int next = 0;
-};
-
 namespace cuda {
 
 void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& feed, Tensor& active,
-                 const SamplingConfig& cfg, bool constrained, int64_t capacity, const RefillArgs& refill) {
+                 const SamplingConfig& cfg, bool constrained, int64_t capacity, const SampleQueue& queue) {
   const int B = static_cast<int>(feed.numel());
   const int vocab = static_cast<int>(logits.size(1));
   const size_t shared = size_t(vocab) * (sizeof(double) + sizeof(float) + sizeof(int32_t) + 1);
@@ -137,39 +129,10 @@ void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& fe
   sample_step_kernel<<<B, threads, shared, cuda_stream()>>>(
       logits.data<float>(), vocab, history.data<int32_t>(), history.size(1),
       reinterpret_cast<SampleRow*>(rows.data<int32_t>()), feed.data<int32_t>(), active.data<int32_t>(), cfg,
-      constrained ? 1 : 0, capacity, refill);
+      constrained ? 1 : 0, capacity, queue);
   CUDA_CHECK_LAUNCH();
-}
-
-CounterPoll* counter_poll_create() {
-  CounterPoll* p = new CounterPoll;
-  CUDA_CHECK(cudaMallocHost(&p->pinned, 2 * sizeof(int32_t)));
-  for (cudaEvent_t& e : p->done) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  return p;
-}
-
-void counter_poll_destroy(CounterPoll* p) {
-  // No checks: this runs in a destructor, possibly while an error unwinds.
-  for (int i = 0; i < 2; i++)
-    if (p->queued[i]) cudaEventSynchronize(p->done[i]);  // the copy must land before the memory goes
-  for (cudaEvent_t e : p->done) cudaEventDestroy(e);
-  cudaFreeHost(p->pinned);
-  delete p;
-}
-
-int counter_poll(CounterPoll* p, const Tensor& counter) {
-  const int slot = p->next, other = slot ^ 1;
-  p->next = other;
-  CUDA_CHECK(cudaMemcpyAsync(p->pinned + slot, counter.data<int32_t>(), sizeof(int32_t), cudaMemcpyDeviceToHost,
-                             cuda_stream()));
-  CUDA_CHECK(cudaEventRecord(p->done[slot], cuda_stream()));
-  p->queued[slot] = true;
-  if (!p->queued[other]) return -1;
-  CUDA_CHECK(cudaEventSynchronize(p->done[other]));
-  p->queued[other] = false;
-  return p->pinned[other];
 }
 
 }  // namespace cuda
 
-}  // namespace iflame::infer
+}  // namespace iflame::ops
