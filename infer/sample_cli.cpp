@@ -66,9 +66,10 @@ std::string usage() {
     "  --precision P        " + precision_help(23) + "\n"
     "  --no-graphs          GPU: launch every kernel of a step instead of replaying the step from a\n"
     "                       CUDA graph (slower; for comparison and debugging)\n"
-    "  --decode-step S      persistent: one cooperative kernel per position (GPU, bf16, batch <= 8);\n"
-    "                       layered: a kernel per op (any batch, precision, device); auto: persistent\n"
-    "                       where it can run, else layered (default auto)\n"
+    "  --decode-step S      layered: a kernel per op, replayed from CUDA graphs on the GPU (any batch,\n"
+    "                       precision, device); persistent: one cooperative kernel per position (GPU,\n"
+    "                       bf16, batch <= 8; today slower than layered: docs/perf.md); auto:\n"
+    "                       persistent where it can run, else layered (default layered)\n"
     "\n"
     "  --bench              decode --tokens positions at --batch on a random model, print tokens/s\n"
     "                       (decoding alone; with the device sampler, plain and constrained, with\n"
@@ -94,7 +95,7 @@ std::string usage() {
 struct Options {
   std::string ckpt, prompt, png, out = "samples", format = "obj", device, model = "shapenet";
   std::string precision;  // "" = bf16 on the GPU, f32 on the CPU (core/flags.h)
-  std::string decode_step = "auto";
+  std::string decode_step = "layered";  // persistent: slower today (docs/perf.md, issue 20)
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;

@@ -127,12 +127,15 @@ Tensor model_logits(const IFlame& model, const Tensor& tokens) {
   return model.forward(tokens, {}).value().to(Device::CPU).slice(1, 0, tokens.size(1)).contiguous();
 }
 
-void check_model_at_length(const IFlame& model, int64_t T, uint64_t seed, const std::vector<int64_t>& positions) {
+// `model` on any device; the reference reads the same weights from `cpu_twin`
+// (the model itself when it is on the CPU).
+void check_model_at_length(const IFlame& model, int64_t T, uint64_t seed, const std::vector<int64_t>& positions,
+                           const IFlame* cpu_twin = nullptr) {
   Tensor tokens = random_tokens(1, T, seed);
   const auto start = std::chrono::steady_clock::now();
   Tensor logits = model_logits(model, tokens);
   const double model_s = seconds_since(start);
-  const Yardstick y = yardstick(model.weights(), row_tokens(tokens, 0), positions);
+  const Yardstick y = yardstick((cpu_twin ? *cpu_twin : model).weights(), row_tokens(tokens, 0), positions);
   CHECK(within_f32_bound(str(device_name(model.device()), " T=", T, " (", T % 9, " past a multiple of 9), ",
                              positions.size(), " positions; model ", model_s, " s, reference ", seconds_since(start) - model_s, " s"),
                          rows_of(logits, positions), y));
@@ -265,8 +268,9 @@ TEST_CASE("long: cached decoding of 9,018 positions equals the float64 reference
 TEST_CASE("long: the float32 model on the GPU equals the float64 reference beyond position 30,000 (T = 36,018 and 36,016)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   auto model = random_model(64, 2, Device::CUDA, 27);
+  auto twin = random_model(64, 2, Device::CPU, 27);  // the same weights (model_fixtures.h), for the reference
   for (int64_t T : {int64_t(36018), int64_t(36016)})
-    check_model_at_length(*model, T, 10 + T, tail_and_sample(T, 30000, 97));
+    check_model_at_length(*model, T, 10 + T, tail_and_sample(T, 30000, 97), twin.get());
 }
 
 TEST_CASE("long: cached decoding of 9,018 positions equals the full forward on the GPU (published width)" * needs_gpu()) {

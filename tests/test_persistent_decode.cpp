@@ -158,6 +158,9 @@ TEST_CASE("persistent decoding: ./sample --bench says which step it runs; --deco
   auto sample = [](const std::vector<std::string>& args) { return run_program_main(sample_main, "sample", args); };
   ProgramRun r = sample({"--bench", "--model", "tiny", "--tokens", "14", "--device", "cpu"});
   REQUIRE(r.status == 0);
+  CHECK(r.out.find("bench: decode step layered (--decode-step layered)\n") != std::string::npos);  // the default
+  r = sample({"--bench", "--model", "tiny", "--tokens", "14", "--device", "cpu", "--decode-step", "auto"});
+  REQUIRE(r.status == 0);
   CHECK(r.out.find("bench: decode step layered (--decode-step auto; the persistent step cannot run: it needs a GPU)") !=
         std::string::npos);
   r = sample({"--bench", "--model", "tiny", "--tokens", "14", "--device", "cpu", "--decode-step", "persistent"});
