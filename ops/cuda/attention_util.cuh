@@ -16,6 +16,66 @@ __device__ __forceinline__ float load_float(const bf16* p) { return bf16_to_floa
 __device__ __forceinline__ void store_float(float* p, float x) { *p = x; }
 __device__ __forceinline__ void store_float(bf16* p, float x) { *p = float_to_bf16(x); }
 
+// Cached decoding's softmax attention, one query against rows of keys and
+// values, as an online softmax in log2 units (the query is pre-scaled by
+// scale * log2 e): each thread folds its rows into a running (m, l, acc) with
+// online_softmax_row(), then the block merges them, each thread weighing its
+// share by merge_weight(). The cached-attention kernel (cached_attention.cu) and
+// the persistent decoding step (persistent_decode.cu) both run these, so the two
+// sum in the same order.
+__device__ __forceinline__ void online_softmax_row(const float (&q)[kHeadDim], const float (&k)[kHeadDim],
+                                                   const float (&v)[kHeadDim], float& m, float& l,
+                                                   float (&acc)[kHeadDim]) {
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma unroll
+  for (int d = 0; d < kHeadDim; d += 4) {
+    s0 = fmaf(q[d + 0], k[d + 0], s0);
+    s1 = fmaf(q[d + 1], k[d + 1], s1);
+    s2 = fmaf(q[d + 2], k[d + 2], s2);
+    s3 = fmaf(q[d + 3], k[d + 3], s3);
+  }
+  const float s = (s0 + s1) + (s2 + s3);  // log2 units
+  const float new_m = fmaxf(m, s);
+  const float correction = exp2f(m - new_m);  // 0 on the first row
+  const float p = exp2f(s - new_m);
+  l = l * correction + p;
+#pragma unroll
+  for (int d = 0; d < kHeadDim; d++) acc[d] = fmaf(p, v[d], acc[d] * correction);
+  m = new_m;
+}
+
+// A thread's weight in the block's merge: exp2(m - M) with M (returned too) the
+// largest of the block's `threads` running maxima in part_m (shared memory,
+// written and synchronised by the caller); 0 for a thread that saw no rows
+// (m = -inf), and so for every thread when none of the block did (M = -inf).
+__device__ __forceinline__ float merge_weight(const float* part_m, int threads, float m, float& M) {
+  M = -INFINITY;
+  for (int i = 0; i < threads; i++) M = fmaxf(M, part_m[i]);
+  return (m == -INFINITY) ? 0.0f : exp2f(m - M);
+}
+
+// Decoding's linear attention, one token of one head on one warp (lane = state
+// column d, `column` = that column of S as loaded by the caller): S[e][d] =
+// decay * S[e][d] + k_e * v_d, rounded like the CPU reference (no fused
+// multiply-add), written back, and o_d = sum_e q_e S[e][d] returned, summed in
+// double (decoding applies this for thousands of tokens, and the RMSNorm after
+// linear attention magnifies the error of a small o). q_mine / k_mine are lane
+// d's q and k elements. Shared by linear_attention.cu's step kernel and the
+// persistent decoding step.
+__device__ __forceinline__ double linear_state_step(float* S, const float (&column)[kHeadDim], float decay,
+                                                    float q_mine, float k_mine, float v_d, int lane) {
+  double out = 0.0;
+#pragma unroll
+  for (int e = 0; e < kHeadDim; e++) {
+    const float k_e = __shfl_sync(0xffffffffu, k_mine, e);
+    const float q_e = __shfl_sync(0xffffffffu, q_mine, e);
+    const float s = __fadd_rn(__fmul_rn(decay, column[e]), __fmul_rn(k_e, v_d));
+    S[e * kHeadDim + lane] = s;
+    out += static_cast<double>(q_e) * static_cast<double>(s);
+  }
+  return out;
+}
+
 // The backward's Dvec [B, H, Tq] = rowsum(dO * O) over rows of [B, Tq, H,
 // kHeadDim] tensors, one thread per (b, t, h) row: row_dot(r) is the dot product
 // of row r (element r * kHeadDim on) of dO and O.

@@ -85,30 +85,14 @@ __global__ void __launch_bounds__(kThreads)
     float kr[kHeadDim], vr[kHeadDim];
     load_row<kVector>(k_head + j * row_stride, kr);
     load_row<kVector>(v_head + j * row_stride, vr);  // issued with K's loads: one round trip per row
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma unroll
-    for (int d = 0; d < kHeadDim; d += 4) {
-      s0 = fmaf(qr[d + 0], kr[d + 0], s0);
-      s1 = fmaf(qr[d + 1], kr[d + 1], s1);
-      s2 = fmaf(qr[d + 2], kr[d + 2], s2);
-      s3 = fmaf(qr[d + 3], kr[d + 3], s3);
-    }
-    const float s = (s0 + s1) + (s2 + s3);  // log2 units
-    const float new_m = fmaxf(m, s);
-    const float correction = exp2f(m - new_m);  // 0 on the first row
-    const float p = exp2f(s - new_m);
-    l = l * correction + p;
-#pragma unroll
-    for (int d = 0; d < kHeadDim; d++) acc[d] = fmaf(p, vr[d], acc[d] * correction);
-    m = new_m;
+    online_softmax_row(qr, kr, vr, m, l, acc);
   }
   part_m[t] = m;
   __syncthreads();
-  // Block-wide max (without a split, length >= 1 gives thread 0 a finite m; a
-  // split may hold no rows at all: then M = -inf and everything below is 0).
-  float M = -INFINITY;
-  for (int i = 0; i < kThreads; i++) M = fmaxf(M, part_m[i]);
-  const float w = (m == -INFINITY) ? 0.0f : exp2f(m - M);
+  // Without a split, length >= 1 gives thread 0 a finite m; a split may hold no
+  // rows at all: then every weight and everything below is 0.
+  float M;
+  const float w = merge_weight(part_m, kThreads, m, M);
   part_l[t] = l * w;
 #pragma unroll
   for (int d = 0; d < kHeadDim; d++) part_acc[t][d] = acc[d] * w;

@@ -185,18 +185,7 @@ __global__ void linear_attention_step_kernel(const T* __restrict__ q, const T* _
   for (int e = 0; e < kHeadDim; e++) column[e] = S[e * kHeadDim + lane];
   const float q_mine = load_float(q + row + lane), k_mine = load_float(k + row + lane);
   const float v_d = load_float(v + row + lane);
-  // The state update rounds exactly like the CPU reference (no fused multiply-add),
-  // and o = q S sums in double: decoding runs this once per token for thousands of
-  // tokens, and the RMSNorm after linear attention magnifies the error of a small o.
-  double out = 0.0;
-#pragma unroll
-  for (int e = 0; e < kHeadDim; e++) {
-    const float k_e = __shfl_sync(0xffffffffu, k_mine, e);
-    const float q_e = __shfl_sync(0xffffffffu, q_mine, e);
-    const float s = __fadd_rn(__fmul_rn(decay, column[e]), __fmul_rn(k_e, v_d));
-    S[e * kHeadDim + lane] = s;
-    out += static_cast<double>(q_e) * static_cast<double>(s);
-  }
+  const double out = linear_state_step(S, column, decay, q_mine, k_mine, v_d, lane);  // attention_util.cuh
   store_float(o + row + lane, static_cast<float>(out));
 }
 

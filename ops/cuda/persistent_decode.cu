@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/cuda/attention_util.cuh"
 #include "ops/cuda/elem_util.cuh"
 #include "ops/persistent_decode.h"
 #include "ops/rope.h"
@@ -38,6 +39,7 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxRows = kPersistentMaxBatch;
 constexpr int kHead = 32;  // head width
+static_assert(kHead == attention::kHeadDim, "the shared attention helpers (attention_util.cuh) take rows of kHeadDim");
 constexpr int kHalf = kHead / 2;
 constexpr int kMaxHeads = 32;
 constexpr int kSplitRows = 128;          // cached rows a split of softmax attention takes at least
@@ -321,30 +323,14 @@ __device__ void softmax_attention_phase(const StepArgs& a, const BlockPlan& blk,
           unpack_bf16x8(vp[i], vr + 8 * i);
         }
       }
-      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kHead; e += 4) {
-        s0 = fmaf(qr[e + 0], kr[e + 0], s0);
-        s1 = fmaf(qr[e + 1], kr[e + 1], s1);
-        s2 = fmaf(qr[e + 2], kr[e + 2], s2);
-        s3 = fmaf(qr[e + 3], kr[e + 3], s3);
-      }
-      const float s = (s0 + s1) + (s2 + s3);  // log2 units
-      const float new_m = fmaxf(m, s);
-      const float correction = exp2f(m - new_m);  // 0 on the first row
-      const float p = exp2f(s - new_m);
-      l = l * correction + p;
-#pragma unroll
-      for (int e = 0; e < kHead; e++) acc[e] = fmaf(p, vr[e], acc[e] * correction);
-      m = new_m;
+      attention::online_softmax_row(qr, kr, vr, m, l, acc);
     }
-    // The block's merge: M = max m, then sums weighted by exp2(m - M); a thread
-    // (or a whole split) without rows has m = -inf and weighs 0.
+    // The block's merge: sums weighted by exp2(m - max m); a thread (or a whole
+    // split) without rows has m = -inf and weighs 0.
     part_m[t] = m;
     __syncthreads();
-    float M = -INFINITY;
-    for (int i = 0; i < kThreads; i++) M = fmaxf(M, part_m[i]);
-    const float w = (m == -INFINITY) ? 0.0f : exp2f(m - M);
+    float M;
+    const float w = attention::merge_weight(part_m, kThreads, m, M);
     part_l[t] = l * w;
 #pragma unroll
     for (int e = 0; e < kHead; e++) part_acc[t * (kHead + 1) + e] = acc[e] * w;
@@ -410,15 +396,7 @@ __device__ void linear_attention_phase(const StepArgs& a, const BlockPlan& blk, 
     float column[kHead];
 #pragma unroll
     for (int e = 0; e < kHead; e++) column[e] = S[e * kHead + lane];
-    double out = 0.0;
-#pragma unroll
-    for (int e = 0; e < kHead; e++) {
-      const float k_e = __shfl_sync(0xffffffffu, k_mine, e);
-      const float q_e = __shfl_sync(0xffffffffu, q_mine, e);
-      const float v = __fadd_rn(__fmul_rn(decay, column[e]), __fmul_rn(k_e, v_d));
-      S[e * kHead + lane] = v;
-      out += static_cast<double>(q_e) * static_cast<double>(v);
-    }
+    const double out = attention::linear_state_step(S, column, decay, q_mine, k_mine, v_d, lane);
     a.att[(long long)b * HD + h * kHead + lane] = static_cast<float>(out);
   }
 }
