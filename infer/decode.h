@@ -119,7 +119,6 @@ int stage_level(int stage);
 DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx = {},
                   DecodeStep path = DecodeStep::Layered);
 
-
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting
 // token pos + 1: state.logits, f32 [B, V] on the model's device, overwritten by

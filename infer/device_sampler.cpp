@@ -67,6 +67,13 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   ends_ = Tensor::zeros({samples_, 2}, DType::I32, device);
   next_ = Tensor::full({1}, float(rows_with_samples), DType::I32, device);
   restarts_ = Tensor::zeros({batch}, DType::I32, device);
+  queue_.refill = refill_;
+  queue_.fresh = fresh_;
+  queue_.first_sample_id = first_sample_id_;
+  queue_.samples = samples_;
+  queue_.next = next_.data<int32_t>();
+  queue_.ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
+  queue_.restarts = restarts_.data<int32_t>();
 #ifdef IFLAME_CUDA
   if (device == Device::CUDA) poll_ = new CounterPoll;
 #endif
@@ -99,15 +106,7 @@ void DeviceSampler::queue_draws(const Tensor& logits) {
                    logits.device() == device_ && logits.shape() == Shape({batch_, vocab_}),
                "DeviceSampler: logits must be contiguous f32 [", batch_, ", ", vocab_, "] on ", device_name(device_),
                ", got ", logits.describe());
-  ops::SampleQueue queue;
-  queue.refill = refill_;
-  queue.fresh = fresh_;
-  queue.first_sample_id = first_sample_id_;
-  queue.samples = samples_;
-  queue.next = next_.data<int32_t>();
-  queue.ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
-  queue.restarts = restarts_.data<int32_t>();
-  ops::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_, queue);
+  ops::sample_step(logits, history_, rows_, feed_, active_, cfg_, constrained_, capacity_, queue_);
 }
 
 bool DeviceSampler::finished() {

@@ -129,6 +129,7 @@ class DeviceSampler {
   Tensor ends_;      // i32 [samples, 2]: SampleEnd of each finished sample
   Tensor next_;      // i32 [1]: the next sample a row takes
   Tensor restarts_;  // i32 [B]
+  ops::SampleQueue queue_;  // the above as the sampling op takes them (pointers into these tensors)
   int64_t next_position_ = 0;
   bool finished_ = false;
   CounterPoll* poll_ = nullptr;  // GPU: how finished() reads the counter

@@ -225,35 +225,31 @@ TEST_CASE("long: a dataset of 4,000-face meshes loads, buckets and batches at 36
 
   // ./train's header names what a batch of the longest training mesh holds (the
   // 4,002-face mesh is skipped, so 4,000 faces: 2 x 36,018 tokens) and its memory.
+  // The header's "memory" line for config c (the Trainer prints its header when made).
+  auto memory_line = [](const TrainConfig& c) {
+    const ProgramRun r = run_program_main(
+        [&](int, char**) {
+          Trainer t(c);
+          return 0;
+        },
+        "train", {});
+    REQUIRE(r.status == 0);
+    const size_t at = r.out.find("memory    about ");
+    REQUIRE(at != std::string::npos);
+    return r.out.substr(at, r.out.find('\n', at) - at);
+  };
+  auto gib_of = [](const std::string& line) { return std::stod(line.substr(std::string("memory    about ").size())); };
   TrainConfig c = tiny_cpu_config(path, fresh_dir("build/test_long_4k_runs"), "mem", 1, 2, 5, 0);
   c.max_faces = 4000;
   c.quiet = false;  // the header is the point
-  const ProgramRun r = run_program_main(
-      [&](int, char**) {
-        Trainer t(c);
-        return 0;
-      },
-      "train", {});
-  REQUIRE(r.status == 0);
-  const size_t at = r.out.find("memory    about ");
-  REQUIRE(at != std::string::npos);
-  const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+  const std::string line = memory_line(c);
   MESSAGE(line);
   CHECK(contains(line, " GiB per step at 2 x 36018 tokens (the longest training mesh, 4000 faces; recompute "));
-  const double gib = std::stod(line.substr(std::string("memory    about ").size()));
-  CHECK(gib > 0.0);
+  CHECK(gib_of(line) > 0.0);
   // A batch of one more mesh never takes less.
   c.batch_size = 3;
   c.name = "mem3";  // a new run folder: the first run claimed "mem"
-  const ProgramRun r3 = run_program_main(
-      [&](int, char**) {
-        Trainer t(c);
-        return 0;
-      },
-      "train", {});
-  const size_t at3 = r3.out.find("memory    about ");
-  REQUIRE(at3 != std::string::npos);
-  CHECK(std::stod(r3.out.substr(at3 + std::string("memory    about ").size())) > gib);
+  CHECK(gib_of(memory_line(c)) > gib_of(line));
 }
 
 // T one short of a multiple of 9 (the last face's last token missing), 4 past
