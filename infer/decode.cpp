@@ -55,8 +55,9 @@ void block_step(const DecodeState& st, const BlockWeights& block, const DecodeBl
   Tensor o;
   if (block.full) {
     const Tensor q = ops::qkv_rope_step(qkv, H, st.position, div, cache.k, cache.v);
+    // Rows flagged dead in st.row_live read no cache and get zeros (decode.h says why that is safe).
     o = ops::cached_attention_at(q, cache.k, cache.v, st.position, div, 1.0f / std::sqrt(static_cast<float>(D)),
-                                 std::min(st.pos, st.max_len - 1) / div + 1)
+                                 std::min(st.pos, st.max_len - 1) / div + 1, st.row_live)
             .to(DType::F32);  // no copy with f32 caches
   } else {
     Tensor k = Tensor::empty({B, H, D}, DType::F32, x.device());
@@ -136,10 +137,13 @@ Tensor step_tokens(DecodeState& st, const Tensor& tokens) {
                st.batch, "], got ", tokens.describe());
   IFLAME_CHECK(st.pos < st.max_len || st.row_resets.defined(), "decode: all ", st.max_len,
                " positions of the state are used");
-  IFLAME_CHECK(!st.row_resets.defined() || (st.row_resets.dtype() == DType::I32 && st.row_resets.numel() == st.batch &&
-                                            st.row_resets.device() == st.model->device()),
-               "decode: row_resets must be i32 [", st.batch, "] on the model's device, got ",
-               st.row_resets.describe());
+  auto check_row_flags = [&](const char* name, const Tensor& flags) {
+    IFLAME_CHECK(!flags.defined() || (flags.dtype() == DType::I32 && flags.numel() == st.batch &&
+                                      flags.device() == st.model->device()),
+                 "decode: ", name, " must be i32 [", st.batch, "] on the model's device, got ", flags.describe());
+  };
+  check_row_flags("row_resets", st.row_resets);
+  check_row_flags("row_live", st.row_live);
   // Tokens already on the device are read in place; host tokens go through the
   // buffer (a host-to-device copy, which waits for the queue).
   if (tokens.device() == st.model->device()) return tokens.contiguous().view({st.batch, 1});

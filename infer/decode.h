@@ -94,6 +94,19 @@ struct DecodeState {
   // 0 mod 9 for all the others, so every row stays in the step's phase; the
   // steps then go on past max_len, each row within it.
   Tensor row_resets;
+  // Optional too (i32 [B] on the device, written by the sampler after every
+  // step: DeviceSampler::live): rows flagged 0 are dead, their sample done or
+  // none left to take. The step's full-attention blocks skip them: a dead row
+  // reads none of its K/V cache and its attention output is zeros
+  // (ops/cached_attention.h), which saves the drain of a run reading every
+  // finished row's whole cache at every step. Safe because nothing of a dead
+  // row's step is ever read: its logits are not drawn from, and when it takes
+  // a new sample it starts over at position 0 with its position, states and
+  // coarse outputs zeroed (row_resets) and each K/V cache row and group slot
+  // rewritten before it is read. The linear-attention blocks and the products
+  // still run for every row (cheap at any position), and the persistent step
+  // ignores the flags (it computes every row).
+  Tensor row_live;
   // Hourglass buffers, [B, 3, d] or [B, 1, d].
   Tensor group0, group1;  // encoder outputs of the current group of 3, levels 0 and 1
   Tensor skip0, skip1;    // encoder outputs at the current level-0 / level-1 position

@@ -67,6 +67,9 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   ends_ = Tensor::zeros({samples_, 2}, DType::I32, device);
   next_ = Tensor::full({1}, float(rows_with_samples), DType::I32, device);
   restarts_ = Tensor::zeros({batch}, DType::I32, device);
+  std::vector<int32_t> live(batch);
+  for (int b = 0; b < batch; b++) live[b] = ops::row_is_live(row_data(rows)[b]);
+  live_ = Tensor::from_ints(live, {batch}).to(device);
   queue_.refill = refill_;
   queue_.fresh = fresh_;
   queue_.first_sample_id = first_sample_id_;
@@ -74,6 +77,7 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   queue_.next = next_.data<int32_t>();
   queue_.ends = reinterpret_cast<SampleEnd*>(ends_.data<int32_t>());
   queue_.restarts = restarts_.data<int32_t>();
+  queue_.live = live_.data<int32_t>();
 #ifdef IFLAME_CUDA
   if (device == Device::CUDA) poll_ = new CounterPoll;
 #endif

@@ -88,6 +88,13 @@ class DeviceSampler {
   // step (continuous batching only; zeros otherwise).
   const Tensor& restarts() const { return restarts_; }
 
+  // i32 [B] on the device: 1 for the rows whose sample is still fed at the next
+  // step (in its prompt or drawing, a sample just taken included), 0 for done
+  // and idle rows (ops::row_is_live). Written by every step in its own launch;
+  // before the first, the rows holding a sample are live. The decoder skips the
+  // cached attention of the others (DecodeState::row_live, infer/decode.h).
+  const Tensor& live() const { return live_; }
+
   // Consumes f32 [B, vocab] contiguous logits on the device, from the step that
   // fed `position`; positions (the batch's steps) come in order 0, 1, ...,
   // capacity - 1 (without continuous batching: no further).
@@ -129,6 +136,7 @@ class DeviceSampler {
   Tensor ends_;      // i32 [samples, 2]: SampleEnd of each finished sample
   Tensor next_;      // i32 [1]: the next sample a row takes
   Tensor restarts_;  // i32 [B]
+  Tensor live_;      // i32 [B]
   ops::SampleQueue queue_;  // the above as the sampling op takes them (pointers into these tensors)
   int64_t next_position_ = 0;
   bool finished_ = false;

@@ -13,7 +13,10 @@
 // than rows, the sampler hands done rows the next sample at a face boundary and
 // flags them (DeviceSampler::restarts), and the decoder zeroes those rows at the
 // start of the next step (DecodeState::row_resets): all of it on the device,
-// inside the same graphs.
+// inside the same graphs. Rows that are done or idle are flagged dead by the
+// sampler (DeviceSampler::live) and skip the attention over their K/V caches
+// (DecodeState::row_live), so a run's drain does not read every finished row's
+// cache at every step.
 #include "infer/generate.h"
 
 #include <algorithm>
@@ -57,6 +60,8 @@ std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64
   DecodeState st = begin(model, rows, capacity, cfg.ctx, cfg.decode_step);
   // Continuous batching: a row the sampler hands a new sample starts over at the next step.
   if (samples > rows) st.row_resets = sampler.restarts();
+  // Rows whose sample is done (or idle) skip the cached attention: nothing reads their steps (infer/decode.h).
+  st.row_live = sampler.live();
   // A sample holds a row for at most capacity steps plus up to 8 of waiting for
   // a face boundary; rows take samples as they free up, so all are done within
   // (samples / rows + 1) such spans; the GPU may learn of the end a few polls late.

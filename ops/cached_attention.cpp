@@ -52,21 +52,32 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
 }
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale, int64_t host_length) {
+                           const Tensor& position, int64_t div, float scale, int64_t host_length,
+                           const Tensor& live) {
   const char* op = "cached_attention_at";
   check_cached_attention(op, q, k_cache, v_cache);
   check_decode_position(op, position, div, q.device(), q.size(0));
+  const int64_t B = q.size(0);
+  if (live.defined()) {
+    IFLAME_CHECK(live.dtype() == DType::I32, op, ": live must be i32, got ", live.describe());
+    IFLAME_CHECK(live.ndim() == 1 && live.size(0) == B && live.is_contiguous(), op,
+                 ": live must be a contiguous [", B, "] tensor (one flag per row of q), got ", live.describe());
+    IFLAME_CHECK(live.device() == q.device(), op, ": live must be on q's device (", device_name(q.device()),
+                 "), got ", live.describe());
+  }
   PROFILE_OP("cached_attention_at", host_length > 0 ? cached_attention_flops(q, host_length) : 0,
              host_length > 0 ? cached_attention_bytes(q, k_cache, host_length) : 0, q.device(), q.dtype());
   if (q.is_cuda()) {
-    // The length is read on the device; the kernel bounds it by the capacity.
-    CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale));
+    // The length and the flags are read on the device; the kernel bounds the length by the capacity.
+    CUDA_ONLY(return cuda::cached_attention_at(q, k_cache, v_cache, position, div, scale,
+                                               live.defined() ? live.data<int32_t>() : nullptr));
   }
-  std::vector<int64_t> lengths = level_positions(op, position, div, q.size(0));
-  for (int64_t& length : lengths) {
-    IFLAME_CHECK(length < k_cache.size(1), op, ": position ", length, " is past the cache capacity ",
+  std::vector<int64_t> lengths = level_positions(op, position, div, B);
+  const std::vector<int32_t> flags = live.defined() ? live.to_ints() : std::vector<int32_t>(B, 1);
+  for (int64_t b = 0; b < B; b++) {
+    IFLAME_CHECK(lengths[b] < k_cache.size(1), op, ": position ", lengths[b], " is past the cache capacity ",
                  k_cache.size(1));
-    length++;
+    lengths[b] = flags[b] ? lengths[b] + 1 : 0;  // a dead row reads nothing (length 0: zeros)
   }
   return cpu::cached_attention_step(q, k_cache, v_cache, lengths, scale);
 }

@@ -26,20 +26,29 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
 // replays at every position. host_length: the caller's host
 // copy of p / div + 1, used only to count the step's FLOPs and bytes for the
 // profiler (the kernel reads the device counter); -1 when unknown, which
-// counts them as 0.
+// counts them as 0 (it counts every row, live or not).
+//
+// live: undefined (every row is live), or i32 [B] on q's device, read on the
+// device like the position: a row with live[b] == 0 (a decoding row whose
+// sample is done or idle, infer/decode.h's DecodeState::row_live) reads no key
+// or value and its output is zeros; the other rows are computed exactly as
+// without the flags (the same bits).
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale, int64_t host_length = -1);
+                           const Tensor& position, int64_t div, float scale, int64_t host_length = -1,
+                           const Tensor& live = Tensor());
 
 namespace cpu {
-// Row b over its cache rows 0 .. lengths[b]-1.
+// Row b over its cache rows 0 .. lengths[b]-1; a row of length 0 reads nothing
+// and gives zeros (a dead row of cached_attention_at).
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              const std::vector<int64_t>& lengths, float scale);
 }
 namespace cuda {
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale);
+// live: null (every row live) or the device's i32 [B] flags.
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale);
+                           const Tensor& position, int64_t div, float scale, const int32_t* live);
 }  // namespace cuda
 
 }  // namespace iflame::ops

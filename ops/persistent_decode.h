@@ -25,6 +25,9 @@
 // updated without fused multiply-adds and read out in double); what differs is
 // the order of a few f32 sums (the attention's split over blocks), so the logits
 // agree to within the effects of bf16 rounding, not bit for bit.
+// It ignores the decoder's liveness flags (DecodeState::row_live): dead rows'
+// attention is computed like any other row's (at 1 to 8 rows the drain costs
+// little), and nothing reads it, so the results are the same.
 #pragma once
 #include <array>
 #include <memory>

@@ -9,7 +9,9 @@
 // `active`. Every row, drawing or not, then writes the token it feeds next.
 // With queue.refill (continuous batching) a done row at a face boundary takes the
 // next sample (index from `next`), flags itself in `restarts` and feeds that
-// sample's first token.
+// sample's first token. Last, when queue.live is given, every row writes whether
+// it is live (row_is_live: its sample, a refilled one included, is still fed) for
+// the decoder's next step, in the same launch.
 //
 // Both implementations run the per-row code of ops/sampling_core.h:
 //   cpu::   the rows one after the other (ops/cpu/sample_step.cpp);
@@ -38,6 +40,7 @@ struct SampleQueue {
   int32_t* next = nullptr;        // i32 [1]: the next sample a row takes
   SampleEnd* ends = nullptr;      // [samples]: how each finished sample ended
   int32_t* restarts = nullptr;    // i32 [B]: 1 where a row started a sample this step
+  int32_t* live = nullptr;        // i32 [B] or null: row_is_live() of each row after the step
 };
 
 // The largest vocabulary the CUDA step takes: a block keeps each token's logit,

@@ -325,6 +325,14 @@ IFLAME_HD void refill_row(SampleRow& r, const SampleRow& fresh, int64_t index, i
   r.draws = draws;
 }
 
+// Is the row's sample still being fed at its next step (in its prompt or
+// drawing)? Not once it is done or idle (an idle row is done too): a dead row's
+// step computes nothing anyone reads (its logits are not drawn from; a new sample
+// starts it over at position 0 with its states zeroed and its cache rows
+// rewritten before they are read), so the decoder may skip its attention
+// (DecodeState::row_live, infer/decode.h).
+IFLAME_HD int32_t row_is_live(const SampleRow& r) { return r.done ? 0 : 1; }
+
 // The token to feed at position + 1: the row's token there, or its last token
 // once the row is done (done rows keep being fed so the batch stays in lockstep).
 IFLAME_HD int32_t next_feed(const SampleRow& r, const int32_t* history_row, int64_t position) {

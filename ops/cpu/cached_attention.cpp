@@ -39,7 +39,7 @@ Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tenso
         for (int64_t d = 0; d < D; d++) out[d] += p * vj[d];
       }
       float* oi = O + (b * H + h) * D;
-      for (int64_t d = 0; d < D; d++) oi[d] = static_cast<float>(out[d] / total);
+      for (int64_t d = 0; d < D; d++) oi[d] = length == 0 ? 0.0f : static_cast<float>(out[d] / total);
     }
   return o;
 }

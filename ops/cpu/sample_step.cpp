@@ -58,11 +58,14 @@ void sample_step(const Tensor& logits, Tensor& history_t, Tensor& rows_t, Tensor
       }
     }
     feed[b] = finish_step(r, h);
-    if (!queue.refill) continue;
-    queue.restarts[b] = row_can_refill(r);
-    if (!queue.restarts[b]) continue;
-    refill_row(r, queue.fresh, (*queue.next)++, queue.samples, queue.first_sample_id);
-    feed[b] = history[int64_t(r.sample_id - queue.first_sample_id) * stride];
+    if (queue.refill) {
+      queue.restarts[b] = row_can_refill(r);
+      if (queue.restarts[b]) {
+        refill_row(r, queue.fresh, (*queue.next)++, queue.samples, queue.first_sample_id);
+        feed[b] = history[int64_t(r.sample_id - queue.first_sample_id) * stride];
+      }
+    }
+    if (queue.live) queue.live[b] = row_is_live(r);
   }
 }
 

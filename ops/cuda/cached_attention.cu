@@ -9,6 +9,9 @@
 // (batch 1: 16 heads on 132 SMs), the rows are also split over `splits` blocks
 // per head ("flash decoding"): each writes its block-merged (M, l, acc) to a
 // small f32 workspace and a second kernel merges the splits the same way.
+// Dead rows (cached_attention_at's `live` flags, read on the device): every
+// block of such a row returns before loading anything; the block that writes
+// the row's output (the only block, or the merging one when split) writes zeros.
 #include <cmath>
 
 #include "core/cuda_check.h"
@@ -58,12 +61,17 @@ template <typename T, bool kVector>
 __global__ void __launch_bounds__(kThreads)
     cached_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                             T* __restrict__ o, int H, int capacity, int length, const int* __restrict__ position,
-                            int position_stride, int div, float scale_log2, float* __restrict__ partial) {
+                            int position_stride, int div, const int32_t* __restrict__ live, float scale_log2,
+                            float* __restrict__ partial) {
   pdl_wait();  // launched with launch_pdl (ops/cuda/pdl.cuh): q and the newest cache row come from the kernel before
   pdl_trigger();
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
+  if (live && live[b] == 0) {  // a dead row (the whole block alike): nothing read; zeros out, or by the merge
+    if (partial == nullptr && t < kHeadDim) store_float(o + (long long)bh * kHeadDim + t, 0.0f);
+    return;
+  }
   // The length comes from the host, or from the decoding position counter
   // (ops/decode_position.h; shared, or one per row): rows 0 .. position / div, at most the capacity.
-  const int bh = blockIdx.x, b = bh / H, h = bh % H, t = threadIdx.x;
   if (position) length = min(position[b * position_stride] / div + 1, capacity);
   __shared__ float part_m[kThreads], part_l[kThreads];
   __shared__ float part_acc[kThreads][kHeadDim + 1];
@@ -117,11 +125,17 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Merges the splits of one (b, h): thread d computes output column d.
+// A dead row's splits wrote nothing: its output is zeros.
 template <typename T>
-__global__ void cached_attention_combine_kernel(const float* __restrict__ partial, T* __restrict__ o, int splits) {
+__global__ void cached_attention_combine_kernel(const float* __restrict__ partial, T* __restrict__ o, int splits,
+                                                int H, const int32_t* __restrict__ live) {
   pdl_wait();
   pdl_trigger();
   const int bh = blockIdx.x, d = threadIdx.x;
+  if (live && live[bh / H] == 0) {
+    store_float(o + (long long)bh * kHeadDim + d, 0.0f);
+    return;
+  }
   const float* part = partial + (long long)bh * splits * (kHeadDim + 2);
   float M = -INFINITY;
   for (int s = 0; s < splits; s++) M = fmaxf(M, part[s * (kHeadDim + 2)]);
@@ -155,7 +169,7 @@ int choose_splits(long long bh, long long capacity) {
 
 namespace {
 Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t length, const int* position,
-              int position_stride, int div, float scale, const char* op) {
+              int position_stride, int div, const int32_t* live, float scale, const char* op) {
   check_head_dim(op, q);
   const long long bh = q.size(0) * q.size(1);
   IFLAME_CHECK(bh <= 0x7fffffffLL && k_cache.size(1) < (1LL << 30), op, ": too large: ", k_cache.describe());
@@ -173,11 +187,11 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
     const bool vector = aligned(k_cache) && aligned(v_cache);
     launch_pdl(vector ? cached_attention_kernel<T, true> : cached_attention_kernel<T, false>, grid, kThreads, 0, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(),
                o.data<T>(), static_cast<int>(q.size(1)), static_cast<int>(k_cache.size(1)),
-               static_cast<int>(length), position, position_stride, div, scale * kLog2e,
+               static_cast<int>(length), position, position_stride, div, live, scale * kLog2e,
                splits > 1 ? partial.data<float>() : nullptr);
     if (splits > 1)
       launch_pdl(cached_attention_combine_kernel<T>, static_cast<unsigned>(bh), kHeadDim, 0, partial.data<float>(),
-                 o.data<T>(), splits);
+                 o.data<T>(), splits, static_cast<int>(q.size(1)), live);
   });
   return o;
 }
@@ -185,13 +199,13 @@ Tensor launch(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int
 
 Tensor cached_attention_step(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                              int64_t length, float scale) {
-  return launch(q, k_cache, v_cache, length, nullptr, 0, 1, scale, "cached_attention_step");
+  return launch(q, k_cache, v_cache, length, nullptr, 0, 1, nullptr, scale, "cached_attention_step");
 }
 
 Tensor cached_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                           const Tensor& position, int64_t div, float scale) {
+                           const Tensor& position, int64_t div, float scale, const int32_t* live) {
   return launch(q, k_cache, v_cache, 0, position.data<int32_t>(), position_stride(position),
-                static_cast<int>(div), scale, "cached_attention_at");
+                static_cast<int>(div), live, scale, "cached_attention_at");
 }
 
 }  // namespace iflame::ops::cuda

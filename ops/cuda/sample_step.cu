@@ -22,7 +22,8 @@
 // With continuous batching thread 0 then hands a done row its next sample at a
 // face boundary (row_can_refill / refill_row; the sample index from an atomic
 // counter, so which row takes which sample may vary, never a sample's tokens)
-// and flags it in `restarts` for the decoder.
+// and flags it in `restarts` for the decoder; every row then writes its
+// liveness (row_is_live) to `live`, which the decoder's next step reads.
 // Everything but the launch geometry is ops/sampling_core.h, shared with the CPU.
 // No argument changes from step to step (each row keeps its own position), so a
 // CUDA graph can capture the launch once and replay it.
@@ -54,13 +55,17 @@ __global__ void __launch_bounds__(kMaxThreads)
   int32_t* hist = history + int64_t(row->sample_id - queue.first_sample_id) * history_stride;
   // The end of the row's step (thread 0): its next feed, and with continuous
   // batching the next sample when it is done at a face boundary.
+  // Last, whether the row is live at the next step (refilled rows are).
   auto finish = [&] {
     feed[b] = finish_step(*row, hist);
-    if (!queue.refill) return;
-    queue.restarts[b] = row_can_refill(*row);
-    if (!queue.restarts[b]) return;
-    refill_row(*row, queue.fresh, atomicAdd(queue.next, 1), queue.samples, queue.first_sample_id);
-    feed[b] = history[int64_t(row->sample_id - queue.first_sample_id) * history_stride];
+    if (queue.refill) {
+      queue.restarts[b] = row_can_refill(*row);
+      if (queue.restarts[b]) {
+        refill_row(*row, queue.fresh, atomicAdd(queue.next, 1), queue.samples, queue.first_sample_id);
+        feed[b] = history[int64_t(row->sample_id - queue.first_sample_id) * history_stride];
+      }
+    }
+    if (queue.live) queue.live[b] = row_is_live(*row);
   };
   const int64_t position = row->position;
   const bool draws = row_draws_at(*row, position);
