@@ -241,6 +241,7 @@ int run_sampling(const Options& o) {
   std::ofstream summary(summary_path, std::ios::trunc);
   IFLAME_REQUIRE(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
+  int64_t row_steps = 0;  // steps x rows over the chunks: what "rows busy" divides by
   double seconds = 0;
   size_t cache_bytes = 0;
   std::string step_path = "layered";
@@ -256,6 +257,7 @@ int run_sampling(const Options& o) {
     GenerateStats stats;
     std::vector<GeneratedSequence> seqs = generate_samples(model, b, batch, prompt, cfg, first, &stats);
     sampled += stats.sampled_tokens;
+    row_steps += stats.steps * std::min(batch, b);
     seconds += stats.seconds;
     cache_bytes = std::max(cache_bytes, stats.cache_bytes / std::min(batch, b));
     step_path = stats.decode_step;
@@ -289,7 +291,8 @@ int run_sampling(const Options& o) {
   std::printf(
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty\n"
       "whole run (%s, batch %d, %s): %lld tokens sampled in %.2f s (%.2f s in the sampling loop) = %.1f tokens/s, "
-      "%.2f meshes/s; cache %.1f MiB per sequence\n",
+      "%.2f meshes/s; cache %.1f MiB per sequence\n"
+      "rows busy: %.1f%% of row-steps (tokens drawn over steps x rows)\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3],
       device == Device::CPU          ? "CPU"
       : step_path == "persistent"    ? "GPU, persistent step"
@@ -298,7 +301,7 @@ int run_sampling(const Options& o) {
       batch,
       cfg.constrained ? "constrained" : "unconstrained", static_cast<long long>(sampled), run_seconds, seconds,
       run_seconds > 0 ? sampled / run_seconds : 0.0, run_seconds > 0 ? o.n / run_seconds : 0.0,
-      mib(double(cache_bytes)));
+      mib(double(cache_bytes)), row_steps > 0 ? 100.0 * double(sampled) / double(row_steps) : 0.0);
   if (!o.png.empty()) {
     render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
     std::printf("contact sheet of %s samples: %s\n",

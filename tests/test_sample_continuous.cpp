@@ -1,25 +1,29 @@
 // test_sample_continuous.cpp: continuous batching (infer/generate.h's
 // generate_samples, DeviceSampler with more samples than rows, the decoder's
-// per-row positions and row resets).
+// per-row positions, row resets and dead rows).
 //
 // CPU: the sampler alone on logits that depend only on (sample, position):
 // every sample is written once, done rows take the next sample at a face
-// boundary and are flagged for the decoder, and each sample's tokens are those
-// of a lockstep sampler holding all samples at once; the per-row decoding ops
-// equal one row at a time; zero_flagged_rows clears exactly the flagged rows;
-// generate_samples on the tiny golden model gives the meshes of one-by-one
-// sampling at B = 1 and B = 3, constrained and not, with a prompt; ./sample -n 5
-// --batch 2 writes every file once and prints the run's tokens/s and meshes/s.
+// boundary and are flagged for the decoder, each sample's tokens are those of
+// a lockstep sampler holding all samples at once, and the live flags follow
+// the rows (done and idle rows dead, refilled ones live); the per-row decoding
+// ops equal one row at a time; zero_flagged_rows clears exactly the flagged
+// rows; generate_samples on the tiny golden model (as trained, and with its
+// END logit raised so that samples end at very different lengths and rows die
+// mid-run) gives the meshes of one-by-one sampling at B = 1 and B = 3,
+// constrained and not; ./sample -n 5 --batch 2 writes every file once and
+// prints the run's tokens/s, meshes/s and how busy the rows were.
 // GPU (skipped without one): the CUDA sampler with refills equals the CPU one
-// on the same logits; the per-row ops and the row reset equal the CPU; and
-// generate_samples on the GPU writes every sample once, the same with and
-// without CUDA graphs.
+// on the same logits, its live flags too; the per-row ops and the row reset
+// equal the CPU; and generate_samples on the GPU writes every sample once, the
+// same with and without CUDA graphs.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <omp.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -35,6 +39,7 @@
 #include "infer/device_sampler.h"
 #include "infer/generate.h"
 #include "infer/sample_cli.h"
+#include "nn/model_weights.h"
 #include "nn/state.h"
 #include "ops/cached_attention.h"
 #include "ops/decode_position.h"
@@ -46,6 +51,9 @@ using namespace iflame::infer;
 using namespace iflame::test;
 
 namespace {
+
+// How far the END logit is raised to make the tiny model's samples end early and unevenly.
+constexpr float kEndBias = 3.0f;
 
 struct SerialCpu {  // CPU decoding is faster on one thread (test_sample.cpp)
   int previous = omp_get_max_threads();
@@ -73,10 +81,16 @@ struct SamplerRun {
   std::vector<GeneratedSequence> results;
   int64_t steps = 0, refills = 0, sampled = 0;
   std::vector<int64_t> refill_positions;  // each row's position when flagged (must be 0)
+  // The live flags (DeviceSampler::live) against the rows' state, before the first step and after each:
+  int64_t live_mismatches = 0;   // a flag other than "not done" (an idle row is done)
+  int64_t refilled_live = 0;     // a row that took a new sample, flagged live
+  int64_t revived = 0;           // a row flagged dead at one step and live at the next (a refill after a wait)
+  int64_t idle_dead = 0;         // row-steps of idle rows, flagged dead
+  std::vector<int> live_rows;    // live rows after each step
 };
 
 // Runs a DeviceSampler with `rows` rows over `samples` samples to the end,
-// counting the rows flagged for restart.
+// counting the rows flagged for restart and checking the live flags.
 SamplerRun run_sampler(Device device, int rows, int64_t samples, const std::vector<int32_t>& prompt, int max_faces,
                        bool constrained, uint64_t first_id) {
   const int64_t capacity = int64_t(kTokensPerFace) * (max_faces + 1);
@@ -84,15 +98,30 @@ SamplerRun run_sampler(Device device, int rows, int64_t samples, const std::vect
   cfg.seed = 9;
   DeviceSampler ds(device, rows, prompt, capacity, kVocabSize, cfg, constrained, first_id, samples);
   SamplerRun run;
+  std::vector<int32_t> live_before = ds.live().to_ints();
+  const std::vector<SampleRow> first = ds.rows();
+  for (int b = 0; b < rows; b++) {
+    run.live_mismatches += live_before[b] != (b < samples ? 1 : 0);  // rows with a sample start live
+    run.live_mismatches += live_before[b] != !first[b].done;
+  }
   for (int64_t pos = 0; pos < 100000; pos++) {
     ds.step(rows_logits(ds.rows(), first_id).to(device), pos);
-    const std::vector<int32_t> flags = ds.restarts().to_ints();
+    const std::vector<int32_t> flags = ds.restarts().to_ints(), live = ds.live().to_ints();
     const std::vector<SampleRow> now = ds.rows();
-    for (int b = 0; b < rows; b++)
+    int live_rows = 0;
+    for (int b = 0; b < rows; b++) {
       if (flags[b]) {
         run.refills++;
         run.refill_positions.push_back(now[b].position);
       }
+      run.live_mismatches += live[b] != !now[b].done;
+      run.refilled_live += flags[b] && !now[b].idle && live[b];
+      run.revived += !live_before[b] && live[b];
+      run.idle_dead += now[b].idle && !live[b];
+      live_rows += live[b];
+    }
+    run.live_rows.push_back(live_rows);
+    live_before = live;
     run.steps = pos + 1;
     if (ds.finished()) break;
   }
@@ -143,6 +172,16 @@ TEST_CASE("sample: continuous batching refills done rows at a face boundary and 
       for (int64_t p : refilled.refill_positions) CHECK(p == 0);
       // Lockstep would take the longest of each group of 3 samples; refilling takes fewer steps.
       CHECK(refilled.steps < 4 * int64_t(kTokensPerFace) * 7);
+      // The live flags follow the rows: done rows dead, refilled ones live again, idle ones dead.
+      CHECK(lockstep.live_mismatches == 0);
+      CHECK(refilled.live_mismatches == 0);
+      CHECK(refilled.refilled_live >= N - 3);
+      // Unconstrained, samples also end mid-face and wait, dead, for the face boundary.
+      if (!constrained) CHECK(refilled.revived > 0);
+      MESSAGE("refilled live " << refilled.refilled_live << ", revived " << refilled.revived << ", idle dead "
+                               << refilled.idle_dead);
+      CHECK(refilled.idle_dead > 0);
+      CHECK(refilled.live_rows.back() == 0);
     }
   }
   // One row for all: samples one after another.
@@ -150,6 +189,12 @@ TEST_CASE("sample: continuous batching refills done rows at a face boundary and 
   const SamplerRun all = run_sampler(Device::CPU, 5, 5, start_row(), 4, true, 0);
   for (int i = 0; i < 5; i++) CHECK(one.results[i].tokens == all.results[i].tokens);
   CHECK(one.refills >= 4);
+  CHECK(one.live_mismatches == 0);
+  // Fewer samples than rows: the rows past them are idle, dead from the start.
+  const SamplerRun spare = run_sampler(Device::CPU, 5, 2, start_row(), 4, true, 0);
+  CHECK(spare.live_mismatches == 0);
+  CHECK(spare.idle_dead >= 3 * spare.steps);
+  CHECK(spare.live_rows.front() <= 2);
 }
 
 TEST_CASE("sample: the decoding ops with a position per row equal one row at a time (CPU)") {
@@ -248,31 +293,61 @@ TEST_CASE("sample: a decoder row started over (row_resets) decodes exactly as a 
 TEST_CASE("sample: continuous batching on the CPU gives the meshes of one-by-one sampling, at any batch") {
   SerialCpu serial;
   std::unique_ptr<IFlame> model = load_model(golden("tiny_checkpoint.pth"), Device::CPU);
-  for (bool constrained : {true, false}) {
-    CAPTURE(constrained);
-    GenerateConfig cfg;
-    cfg.max_faces = 5;
-    cfg.constrained = constrained;
-    cfg.sampling.seed = 11;
-    const int64_t N = 7;
-    GenerateStats s1, s3;
-    const std::vector<GeneratedSequence> b1 = generate_samples(*model, N, 1, {}, cfg, 2, &s1);
-    const std::vector<GeneratedSequence> b3 = generate_samples(*model, N, 3, {}, cfg, 2, &s3);
-    REQUIRE(b1.size() == size_t(N));
-    REQUIRE(b3.size() == size_t(N));
-    int distinct = 0;
-    for (int64_t i = 0; i < N; i++) {
-      CAPTURE(i);
-      const std::vector<GeneratedSequence> alone = generate(*model, 1, {}, cfg, 2 + i);
-      CHECK(b1[i].tokens == alone[0].tokens);
-      CHECK(b3[i].tokens == alone[0].tokens);
-      CHECK(b3[i].ended == alone[0].ended);
-      if (constrained) CHECK(follows_canonical_order(b3[i].tokens));
-      distinct += i > 0 && b3[i].tokens != b3[i - 1].tokens;
+  // The tiny model as it is (its samples run to the face limit), and with its
+  // END logit raised (samples of very different lengths, so rows die and are
+  // refilled all through the run).
+  const ModelWeights as_trained = *model;
+  ModelWeights ending_weights = *model;
+  std::vector<float> bias = ending_weights.output_proj.bias.defined() ? ending_weights.output_proj.bias.to_floats()
+                                                              : std::vector<float>(ending_weights.output_proj.out, 0.0f);
+  bias[kEndToken] += kEndBias;
+  ending_weights.output_proj.bias = Tensor::from_floats(bias, {int64_t(bias.size())});
+  const ModelWeights& ending = ending_weights;
+  for (const ModelWeights* weights : {&as_trained, &ending}) {
+    for (bool constrained : {true, false}) {
+      CAPTURE(constrained);
+      CAPTURE(weights == &ending);
+      GenerateConfig cfg;
+      cfg.max_faces = 5;
+      cfg.constrained = constrained;
+      cfg.sampling.seed = 11;
+      const int64_t N = 7;
+      GenerateStats s1, s3;
+      const std::vector<GeneratedSequence> b1 = generate_samples(*weights, N, 1, {}, cfg, 2, &s1);
+      const std::vector<GeneratedSequence> b3 = generate_samples(*weights, N, 3, {}, cfg, 2, &s3);
+      REQUIRE(b1.size() == size_t(N));
+      REQUIRE(b3.size() == size_t(N));
+      int distinct = 0;
+      for (int64_t i = 0; i < N; i++) {
+        CAPTURE(i);
+        const std::vector<GeneratedSequence> alone = generate(*weights, 1, {}, cfg, 2 + i);
+        CHECK(b1[i].tokens == alone[0].tokens);
+        CHECK(b3[i].tokens == alone[0].tokens);
+        CHECK(b3[i].ended == alone[0].ended);
+        if (constrained) CHECK(follows_canonical_order(b3[i].tokens));
+        distinct += i > 0 && b3[i].tokens != b3[i - 1].tokens;
+      }
+      CHECK(distinct >= N - 2);  // not one sample written N times
+      CHECK(s3.sampled_tokens == s1.sampled_tokens);
+      CHECK(s3.steps < s1.steps);
+      // The batched run had dead rows (DecodeState::row_live: done or idle rows
+      // skip the cached attention) while others went on, so equal meshes mean
+      // dead rows change nothing. A sample is live for the positions it feeds up
+      // to its last draw: length - 1 of them when it ended, capacity when it
+      // stopped at the face limit (that draw dropped).
+      int64_t live_row_steps = 0;
+      size_t shortest = b3[0].tokens.size(), longest = 0;
+      for (const GeneratedSequence& g : b3) {
+        live_row_steps += int64_t(g.tokens.size()) - (g.ended ? 1 : 0);
+        shortest = std::min(shortest, g.tokens.size());
+        longest = std::max(longest, g.tokens.size());
+      }
+      const int64_t dead_row_steps = 3 * s3.steps - live_row_steps;
+      MESSAGE("batch 3: " << s3.steps << " steps, " << dead_row_steps << " dead row-steps; samples of " << shortest
+                          << " to " << longest << " tokens");
+      CHECK(dead_row_steps >= 2 * int64_t(kTokensPerFace));  // at least the drain's idle rows
+      if (weights == &ending) CHECK(longest >= shortest + 2 * kTokensPerFace);
     }
-    CHECK(distinct >= N - 2);  // not one sample written N times
-    CHECK(s3.sampled_tokens == s1.sampled_tokens);
-    CHECK(s3.steps < s1.steps);
   }
 }
 
@@ -301,6 +376,13 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   text << f.rdbuf();
   CHECK(contains(text.str(), "tokens/s"));
   CHECK(contains(text.str(), "meshes/s"));
+  // How busy the rows were: tokens drawn over steps x rows, a percentage in (0, 100).
+  const size_t busy = text.str().find("rows busy: ");
+  REQUIRE(busy != std::string::npos);
+  const double busy_percent = std::atof(text.str().c_str() + busy + 11);
+  CHECK(busy_percent > 0.0);
+  CHECK(busy_percent < 100.0);
+  CHECK(contains(text.str().substr(busy), "% of row-steps"));
   CHECK(contains(text.str(), "constrained"));
   for (int i = 0; i < 5; i++) {
     char name[64];
@@ -345,6 +427,11 @@ TEST_CASE("sample: the CUDA sampler's refills equal the CPU's on the same logits
     CHECK(gpu.sampled == cpu.sampled);
     CHECK(gpu.refills >= 13 - 4);
     for (int64_t p : gpu.refill_positions) CHECK(p == 0);
+    // The live flags: each row's its state's; which row takes which sample may
+    // differ (an atomic counter), the number of live rows at every step may not.
+    CHECK(gpu.live_mismatches == 0);
+    CHECK(cpu.live_mismatches == 0);
+    CHECK(gpu.live_rows == cpu.live_rows);
   }
 }
 

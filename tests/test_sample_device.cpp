@@ -729,7 +729,7 @@ TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits 
     const int64_t capacity = int64_t(kTokensPerFace) * (c.max_faces + 1);
     DeviceSampler cpu(Device::CPU, B, prompt, capacity, kVocabSize, c.cfg, c.constrained, 3);
     DeviceSampler gpu(Device::CUDA, B, prompt, capacity, kVocabSize, c.cfg, c.constrained, 3);
-    int feed_mismatches = 0, state_mismatches = 0;
+    int feed_mismatches = 0, state_mismatches = 0, live_mismatches = 0;
     int64_t pos = 0, cpu_done_at = -1;
     std::vector<GeneratedSequence> at_done;  // the CPU's results when its last row finished
     for (; pos < capacity; pos++) {
@@ -738,6 +738,7 @@ TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits 
       cpu.step(Tensor::from_floats(logits, {B, kVocabSize}), pos);
       gpu.step(Tensor::from_floats(logits, {B, kVocabSize}).to(Device::CUDA), pos);
       if (pos % 50 == 0) state_mismatches += !same_rows(gpu.rows(), cpu.rows());
+      live_mismatches += gpu.live().to_ints() != cpu.live().to_ints();  // the decoder's dead-row flags
       if (cpu_done_at < 0 && cpu.finished()) cpu_done_at = pos, at_done = cpu.results();
       if (gpu.finished()) break;
     }
@@ -747,6 +748,7 @@ TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits 
     CHECK(pos <= cpu_done_at + 2 * DeviceSampler::kPollEvery);
     CHECK(feed_mismatches == 0);
     CHECK(state_mismatches == 0);
+    CHECK(live_mismatches == 0);
     CHECK(same_rows(gpu.rows(), cpu.rows()));
     CHECK(gpu.active_rows() == 0);
     CHECK(gpu.sampled_tokens() == cpu.sampled_tokens());
