@@ -7,7 +7,9 @@
 //   rows     SampleRow [B]           length, done / ended flags, draws, sample id and
 //                                    the O(1) constraint state (ops/sampling_core.h);
 //   feed     i32 [B]                 the token each row feeds at the next position;
-//   active   i32 [1]                 how many rows (samples) are not done.
+//   active   i32 [1]                 how many rows (samples) are not done;
+//   live     i32 [B]                 which rows' samples are still fed at the next
+//                                    step (the decoder skips the others' attention).
 // step(logits, position) takes the logits of the step that fed `position` (they
 // predict token position + 1; each row counts positions itself, the host
 // checks its count) and, for every row that draws there, draws with
