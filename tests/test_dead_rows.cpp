@@ -102,7 +102,8 @@ TEST_CASE("attn: GPU cached attention with dead rows equals the CPU, f32 and bf1
   for (int64_t capacity : {700, 2100}) {
     const Tensor k = random_tensor({B, capacity, H, D}, 68), v = random_tensor({B, capacity, H, D}, 69);
     for (const std::vector<int32_t>& flags :
-         {std::vector<int32_t>{1, 0, 1, 1, 0}, std::vector<int32_t>{0, 1, 0, 0, 1}, std::vector<int32_t>{0, 0, 0, 0, 0}}) {
+         {std::vector<int32_t>{1, 0, 1, 1, 0}, std::vector<int32_t>{0, 1, 0, 0, 1},
+          std::vector<int32_t>{0, 0, 0, 0, 0}}) {
       CAPTURE(capacity);
       CAPTURE(flags_text(flags));
       const Tensor live = Tensor::from_ints(flags, {B});

@@ -298,8 +298,8 @@ TEST_CASE("sample: continuous batching on the CPU gives the meshes of one-by-one
   // refilled all through the run).
   const ModelWeights as_trained = *model;
   ModelWeights ending_weights = *model;
-  std::vector<float> bias = ending_weights.output_proj.bias.defined() ? ending_weights.output_proj.bias.to_floats()
-                                                              : std::vector<float>(ending_weights.output_proj.out, 0.0f);
+  const LinearWeights& output = ending_weights.output_proj;
+  std::vector<float> bias = output.bias.defined() ? output.bias.to_floats() : std::vector<float>(output.out, 0.0f);
   bias[kEndToken] += kEndBias;
   ending_weights.output_proj.bias = Tensor::from_floats(bias, {int64_t(bias.size())});
   const ModelWeights& ending = ending_weights;
