@@ -429,9 +429,14 @@ TEST_CASE("sample: the CUDA sampler's refills equal the CPU's on the same logits
     for (int64_t p : gpu.refill_positions) CHECK(p == 0);
     // The live flags: each row's its state's; which row takes which sample may
     // differ (an atomic counter), the number of live rows at every step may not.
+    // The GPU loop learns that every row is done up to 2 * kPollEvery steps late
+    // (DeviceSampler::finished), so its record may go on past the CPU's with no live row.
     CHECK(gpu.live_mismatches == 0);
     CHECK(cpu.live_mismatches == 0);
-    CHECK(gpu.live_rows == cpu.live_rows);
+    REQUIRE(gpu.live_rows.size() >= cpu.live_rows.size());
+    CHECK(gpu.live_rows.size() <= cpu.live_rows.size() + 2 * DeviceSampler::kPollEvery);
+    CHECK(std::vector<int>(gpu.live_rows.begin(), gpu.live_rows.begin() + cpu.live_rows.size()) == cpu.live_rows);
+    for (size_t i = cpu.live_rows.size(); i < gpu.live_rows.size(); i++) CHECK(gpu.live_rows[i] == 0);
   }
 }
 
