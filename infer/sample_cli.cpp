@@ -316,8 +316,8 @@ int run_sampling(const Options& o) {
   if (o.no_compact)
     std::printf("drain: all %d rows kept to the end (--no-compact)\n", last.first_rows);
   else
-    std::printf("drain: %d compactions, %d -> %d rows%s\n", compactions, last.first_rows, last.last_rows,
-                chunks > 1 ? " (rows: the last chunk's)" : "");
+    std::printf("drain: %d compaction%s, %d -> %d rows%s\n", compactions, compactions == 1 ? "" : "s",
+                last.first_rows, last.last_rows, chunks > 1 ? " (rows: the last chunk's)" : "");
   if (!o.png.empty()) {
     render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
     std::printf("contact sheet of %s samples: %s\n",

@@ -444,6 +444,12 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   CHECK(busy_percent > 0.0);
   CHECK(busy_percent < 100.0);
   CHECK(contains(text.str().substr(busy), "% of row-steps"));
+  // The drain's line: 5 samples through 2 rows leave one sample alone at the end.
+  const size_t drain = text.str().find("drain: ");
+  REQUIRE(drain != std::string::npos);
+  CHECK(std::atoi(text.str().c_str() + drain + 7) >= 1);
+  CHECK(contains(text.str().substr(drain), "compaction"));
+  CHECK(contains(text.str().substr(drain), ", 2 -> 1 rows"));
   CHECK(contains(text.str(), "constrained"));
   for (int i = 0; i < 5; i++) {
     char name[64];
@@ -467,7 +473,7 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   // --unconstrained is accepted (and --constrained, the default, too); the folder
   // holds this test's earlier samples, so each later run asks for --overwrite.
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "2", "--max-faces", "4", "--unconstrained", "--out",
-                 out, "--overwrite", "--device", "cpu"}) == 0);
+                 out, "--overwrite", "--device", "cpu", "--no-compact"}) == 0);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "1", "--max-faces", "4", "--constrained", "--out",
                  out, "--overwrite", "--device", "cpu"}) == 0);
 }
