@@ -216,7 +216,14 @@ TEST_CASE("sample: the drain's compactions on the GPU change no mesh in f32, and
       CHECK(stats.sampled_tokens <= stats.row_steps);
       if (reference.empty()) reference = got;
       int differing = 0;
-      for (int64_t i = 0; i < N; i++) differing += got[i].tokens != reference[i].tokens;
+      for (int64_t i = 0; i < N; i++) {
+        if (got[i].tokens == reference[i].tokens) continue;
+        differing++;
+        size_t p = 0;
+        while (p < got[i].tokens.size() && p < reference[i].tokens.size() && got[i].tokens[p] == reference[i].tokens[p])
+          p++;
+        MESSAGE("sample " << i << " differs from token " << p << " of " << reference[i].tokens.size());
+      }
       CHECK(differing == 0);
     }
   // bf16 with the Auto step: layered at 16 rows, the persistent kernel once
