@@ -7,6 +7,7 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
+#include "infer/row_gather.h"
 #include "ops/cached_attention.h"
 #include "ops/decode_position.h"
 #include "ops/elementwise.h"
@@ -272,20 +273,26 @@ size_t DecodeState::cache_bytes() const {
   return n;
 }
 
-DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx, DecodeStep path) {
+namespace {
+
+// A fresh state on prepared weights (what begin() and compact_rows() share).
+DecodeState make_state(std::shared_ptr<const ModelWeights> model_ptr, std::shared_ptr<const DecodeWeights> weights,
+                       int64_t batch, int64_t max_len, ForwardContext ctx, DecodeStep path) {
   IFLAME_CHECK(batch >= 1 && max_len >= 1, "decode: need batch >= 1 and max_len >= 1, got ", batch, " and ",
                max_len);
   IFLAME_CHECK(max_len < (int64_t(1) << 30), "decode: max_len ", max_len, " is too large");
+  const ModelWeights& model = *model_ptr;
   const IFlameConfig& cfg = model.config();
   const Device dev = model.device();
   const int64_t d = cfg.dim, H = cfg.heads, D = cfg.head_dim();
   const int64_t capacity[3] = {max_len, (max_len + 2) / 3, (max_len + 8) / 9};
   DecodeState st;
-  st.model = std::make_shared<const ModelWeights>(model);
-  st.weights = prepare_decode_weights(model, ctx.matmul);
+  st.model = std::move(model_ptr);
+  st.weights = std::move(weights);
   st.ctx = ctx;
   st.batch = batch;
   st.max_len = max_len;
+  st.requested_step = path;
   // With bf16 products on the GPU, K and V are cached in bf16 (half the memory
   // and the bytes each step reads); f32 otherwise.
   const DType cache_dtype = dev == Device::CUDA && ctx.matmul == DType::BF16 ? DType::BF16 : DType::F32;
@@ -311,13 +318,49 @@ DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, For
   st.out2 = Tensor::zeros({batch, 1, d}, DType::F32, dev);
   st.logits = Tensor::zeros({batch, cfg.vocab}, DType::F32, dev);
   st.token_buffer = Tensor::zeros({batch, 1}, DType::I32, dev);
-  if (path != DecodeStep::Layered) {
-    st.persistent_problem = why_not_persistent(st);
-    // A user's choice (--decode-step persistent): an input error, no source location.
-    IFLAME_REQUIRE(path == DecodeStep::Auto || st.persistent_problem.empty(),
-                   "decode: the persistent step cannot run here: ", st.persistent_problem);
-    if (st.persistent_problem.empty()) st.persistent = std::make_shared<ops::PersistentDecode>(persistent_view(st));
-  }
+  return st;
+}
+
+// Makes the persistent step for st when its requested path asks for it and it can run.
+void pick_step_kernels(DecodeState& st) {
+  if (st.requested_step == DecodeStep::Layered) return;
+  st.persistent_problem = why_not_persistent(st);
+  // A user's choice (--decode-step persistent): an input error, no source location.
+  IFLAME_REQUIRE(st.requested_step == DecodeStep::Auto || st.persistent_problem.empty(),
+                 "decode: the persistent step cannot run here: ", st.persistent_problem);
+  if (st.persistent_problem.empty()) st.persistent = std::make_shared<ops::PersistentDecode>(persistent_view(st));
+}
+
+}  // namespace
+
+DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx, DecodeStep path) {
+  DecodeState st = make_state(std::make_shared<const ModelWeights>(model), prepare_decode_weights(model, ctx.matmul),
+                              batch, max_len, ctx, path);
+  pick_step_kernels(st);
+  return st;
+}
+
+DecodeState compact_rows(const DecodeState& from, const std::vector<int>& keep) {
+  IFLAME_CHECK(from.model, "compact_rows: a state that begin() did not make");
+  check_kept_rows(keep, from.batch, "compact_rows");
+  DecodeState st = make_state(from.model, from.weights, int64_t(keep.size()), from.max_len, from.ctx,
+                              from.requested_step);
+  st.pos = from.pos;
+  // The kept rows, copied into the new state's tensors (K/V caches whole: the
+  // unfilled part is never read, copying it is simpler than per-row lengths).
+  for (int s = 0; s < ModelWeights::kStages; s++)
+    for (size_t i = 0; i < st.caches[s].size(); i++) {
+      const BlockCache& a = from.caches[s][i];
+      BlockCache& c = st.caches[s][i];
+      copy_rows(c.k, a.k, keep);
+      copy_rows(c.v, a.v, keep);
+      copy_rows(c.state, a.state, keep);
+    }
+  for (Tensor DecodeState::*t : {&DecodeState::position, &DecodeState::group0, &DecodeState::group1,
+                                 &DecodeState::skip0, &DecodeState::skip1, &DecodeState::out1, &DecodeState::out2,
+                                 &DecodeState::logits})
+    copy_rows(st.*t, from.*t, keep);
+  pick_step_kernels(st);
   return st;
 }
 

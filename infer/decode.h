@@ -114,6 +114,7 @@ struct DecodeState {
   Tensor logits;          // f32 [B, V]: the last step's output
   Tensor token_buffer;    // i32 [B, 1] on the device, for tokens handed in from the host
   std::shared_ptr<ops::PersistentDecode> persistent;  // set: steps run the persistent kernel
+  DecodeStep requested_step = DecodeStep::Layered;   // what begin() was asked for (compact_rows asks again)
   std::string persistent_problem;  // with DecodeStep::Auto: why the persistent step could not run
 
   // "persistent" or "layered": the kernels this state's steps run.
@@ -131,6 +132,18 @@ int stage_level(int stage);
 // IFlame converts to its ModelWeights.
 DecodeState begin(const ModelWeights& model, int64_t batch, int64_t max_len, ForwardContext ctx = {},
                   DecodeStep path = DecodeStep::Layered);
+
+// The drain of a sampling run (infer/generate.h): a fresh state of keep.size()
+// rows whose row i continues `from`'s row keep[i] exactly: its K/V cache rows,
+// linear-attention states, hourglass buffers (group0, group1, skip0, skip1,
+// out1, out2, logits) and position are copied on the device (infer/row_gather.h).
+// The same weights (not prepared again), capacity, precision and host position
+// (so the phase p mod 9 goes on), and the step kernels begin() picks for the
+// same DecodeStep at the new batch (Auto may turn persistent at <= 8 rows).
+// row_resets and row_live are left unset: the caller points them at its
+// sampler's compacted flags. keep: distinct rows of `from`, at least one, in
+// any order. Graphs made for `from` (DecodeGraphs) do not fit the new state.
+DecodeState compact_rows(const DecodeState& from, const std::vector<int>& keep);
 
 // Feeds token `pos` of every sequence (i32 [B] on the CPU or the model's device;
 // tokens are trusted to lie in the vocabulary) and returns the logits predicting

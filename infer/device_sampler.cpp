@@ -6,6 +6,7 @@
 
 #include "core/counter_poll.h"
 #include "core/error.h"
+#include "infer/row_gather.h"
 #include "ops/dispatch.h"
 
 namespace iflame::infer {
@@ -63,9 +64,11 @@ DeviceSampler::DeviceSampler(Device device, int batch, const std::vector<int32_t
   rows_ = rows.to(device);
   history_ = history.to(device);
   feed_ = Tensor::full({batch}, float(prompt[0]), DType::I32, device);
-  active_ = Tensor::full({1}, float(samples_), DType::I32, device);
+  counters_ = Tensor::from_ints({static_cast<int32_t>(samples_), static_cast<int32_t>(rows_with_samples)}, {2})
+                  .to(device);
+  active_ = counters_.slice(0, 0, 1);
+  next_ = counters_.slice(0, 1, 2);
   ends_ = Tensor::zeros({samples_, 2}, DType::I32, device);
-  next_ = Tensor::full({1}, float(rows_with_samples), DType::I32, device);
   restarts_ = Tensor::zeros({batch}, DType::I32, device);
   std::vector<int32_t> live(batch);
   for (int b = 0; b < batch; b++) live[b] = ops::row_is_live(row_data(rows)[b]);
@@ -120,9 +123,39 @@ bool DeviceSampler::finished() {
   } else if (device_ == Device::CPU) {
     finished_ = *active_.data<int32_t>() == 0;
   } else if (next_position_ % kPollEvery == 0) {
-    CUDA_ONLY(finished_ = poll_->poll(active_) == 0);
+    CUDA_ONLY(if (poll_->poll(counters_, polled_)) finished_ = polled_[0] == 0);
   }
   return finished_;
+}
+
+int DeviceSampler::drain_rows() const {
+  const int32_t* c = polled_;
+  if (device_ == Device::CPU) c = counters_.data<int32_t>();
+  return c[1] >= samples_ ? c[0] : -1;
+}
+
+std::vector<int> DeviceSampler::live_rows() const {
+  const std::vector<int32_t> live = live_.to_ints();
+  std::vector<int> rows;
+  for (int b = 0; b < batch_; b++)
+    if (live[b]) rows.push_back(b);
+  return rows;
+}
+
+void DeviceSampler::keep_rows(const std::vector<int>& keep) {
+  check_kept_rows(keep, batch_, "DeviceSampler::keep_rows");
+  std::vector<char> kept(batch_, 0);
+  for (int b : keep) kept[b] = 1;
+  const std::vector<SampleRow> now = rows();
+  for (int b = 0; b < batch_; b++)
+    if (!kept[b]) dropped_draws_ += now[b].draws;
+  rows_ = gather_rows(rows_, keep);
+  feed_ = gather_rows(feed_, keep);
+  restarts_ = gather_rows(restarts_, keep);
+  live_ = gather_rows(live_, keep);
+  queue_.restarts = restarts_.data<int32_t>();
+  queue_.live = live_.data<int32_t>();
+  batch_ = static_cast<int>(keep.size());
 }
 
 int DeviceSampler::active_rows() const { return active_.to(Device::CPU).data<int32_t>()[0]; }
@@ -150,7 +183,7 @@ std::vector<GeneratedSequence> DeviceSampler::results() const {
 }
 
 int64_t DeviceSampler::sampled_tokens() const {
-  int64_t n = 0;
+  int64_t n = dropped_draws_;
   for (const SampleRow& r : rows()) n += r.draws;
   return n;
 }

@@ -8,6 +8,8 @@
 //                                    the O(1) constraint state (ops/sampling_core.h);
 //   feed     i32 [B]                 the token each row feeds at the next position;
 //   active   i32 [1]                 how many rows (samples) are not done;
+//   next     i32 [1]                 the next sample a done row takes (>= samples:
+//                                    none left to hand out);
 //   live     i32 [B]                 which rows' samples are still fed at the next
 //                                    step (the decoder skips the others' attention).
 // step(logits, position) takes the logits of the step that fed `position` (they
@@ -41,7 +43,15 @@
 // queued kPollEvery steps earlier (by then long done unless the host is that far
 // ahead of the GPU, which this also bounds): so the loop learns that every row is
 // done at most 2 * kPollEvery steps late. Steps after that change nothing (done
-// rows only re-feed their last token), so the results do not depend on it.
+// rows only re-feed their last token), so the results do not depend on it. The
+// same poll reads `next` with it, so the loop also learns, as late, when no
+// sample is left to hand out and how many rows still work (drain_rows()).
+//
+// The drain (infer/generate.h): keep_rows() keeps only the chosen rows (their
+// SampleRow, feed, restart and live entries, copied on the device), so the
+// decoder can go on at a smaller batch. Histories, ends and the counters are
+// per sample and stay as they are; the draws of the rows let go still count in
+// sampled_tokens().
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -113,6 +123,22 @@ class DeviceSampler {
   // Whether every row is done; on the GPU it may say so a few steps late (above).
   bool finished();
 
+  // Once no sample is left to hand out: how many samples are still unfinished,
+  // which is then how many rows are live; -1 while samples wait (or, on the GPU,
+  // before the first poll has come back). Exact on the CPU; on the GPU as of
+  // finished()'s last poll, up to 2 * kPollEvery steps old (never below the
+  // live rows: both counters only move one way).
+  int drain_rows() const;
+
+  // The rows flagged live now (live(), read on the host: waits for the queued work).
+  std::vector<int> live_rows() const;
+
+  // Keeps rows keep[0], keep[1], ... as rows 0, 1, ... of a batch of keep.size()
+  // (distinct rows, at least one); the rest are let go. Meant for rows that are
+  // done or idle: a live row let go never finishes its sample. feed(),
+  // restarts() and live() are new tensors afterwards.
+  void keep_rows(const std::vector<int>& keep);
+
   // Exact answers; on the GPU they wait for the queued work.
   int active_rows() const;
   std::vector<GeneratedSequence> results() const;  // one per sample, in sample order
@@ -134,14 +160,18 @@ class DeviceSampler {
   bool constrained_, refill_;
   uint64_t first_sample_id_;
   SampleRow fresh_;  // a row right after the prompt
-  Tensor history_, rows_, feed_, active_;
+  Tensor history_, rows_, feed_;
+  Tensor counters_;  // i32 [2]: active, next (polled together on the GPU)
+  Tensor active_;    // i32 [1], counters_[0]: samples not done
   Tensor ends_;      // i32 [samples, 2]: SampleEnd of each finished sample
-  Tensor next_;      // i32 [1]: the next sample a row takes
+  Tensor next_;      // i32 [1], counters_[1]: the next sample a row takes
   Tensor restarts_;  // i32 [B]
   Tensor live_;      // i32 [B]
   ops::SampleQueue queue_;  // the above as the sampling op takes them (pointers into these tensors)
   int64_t next_position_ = 0;
   bool finished_ = false;
+  int32_t polled_[2] = {-1, -1};  // GPU: active and next as the last poll read them
+  int64_t dropped_draws_ = 0;     // draws of the rows keep_rows() let go
   CounterPoll* poll_ = nullptr;  // GPU: how finished() reads the counter
 };
 

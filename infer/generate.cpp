@@ -16,16 +16,50 @@
 // inside the same graphs. Rows that are done or idle are flagged dead by the
 // sampler (DeviceSampler::live) and skip the attention over their K/V caches
 // (DecodeState::row_live), so a run's drain does not read every finished row's
-// cache at every step.
+// cache at every step; and once at most half the rows are live with no sample
+// left to hand out, the loop goes on with those rows only (generate.h).
 #include "infer/generate.h"
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include "core/device.h"
 #include "core/error.h"
 
 namespace iflame::infer {
+
+namespace {
+
+// Whether the drain should move to fewer rows: no sample is left to hand out
+// (so no dead row will be needed again) and at most half of the `batch` rows
+// are live, so a step at the smaller batch saves at least half the row work.
+// drain_rows: DeviceSampler::drain_rows(), -1 while samples wait.
+bool should_compact(int drain_rows, int64_t batch) { return drain_rows >= 1 && drain_rows <= batch / 2; }
+
+// Points the decoder's row flags at the sampler's (after begin() or a compaction).
+void link_row_flags(DecodeState& st, const DeviceSampler& sampler, bool refill) {
+  // Continuous batching: a row the sampler hands a new sample starts over at the next step.
+  if (refill) st.row_resets = sampler.restarts();
+  // Rows whose sample is done (or idle) skip the cached attention: nothing reads their steps (infer/decode.h).
+  st.row_live = sampler.live();
+}
+
+// Moves the decoder and the sampler to their live rows only, with fresh graphs
+// (the old ones replay on the old buffers). Returns false when no row is live
+// any more (the GPU's poll was late: finished() will say so shortly).
+bool keep_live_rows(DecodeState& st, DeviceSampler& sampler, std::unique_ptr<DecodeGraphs>& graphs, bool refill) {
+  const std::vector<int> keep = sampler.live_rows();  // one sync: exact, maybe fewer than the poll said
+  if (keep.empty()) return false;
+  graphs.reset();  // before the buffers its graphs use go
+  st = compact_rows(st, keep);
+  sampler.keep_rows(keep);
+  link_row_flags(st, sampler, refill);
+  graphs = std::make_unique<DecodeGraphs>();
+  return true;
+}
+
+}  // namespace
 
 std::vector<GeneratedSequence> generate(const ModelWeights& model, int batch, const std::vector<int32_t>& prompt,
                                         const GenerateConfig& cfg, uint64_t first_sample_id,
@@ -58,10 +92,11 @@ std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64
   DeviceSampler sampler(model.device(), rows, prompt, capacity, model.config().vocab, cfg.sampling,
                         cfg.constrained, first_sample_id, samples);
   DecodeState st = begin(model, rows, capacity, cfg.ctx, cfg.decode_step);
-  // Continuous batching: a row the sampler hands a new sample starts over at the next step.
-  if (samples > rows) st.row_resets = sampler.restarts();
-  // Rows whose sample is done (or idle) skip the cached attention: nothing reads their steps (infer/decode.h).
-  st.row_live = sampler.live();
+  link_row_flags(st, sampler, samples > rows);
+  GenerateStats run;
+  run.first_rows = rows;
+  run.cache_bytes = st.cache_bytes();
+  run.decode_step = st.step_path();
   // A sample holds a row for at most capacity steps plus up to 8 of waiting for
   // a face boundary; rows take samples as they free up, so all are done within
   // (samples / rows + 1) such spans; the GPU may learn of the end a few polls late.
@@ -70,24 +105,28 @@ std::vector<GeneratedSequence> generate_samples(const ModelWeights& model, int64
   // On the GPU each step (decode + draws) is replayed from a CUDA graph: one
   // launch instead of a few hundred (infer/decode.h's DecodeGraphs).
   const bool graphs = cfg.cuda_graphs && model.device() == Device::CUDA;
-  DecodeGraphs step_graphs;
+  // Graphs are tied to a state's buffers: a compaction starts a fresh set.
+  auto step_graphs = std::make_unique<DecodeGraphs>();
   for (int64_t pos = 0;; pos++) {
     IFLAME_CHECK(pos < step_limit, "generate: ", samples, " samples did not finish in ", step_limit, " steps");
     if (graphs) {
-      step_graphs.step(st, sampler.feed(), [&] { sampler.queue_draws(st.logits); });
+      step_graphs->step(st, sampler.feed(), [&] { sampler.queue_draws(st.logits); });
       sampler.count_step(pos);
     } else {
       sampler.step(step(st, sampler.feed()), pos);
     }
+    run.row_steps += st.batch;
     if (sampler.finished()) break;
+    if (cfg.compact_drain && should_compact(sampler.drain_rows(), st.batch))
+      run.compactions += keep_live_rows(st, sampler, step_graphs, samples > rows);
   }
   std::vector<GeneratedSequence> seqs = sampler.results();
   if (stats) {
-    stats->steps = st.pos;
-    stats->sampled_tokens = sampler.sampled_tokens();
-    stats->cache_bytes = st.cache_bytes();
-    stats->decode_step = st.step_path();
-    stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    run.steps = st.pos;
+    run.sampled_tokens = sampler.sampled_tokens();
+    run.last_rows = static_cast<int>(st.batch);
+    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *stats = run;
   }
   return seqs;
 }

@@ -66,6 +66,9 @@ std::string usage() {
     "  --precision P        " + precision_help(23) + "\n"
     "  --no-graphs          GPU: launch every kernel of a step instead of replaying the step from a\n"
     "                       CUDA graph (slower; for comparison and debugging)\n"
+    "  --no-compact         keep every row to the end of the run: by default, once no sample is left\n"
+    "                       to start and at most half the rows still work, the run goes on with\n"
+    "                       those rows only (the same meshes; for comparison)\n"
     "  --decode-step S      layered: a kernel per op, replayed from CUDA graphs on the GPU (any batch,\n"
     "                       precision, device); persistent: one cooperative kernel per position (GPU,\n"
     "                       bf16, batch <= 8; today slower than layered: docs/perf.md); auto:\n"
@@ -101,6 +104,7 @@ struct Options {
   uint64_t seed = 0;
   bool bench = false, help = false, unconstrained = false, profile = false, no_graphs = false, overwrite = false;
   bool quick = false;  // --bench: only the run generate() makes, after a short warm-up
+  bool no_compact = false;  // keep every row through the drain (GenerateConfig::compact_drain)
 };
 
 Options parse(int argc, char** argv) {
@@ -114,6 +118,7 @@ Options parse(int argc, char** argv) {
     else if (f.is("--unconstrained")) o.unconstrained = true;
     else if (f.is("--constrained")) {}  // the default; accepted for old command lines
     else if (f.is("--no-graphs")) o.no_graphs = true;
+    else if (f.is("--no-compact")) o.no_compact = true;
     else if (f.is("--decode-step")) o.decode_step = f.choice({"persistent", "layered", "auto"});
     else if (f.is("--overwrite")) o.overwrite = true;
     else if (f.is("--ckpt")) o.ckpt = f.text();
@@ -233,6 +238,7 @@ int run_sampling(const Options& o) {
   cfg.cuda_graphs = !o.no_graphs;
   cfg.ctx.matmul = matmul;
   cfg.decode_step = decode_step_of(o);
+  cfg.compact_drain = !o.no_compact;
   const int batch = o.batch > 0 ? o.batch : std::min(o.n, 16);
 
   int counts[4] = {0, 0, 0, 0};
@@ -241,7 +247,9 @@ int run_sampling(const Options& o) {
   std::ofstream summary(summary_path, std::ios::trunc);
   IFLAME_REQUIRE(summary.good(), "cannot write ", summary_path);
   int64_t sampled = 0;
-  int64_t row_steps = 0;  // steps x rows over the chunks: what "rows busy" divides by
+  int64_t row_steps = 0;  // the batch at each step, over the chunks: what "rows busy" divides by
+  int compactions = 0, chunks = 0;
+  GenerateStats last;  // the last chunk's (its rows at the start and the end)
   double seconds = 0;
   size_t cache_bytes = 0;
   std::string step_path = "layered";
@@ -257,7 +265,10 @@ int run_sampling(const Options& o) {
     GenerateStats stats;
     std::vector<GeneratedSequence> seqs = generate_samples(model, b, batch, prompt, cfg, first, &stats);
     sampled += stats.sampled_tokens;
-    row_steps += stats.steps * std::min(batch, b);
+    row_steps += stats.row_steps;
+    compactions += stats.compactions;
+    chunks++;
+    last = stats;
     seconds += stats.seconds;
     cache_bytes = std::max(cache_bytes, stats.cache_bytes / std::min(batch, b));
     step_path = stats.decode_step;
@@ -292,7 +303,7 @@ int run_sampling(const Options& o) {
       "%d samples: %d complete, %d truncated at %d faces, %d cleaned, %d empty\n"
       "whole run (%s, batch %d, %s): %lld tokens sampled in %.2f s (%.2f s in the sampling loop) = %.1f tokens/s, "
       "%.2f meshes/s; cache %.1f MiB per sequence\n"
-      "rows busy: %.1f%% of row-steps (tokens drawn over steps x rows)\n",
+      "rows busy: %.1f%% of row-steps (tokens drawn over the batch summed over the steps)\n",
       o.n, counts[0], counts[1], o.max_faces, counts[2], counts[3],
       device == Device::CPU          ? "CPU"
       : step_path == "persistent"    ? "GPU, persistent step"
@@ -302,6 +313,11 @@ int run_sampling(const Options& o) {
       cfg.constrained ? "constrained" : "unconstrained", static_cast<long long>(sampled), run_seconds, seconds,
       run_seconds > 0 ? sampled / run_seconds : 0.0, run_seconds > 0 ? o.n / run_seconds : 0.0,
       mib(double(cache_bytes)), row_steps > 0 ? 100.0 * double(sampled) / double(row_steps) : 0.0);
+  if (o.no_compact)
+    std::printf("drain: all %d rows kept to the end (--no-compact)\n", last.first_rows);
+  else
+    std::printf("drain: %d compaction%s, %d -> %d rows%s\n", compactions, compactions == 1 ? "" : "s",
+                last.first_rows, last.last_rows, chunks > 1 ? " (rows: the last chunk's)" : "");
   if (!o.png.empty()) {
     render_meshes_to_png(sheet_meshes, sheet_labels, o.png);
     std::printf("contact sheet of %s samples: %s\n",

@@ -8,6 +8,7 @@
 #include "core/tokens.h"
 #include "ops/sampling_core.h"
 #include "nn/iflame.h"
+#include "nn/model_weights.h"
 
 namespace iflame::test {
 
@@ -26,6 +27,17 @@ inline std::unique_ptr<IFlame> random_model(int dim, int heads, Device device, u
   for (size_t i = 0; i < m->parameters().items().size(); i++)
     on_device->parameters().items()[i].second.mutable_value().copy_from(m->parameters().items()[i].second.value());
   return on_device;
+}
+
+// The model with its END logit raised by `end_bias`: its samples end early and
+// at very different lengths (rows die and are refilled all through a run).
+inline ModelWeights with_end_bias(const ModelWeights& model, float end_bias) {
+  ModelWeights w = model;
+  const LinearWeights& output = w.output_proj;
+  std::vector<float> bias = output.bias.defined() ? output.bias.to_floats() : std::vector<float>(output.out, 0.0f);
+  bias[kEndToken] += end_bias;
+  w.output_proj.bias = Tensor::from_floats(bias, {int64_t(bias.size())}, model.device());
+  return w;
 }
 
 // START row, then coordinates (and the odd END), B rows of length T.

@@ -44,6 +44,7 @@
 #include "ops/cached_attention.h"
 #include "ops/decode_position.h"
 #include "ops/rope.h"
+#include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace iflame;
@@ -297,11 +298,7 @@ TEST_CASE("sample: continuous batching on the CPU gives the meshes of one-by-one
   // END logit raised (samples of very different lengths, so rows die and are
   // refilled all through the run).
   const ModelWeights as_trained = *model;
-  ModelWeights ending_weights = *model;
-  const LinearWeights& output = ending_weights.output_proj;
-  std::vector<float> bias = output.bias.defined() ? output.bias.to_floats() : std::vector<float>(output.out, 0.0f);
-  bias[kEndToken] += kEndBias;
-  ending_weights.output_proj.bias = Tensor::from_floats(bias, {int64_t(bias.size())});
+  const ModelWeights ending_weights = with_end_bias(*model, kEndBias);
   const ModelWeights& ending = ending_weights;
   for (const ModelWeights* weights : {&as_trained, &ending}) {
     for (bool constrained : {true, false}) {
@@ -311,6 +308,7 @@ TEST_CASE("sample: continuous batching on the CPU gives the meshes of one-by-one
       cfg.max_faces = 5;
       cfg.constrained = constrained;
       cfg.sampling.seed = 11;
+      cfg.compact_drain = false;  // every row to the end: the dead rows below (the drain's test is further down)
       const int64_t N = 7;
       GenerateStats s1, s3;
       const std::vector<GeneratedSequence> b1 = generate_samples(*weights, N, 1, {}, cfg, 2, &s1);
@@ -342,11 +340,74 @@ TEST_CASE("sample: continuous batching on the CPU gives the meshes of one-by-one
         shortest = std::min(shortest, g.tokens.size());
         longest = std::max(longest, g.tokens.size());
       }
-      const int64_t dead_row_steps = 3 * s3.steps - live_row_steps;
+      CHECK(s3.row_steps == 3 * s3.steps);
+      const int64_t dead_row_steps = s3.row_steps - live_row_steps;
       MESSAGE("batch 3: " << s3.steps << " steps, " << dead_row_steps << " dead row-steps; samples of " << shortest
                           << " to " << longest << " tokens");
       CHECK(dead_row_steps >= 2 * int64_t(kTokensPerFace));  // at least the drain's idle rows
       if (weights == &ending) CHECK(longest >= shortest + 2 * kTokensPerFace);
+    }
+  }
+}
+
+TEST_CASE("sample: the drain's compactions to fewer rows change no mesh (CPU)") {
+  SerialCpu serial;
+  std::unique_ptr<IFlame> model = load_model(golden("tiny_checkpoint.pth"), Device::CPU);
+  const ModelWeights ending = with_end_bias(*model, kEndBias);
+  for (bool constrained : {true, false}) {
+    CAPTURE(constrained);
+    GenerateConfig cfg;
+    cfg.max_faces = 8;
+    cfg.constrained = constrained;
+    cfg.sampling.seed = 5;
+    const int64_t N = 11;
+    const int batch = 8;
+    // Continuous batching (11 samples through 8 rows) and one batch of 8 (generate()).
+    GenerateStats on, off, once_on, once_off;
+    const std::vector<GeneratedSequence> compacted = generate_samples(ending, N, batch, {}, cfg, 40, &on);
+    const std::vector<GeneratedSequence> batch_compacted = generate(ending, batch, {}, cfg, 40, &once_on);
+    cfg.compact_drain = false;
+    const std::vector<GeneratedSequence> kept = generate_samples(ending, N, batch, {}, cfg, 40, &off);
+    const std::vector<GeneratedSequence> batch_kept = generate(ending, batch, {}, cfg, 40, &once_off);
+    REQUIRE(compacted.size() == size_t(N));
+    REQUIRE(kept.size() == size_t(N));
+    REQUIRE(batch_compacted.size() == size_t(batch));
+    size_t shortest = compacted[0].tokens.size(), longest = 0;
+    for (int64_t i = 0; i < N; i++) {
+      CAPTURE(i);
+      const std::vector<GeneratedSequence> alone = generate(ending, 1, {}, cfg, 40 + i);
+      CHECK(compacted[i].tokens == alone[0].tokens);
+      CHECK(compacted[i].ended == alone[0].ended);
+      CHECK(kept[i].tokens == alone[0].tokens);
+      if (i < batch) {
+        CHECK(batch_compacted[i].tokens == alone[0].tokens);
+        CHECK(batch_kept[i].tokens == alone[0].tokens);
+      }
+      if (constrained) CHECK(follows_canonical_order(compacted[i].tokens));
+      shortest = std::min(shortest, compacted[i].tokens.size());
+      longest = std::max(longest, compacted[i].tokens.size());
+    }
+    MESSAGE("11 samples at batch 8: " << on.compactions << " compactions, 8 -> " << on.last_rows << " rows, "
+                                      << on.row_steps << " row-steps against " << off.row_steps
+                                      << " without; one batch of 8: " << once_on.compactions
+                                      << " compactions; samples of " << shortest << " to " << longest << " tokens");
+    CHECK(longest >= shortest + 3 * kTokensPerFace);  // lengths differ a lot: the drain is long
+    // Several compactions happened (8 rows -> at most 4 -> at most 2 -> 1), and none without.
+    CHECK(on.compactions >= 2);
+    CHECK(once_on.compactions >= 2);
+    CHECK(on.first_rows == batch);
+    CHECK(on.last_rows >= 1);
+    CHECK(on.last_rows <= 2);
+    CHECK(off.compactions == 0);
+    CHECK(off.last_rows == batch);
+    // The same draws in fewer row-steps; "rows busy" stays a fraction.
+    CHECK(on.sampled_tokens == off.sampled_tokens);
+    CHECK(once_on.sampled_tokens == once_off.sampled_tokens);
+    CHECK(on.row_steps < off.row_steps);
+    CHECK(off.row_steps == int64_t(batch) * off.steps);
+    for (const GenerateStats* s : {&on, &off, &once_on, &once_off}) {
+      CHECK(s->sampled_tokens > 0);
+      CHECK(s->sampled_tokens <= s->row_steps);
     }
   }
 }
@@ -383,6 +444,12 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   CHECK(busy_percent > 0.0);
   CHECK(busy_percent < 100.0);
   CHECK(contains(text.str().substr(busy), "% of row-steps"));
+  // The drain's line: 5 samples through 2 rows leave one sample alone at the end.
+  const size_t drain = text.str().find("drain: ");
+  REQUIRE(drain != std::string::npos);
+  CHECK(std::atoi(text.str().c_str() + drain + 7) >= 1);
+  CHECK(contains(text.str().substr(drain), "compaction"));
+  CHECK(contains(text.str().substr(drain), ", 2 -> 1 rows"));
   CHECK(contains(text.str(), "constrained"));
   for (int i = 0; i < 5; i++) {
     char name[64];
@@ -406,7 +473,7 @@ TEST_CASE("sample: ./sample -n 5 --batch 2 writes every sample once and reports 
   // --unconstrained is accepted (and --constrained, the default, too); the folder
   // holds this test's earlier samples, so each later run asks for --overwrite.
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "2", "--max-faces", "4", "--unconstrained", "--out",
-                 out, "--overwrite", "--device", "cpu"}) == 0);
+                 out, "--overwrite", "--device", "cpu", "--no-compact"}) == 0);
   CHECK(run_cli({"--ckpt", golden("tiny_checkpoint.pth"), "-n", "1", "--max-faces", "4", "--constrained", "--out",
                  out, "--overwrite", "--device", "cpu"}) == 0);
 }
