@@ -3,7 +3,7 @@
 // ops/cpu/sample_step.cpp and the kernel of ops/cuda/sample_step.cu), so both
 // devices run the same lines.
 //
-// Three parts:
+// Four parts:
 //   - the draw: sampling_uniform(), the Philox number of (seed, position, sample id);
 //   - the row sampler in pieces: which tokens are candidates, their order (most
 //     likely first, ties to the lower token), how many top-k keeps, each kept
@@ -28,6 +28,8 @@
 // almost always agree, but are not promised to be identical. A token can differ
 // only if the draw lands within ~1e-16 (relative) of a boundary between two
 // candidates' cumulative weights, or the top-p sum ties top_p * total as closely.
+// FilterOn::Raw adds only flag tests, float compares and double additions in
+// candidate order, so the same holds for its draws.
 #pragma once
 #include <cmath>
 #include <cstdint>
