@@ -54,6 +54,13 @@ std::string usage() {
     "                       each face the first vertex lowest and the three distinct, each face after\n"
     "                       the previous one in canonical order (no repeated faces); --constrained\n"
     "                       is accepted and changes nothing\n"
+    "  --filter-on F        constrained sampling: where top-k and top-p apply (default allowed).\n"
+    "                       allowed: to the tokens the order allows (they are the candidates);\n"
+    "                       raw: to the model's whole distribution, as --unconstrained does, and\n"
+    "                       the forbidden tokens are then dropped from what they keep: only tokens\n"
+    "                       the model itself ranks among its top-k / top-p are drawn (none of them\n"
+    "                       allowed: the most likely allowed token). Greedy draws the same in both;\n"
+    "                       --bench times the constrained sampler in this mode\n"
     "  --prompt FILE        continue a partial mesh (OBJ, PLY, STL, OFF): it is tokenized canonically\n"
     "                       and fed before sampling\n"
     "  --out DIR            where mesh files go, created if missing (default samples); a folder that\n"
@@ -99,6 +106,7 @@ struct Options {
   std::string ckpt, prompt, png, out = "samples", format = "obj", device, model = "shapenet";
   std::string precision;  // "" = bf16 on the GPU, f32 on the CPU (core/flags.h)
   std::string decode_step = "layered";  // persistent: slower today (docs/perf.md, issue 20)
+  std::string filter_on = "allowed";    // constrained sampling: top-k / top-p over the allowed or the raw tokens
   int n = 1, batch = 0, top_k = 50, max_faces = 800, tokens = 900;
   float temperature = 1.0f, top_p = 0.95f;
   uint64_t seed = 0;
@@ -117,6 +125,7 @@ Options parse(int argc, char** argv) {
     else if (f.is("--quick")) o.quick = true;
     else if (f.is("--unconstrained")) o.unconstrained = true;
     else if (f.is("--constrained")) {}  // the default; accepted for old command lines
+    else if (f.is("--filter-on")) o.filter_on = f.choice({"allowed", "raw"});
     else if (f.is("--no-graphs")) o.no_graphs = true;
     else if (f.is("--no-compact")) o.no_compact = true;
     else if (f.is("--decode-step")) o.decode_step = f.choice({"persistent", "layered", "auto"});
@@ -141,8 +150,12 @@ Options parse(int argc, char** argv) {
   }
   if (o.profile && !o.bench && !o.help) throw UsageError("--profile goes with --bench");
   if (o.quick && !o.bench && !o.help) throw UsageError("--quick goes with --bench");
+  if (o.filter_on == "raw" && o.unconstrained && !o.help)
+    throw UsageError("--filter-on raw goes with constrained sampling (with --unconstrained there is no mask to apply)");
   return o;
 }
+
+ops::FilterOn filter_on_of(const Options& o) { return o.filter_on == "raw" ? ops::FilterOn::Raw : ops::FilterOn::Allowed; }
 
 DecodeStep decode_step_of(const Options& o) {
   return o.decode_step == "persistent" ? DecodeStep::Persistent
@@ -232,7 +245,7 @@ int run_sampling(const Options& o) {
     std::printf("prompt %s: %zu faces\n", o.prompt.c_str(), (prompt.size() - kTokensPerFace) / kTokensPerFace);
 
   GenerateConfig cfg;
-  cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  cfg.sampling = {o.temperature, o.top_k, o.top_p, o.seed, filter_on_of(o)};
   cfg.max_faces = o.max_faces;
   cfg.constrained = !o.unconstrained;
   cfg.cuda_graphs = !o.no_graphs;
@@ -310,7 +323,8 @@ int run_sampling(const Options& o) {
       : o.no_graphs                  ? "GPU, kernels launched one by one"
                                      : "GPU, CUDA graphs",
       batch,
-      cfg.constrained ? "constrained" : "unconstrained", static_cast<long long>(sampled), run_seconds, seconds,
+      cfg.constrained ? str("constrained, --filter-on ", o.filter_on).c_str() : "unconstrained",
+      static_cast<long long>(sampled), run_seconds, seconds,
       run_seconds > 0 ? sampled / run_seconds : 0.0, run_seconds > 0 ? o.n / run_seconds : 0.0,
       mib(double(cache_bytes)), row_steps > 0 ? 100.0 * double(sampled) / double(row_steps) : 0.0);
   if (o.no_compact)
@@ -405,6 +419,7 @@ int run_bench(const Options& o) {
   // draws replayed from CUDA graphs, and alone on fixed random logits where END
   // is never drawn (every row draws every step): the sampler's own cost.
   if (N > kTokensPerFace) {
+    std::printf("bench: constrained sampling with --filter-on %s\n", o.filter_on.c_str());
     const int V = model.config().vocab;
     std::vector<float> fixed(size_t(B) * V);
     for (size_t i = 0; i < fixed.size(); i++) fixed[i] = 8.0f * sampling_uniform(o.seed + 1, i / V, i % V);
@@ -414,6 +429,7 @@ int run_bench(const Options& o) {
     auto time_sampling = [&](Mode mode, bool constrained, const char* label, DecodeStep path = DecodeStep::Layered) {
       SamplingConfig sampling;
       sampling.seed = o.seed;
+      sampling.filter_on = filter_on_of(o);
       DeviceSampler sampler(device, B, std::vector<int32_t>(kTokensPerFace, kStartToken), N, V, sampling,
                             constrained, 0);
       DecodeState st = begin(model, B, N, ctx, path);

@@ -4,7 +4,8 @@
 // For every row b that draws at its own position (row_draws_at, sampling_core.h):
 // the token sample_token() would draw from logits[b] (temperature, top-k, top-p,
 // the Philox draw of (seed, position + 1, sample id), PAD and START banned, and
-// with `constrained` only what constraint_mask() allows), appended to the row's
+// with `constrained` only what constraint_mask() allows, top-k and top-p applied
+// before or after the mask as cfg.filter_on says), appended to the row's
 // history; a row that finishes with it records its SampleEnd and decrements
 // `active`. Every row, drawing or not, then writes the token it feeds next.
 // With queue.refill (continuous batching) a done row at a face boundary takes the
@@ -44,7 +45,7 @@ struct SampleQueue {
 };
 
 // The largest vocabulary the CUDA step takes: a block keeps each token's logit,
-// weight, rank slot and flag in shared memory (17 bytes a token, 34 KiB at most).
+// weight, rank slot and two flags in shared memory (18 bytes a token, 36 KiB at most).
 constexpr int kMaxSampleStepVocab = 2048;
 
 // logits f32 [B, V] contiguous; history i32 [samples, capacity + 1]; rows i32
@@ -58,7 +59,8 @@ void sample_step(const Tensor& logits, Tensor& history, Tensor& rows, Tensor& fe
                  const SamplingConfig& cfg, bool constrained, int64_t capacity, const SampleQueue& queue);
 // One row's draw: the token sample_token() draws from logits[0 .. vocab) with
 // draw u, banning everything outside the allowed set (PAD and START when
-// `constraint` is null, else what constraint_mask(*constraint) allows).
+// `constraint` is null, else what constraint_mask(*constraint) allows); with a
+// constraint and FilterOn::Raw, raw_filter_draw()'s token (ops/sampling_core.h).
 // candidates / weights are scratch space.
 int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, float u,
                    const ConstraintState* constraint, std::vector<int32_t>& candidates,

@@ -3,7 +3,7 @@
 // ops/cpu/sample_step.cpp and the kernel of ops/cuda/sample_step.cu), so both
 // devices run the same lines.
 //
-// Three parts:
+// Four parts:
 //   - the draw: sampling_uniform(), the Philox number of (seed, position, sample id);
 //   - the row sampler in pieces: which tokens are candidates, their order (most
 //     likely first, ties to the lower token), how many top-k keeps, each kept
@@ -11,6 +11,10 @@
 //     top-p cut and the draw over the weights, summed one by one in candidate
 //     order. Put together (sample_row() of ops/cpu/sample_step.cpp, or the kernel) they give
 //     exactly infer/sampler.cpp's sample_token() for the same logits and u;
+//   - where constrained sampling applies top-k and top-p (SamplingConfig::filter_on):
+//     to the allowed tokens (FilterOn::Allowed, the pieces above with the allowed
+//     tokens as candidates), or to the model's whole distribution, the forbidden
+//     tokens removed from what they keep afterwards (FilterOn::Raw, raw_filter_draw());
 //   - constrained decoding with O(1) work per token: ConstraintState is updated by
 //     constraint_push() as each token is appended, constraint_mask() turns it into
 //     bounds on the vertex being written, and constraint_allows() tests one token
@@ -24,6 +28,8 @@
 // almost always agree, but are not promised to be identical. A token can differ
 // only if the draw lands within ~1e-16 (relative) of a boundary between two
 // candidates' cumulative weights, or the top-p sum ties top_p * total as closely.
+// FilterOn::Raw adds only flag tests, float compares and double additions in
+// candidate order, so the same holds for its draws.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -34,11 +40,26 @@
 
 namespace iflame::ops {
 
+// Where constrained sampling applies top-k and top-p (unconstrained sampling has
+// one candidate set, so both give the same draw there):
+//   Allowed  to the allowed tokens: candidates = the tokens the order allows,
+//            then top-k, top-p and the draw over them (the default);
+//   Raw      to the model's distribution: the candidates, top-k and top-p of
+//            unconstrained sampling (every token but PAD and START), then the
+//            tokens the order forbids are dropped from what they keep and the
+//            draw is over the rest, with their weights. When nothing kept is
+//            allowed: the most likely allowed token (raw_filter_draw()).
+// Greedy sampling takes the most likely allowed token either way.
+enum class FilterOn : int32_t { Allowed = 0, Raw = 1 };
+
+inline const char* filter_on_name(FilterOn f) { return f == FilterOn::Raw ? "raw" : "allowed"; }
+
 struct SamplingConfig {
   float temperature = 1.0f;  // <= 0: greedy (argmax)
   int top_k = 50;            // <= 0: no top-k filter
   float top_p = 0.95f;       // >= 1: no nucleus filter
   uint64_t seed = 0;
+  FilterOn filter_on = FilterOn::Allowed;  // constrained sampling: top-k / top-p over the allowed tokens or the raw ones
 };
 
 // The uniform draw in [0, 1) for (seed, position, sample_id): the position is the
@@ -81,22 +102,26 @@ IFLAME_HD double candidate_weight(float logit, float top_logit, float temperatur
   return ::exp(double(logit) / temperature - top);
 }
 
-// The top-p cut and the draw over the weights of the kept candidates, in
-// candidate order: returns the index of the chosen one. Candidate i stays while
-// the weight before it is below top_p * total (at least one stays); then the first
-// i whose cumulative weight exceeds u * (total of those kept) is chosen. Sums run
-// one by one in order, as in sample_token().
-IFLAME_HD int nucleus_pick(const double* weight, int keep, float top_p, float u) {
+// The top-p cut over the weights of the kept candidates, in candidate order: how
+// many stay. Candidate i stays while the weight before it is below top_p * total
+// (at least one stays). Sums run one by one in order, as in sample_token().
+IFLAME_HD int nucleus_cut(const double* weight, int keep, float top_p) {
+  if (!(top_p < 1.0f)) return keep;
   double total = 0;
   for (int i = 0; i < keep; i++) total += weight[i];
-  if (top_p < 1.0f) {
-    double before = 0;
-    int n = 0;
-    while (n < keep && before < double(top_p) * total) before += weight[n++];
-    keep = n > 1 ? n : 1;
-    total = 0;
-    for (int i = 0; i < keep; i++) total += weight[i];
-  }
+  double before = 0;
+  int n = 0;
+  while (n < keep && before < double(top_p) * total) before += weight[n++];
+  return n > 1 ? n : 1;
+}
+
+// The top-p cut and the draw over the weights of the kept candidates, in
+// candidate order: returns the index of the chosen one, the first i whose
+// cumulative weight exceeds u * (total of those the cut keeps).
+IFLAME_HD int nucleus_pick(const double* weight, int keep, float top_p, float u) {
+  keep = nucleus_cut(weight, keep, top_p);
+  double total = 0;
+  for (int i = 0; i < keep; i++) total += weight[i];
   const double target = double(u) * total;
   double acc = 0;
   for (int i = 0; i < keep; i++) {
@@ -104,6 +129,51 @@ IFLAME_HD int nucleus_pick(const double* weight, int keep, float top_p, float u)
     if (target < acc) return i;
   }
   return keep - 1;
+}
+
+// Does constrained sampling filter the raw distribution (FilterOn::Raw) at this
+// draw? Not when greedy: that is the most likely allowed token in both modes.
+IFLAME_HD bool filters_raw(const SamplingConfig& cfg, bool constrained) {
+  return constrained && cfg.filter_on == FilterOn::Raw && !sampling_is_greedy(cfg);
+}
+
+// The most likely token that allows(t) accepts (ties to the lower token); -1 if none.
+template <class Allows>
+IFLAME_HD int32_t most_likely_allowed(const float* logits, int vocab, const Allows& allows) {
+  int32_t best = -1;
+  for (int32_t t = 0; t < vocab; t++)
+    if (allows(t) && (best < 0 || candidate_before(logits[t], t, logits[best], best))) best = t;
+  return best;
+}
+
+// FilterOn::Raw's draw. sorted[0 .. keep) and weight[0 .. keep): the tokens
+// unconstrained sampling keeps after top-k, in candidate order, with their
+// weights (candidate_weight, top = sorted[0]'s logit). The top-p cut is
+// nucleus_cut() over all of them; of those it keeps, the tokens allows(t)
+// rejects are dropped, and the first allowed i whose cumulative weight (allowed
+// ones only, summed one by one in order) exceeds u * (their total) is drawn.
+// When the cut keeps no allowed token (or only ones of weight 0, which top-p < 1
+// never keeps), the most likely allowed token of the whole row.
+template <class Allows>
+IFLAME_HD int32_t raw_filter_draw(const float* logits, int vocab, const int32_t* sorted, const double* weight,
+                                  int keep, float top_p, float u, const Allows& allows) {
+  const int kept = nucleus_cut(weight, keep, top_p);
+  double total = 0;
+  for (int i = 0; i < kept; i++)
+    if (allows(sorted[i])) total += weight[i];
+  if (total > 0) {
+    const double target = double(u) * total;
+    double acc = 0;
+    int32_t last = -1;
+    for (int i = 0; i < kept; i++) {
+      if (!allows(sorted[i])) continue;
+      acc += weight[i];
+      last = sorted[i];
+      if (target < acc) return last;
+    }
+    return last;
+  }
+  return most_likely_allowed(logits, vocab, allows);
 }
 
 // ------------------------------------------------------------------ constrained decoding

@@ -270,15 +270,21 @@ std::vector<float> step_logits(int B, int vocab, uint64_t seed, int64_t pos) {
 
 // The CUDA step's way to the token (ops/cuda/sample_step.cu), one thread after another:
 // flags and their count, places by candidate_rank() instead of a sort, the kept
-// ones scattered to their places, weights, nucleus_pick(). *collisions counts
-// places claimed twice or left empty (there must be none).
+// ones scattered to their places, weights, nucleus_pick() (or, filtering the raw
+// distribution, raw_filter_draw() with the allowed tokens flagged apart).
+// *collisions counts places claimed twice or left empty (there must be none).
 int32_t kernel_path_sample(const float* logits, int vocab, const SamplingConfig& cfg, float u,
                            const ConstraintState* constraint, int* collisions) {
-  std::vector<unsigned char> flag(vocab);
+  std::vector<unsigned char> flag(vocab), allowed(vocab);
   const ConstraintMask mask = constraint ? constraint_mask(*constraint) : ConstraintMask{};
-  int n = 0;
-  for (int t = 0; t < vocab; t++) n += flag[t] = constraint ? constraint_allows(mask, t) : plain_allows(t);
+  const bool raw = filters_raw(cfg, constraint != nullptr);
+  int n = 0, n_allowed = 0;
+  for (int t = 0; t < vocab; t++) {
+    n += flag[t] = constraint && !raw ? constraint_allows(mask, t) : plain_allows(t);
+    if (raw) n_allowed += allowed[t] = constraint_allows(mask, t);
+  }
   if (n == 0) std::fill(flag.begin(), flag.end(), 1), n = vocab;
+  if (raw && n_allowed == 0) std::fill(allowed.begin(), allowed.end(), 1);
   const bool greedy = sampling_is_greedy(cfg);
   const int keep = greedy ? 1 : sampling_keep(cfg, n);
   std::vector<int32_t> sorted(keep, -1);
@@ -294,6 +300,9 @@ int32_t kernel_path_sample(const float* logits, int vocab, const SamplingConfig&
   if (greedy) return sorted[0];
   std::vector<double> w(keep);
   for (int i = 0; i < keep; i++) w[i] = candidate_weight(logits[sorted[i]], logits[sorted[0]], cfg.temperature);
+  if (raw)
+    return raw_filter_draw(logits, vocab, sorted.data(), w.data(), keep, cfg.top_p, u,
+                           [&](int32_t t) { return allowed[t] != 0; });
   return sorted[nucleus_pick(w.data(), keep, cfg.top_p, u)];
 }
 
@@ -589,7 +598,7 @@ TEST_CASE("sample: the row sampler, and the CUDA step's path to the token, draw 
   std::vector<double> w;
   std::vector<float> logits(kVocabSize);
   const std::vector<int32_t> plain_banned = {kPadToken, kStartToken};
-  int compared = 0, mismatches = 0, kernel_mismatches = 0, collisions = 0;
+  int compared = 0, mismatches = 0, kernel_mismatches = 0, raw_kernel_mismatches = 0, collisions = 0;
   std::string first;
   for (size_t c = 0; c < grid.size(); c++)
     for (int trial = 0; trial < 110; trial++) {
@@ -616,10 +625,16 @@ TEST_CASE("sample: the row sampler, and the CUDA step's path to the token, draw 
       }
       kernel_mismatches += kernel_path_sample(logits.data(), kVocabSize, cfg, u, nullptr, &collisions) != pairs[0][1];
       kernel_mismatches += kernel_path_sample(logits.data(), kVocabSize, cfg, u, &s, &collisions) != pairs[1][1];
+      // --filter-on raw: the kernel's path against the row sampler (test_sample_filter.cpp holds that to its definition).
+      SamplingConfig raw = cfg;
+      raw.filter_on = FilterOn::Raw;
+      raw_kernel_mismatches += kernel_path_sample(logits.data(), kVocabSize, raw, u, &s, &collisions) !=
+                               sample_row(logits.data(), kVocabSize, raw, u, &s, cand, w);
     }
   MESSAGE(compared << " draws compared over " << grid.size() << " configurations");
   CHECK_MESSAGE(mismatches == 0, first);
   CHECK(kernel_mismatches == 0);
+  CHECK(raw_kernel_mismatches == 0);
   CHECK(collisions == 0);
 }
 
@@ -723,12 +738,18 @@ TEST_CASE("sample: DeviceSampler checks its arguments") {
 TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits (GPU)" * needs_gpu()) {
   SKIP_WITHOUT_GPU();
   const int B = 37;
+  // Constrained cases also with top-k / top-p on the raw distribution (--filter-on raw; greedy draws the same).
+  for (FilterOn filter_on : {FilterOn::Allowed, FilterOn::Raw})
   for (const LoopCase& c : kLoopCases) {
+    SamplingConfig cfg = c.cfg;
+    cfg.filter_on = filter_on;
+    if (filter_on == FilterOn::Raw && !filters_raw(cfg, c.constrained)) continue;
     CAPTURE(std::string(c.name));
+    CAPTURE(filter_on_name(filter_on));
     const std::vector<int32_t> prompt = loop_prompt(c);
     const int64_t capacity = int64_t(kTokensPerFace) * (c.max_faces + 1);
-    DeviceSampler cpu(Device::CPU, B, prompt, capacity, kVocabSize, c.cfg, c.constrained, 3);
-    DeviceSampler gpu(Device::CUDA, B, prompt, capacity, kVocabSize, c.cfg, c.constrained, 3);
+    DeviceSampler cpu(Device::CPU, B, prompt, capacity, kVocabSize, cfg, c.constrained, 3);
+    DeviceSampler gpu(Device::CUDA, B, prompt, capacity, kVocabSize, cfg, c.constrained, 3);
     int feed_mismatches = 0, state_mismatches = 0, live_mismatches = 0;
     int64_t pos = 0, cpu_done_at = -1;
     std::vector<GeneratedSequence> at_done;  // the CPU's results when its last row finished
@@ -742,7 +763,8 @@ TEST_CASE("sample: the CUDA DeviceSampler equals the CPU one on the same logits 
       if (cpu_done_at < 0 && cpu.finished()) cpu_done_at = pos, at_done = cpu.results();
       if (gpu.finished()) break;
     }
-    MESSAGE(std::string(c.name) << ": every row done after step " << cpu_done_at << ", the GPU loop saw it after step " << pos);
+    MESSAGE(std::string(c.name) << ", --filter-on " << filter_on_name(filter_on) << ": every row done after step "
+                                << cpu_done_at << ", the GPU loop saw it after step " << pos);
     CHECK(cpu_done_at >= 200);
     CHECK(pos >= cpu_done_at);
     CHECK(pos <= cpu_done_at + 2 * DeviceSampler::kPollEvery);

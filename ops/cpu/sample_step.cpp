@@ -7,11 +7,31 @@
 
 namespace iflame::ops::cpu {
 
+namespace {
+
+// The allowed tokens of FilterOn::Raw's draw: what the mask allows, or every
+// token when it allows none (as the candidates of FilterOn::Allowed; never under
+// constraint_mask's rules).
+struct MaskAllows {
+  ConstraintMask mask;
+  bool every;
+  bool operator()(int32_t t) const { return every || constraint_allows(mask, t); }
+};
+
+MaskAllows mask_allows(const ConstraintState& constraint, int vocab) {
+  MaskAllows a{constraint_mask(constraint), true};
+  for (int32_t t = 0; t < vocab && a.every; t++) a.every = !constraint_allows(a.mask, t);
+  return a;
+}
+
+}  // namespace
+
 int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, float u,
                    const ConstraintState* constraint, std::vector<int32_t>& candidates,
                    std::vector<double>& weights) {
   candidates.clear();
-  if (constraint) {
+  const bool raw = filters_raw(cfg, constraint != nullptr);
+  if (constraint && !raw) {
     const ConstraintMask mask = constraint_mask(*constraint);
     for (int32_t t = 0; t < vocab; t++)
       if (constraint_allows(mask, t)) candidates.push_back(t);
@@ -31,6 +51,9 @@ int32_t sample_row(const float* logits, int vocab, const SamplingConfig& cfg, fl
   weights.resize(keep);
   const float top = logits[candidates[0]];
   for (int i = 0; i < keep; i++) weights[i] = candidate_weight(logits[candidates[i]], top, cfg.temperature);
+  if (raw)
+    return raw_filter_draw(logits, vocab, candidates.data(), weights.data(), keep, cfg.top_p, u,
+                           mask_allows(*constraint, vocab));
   return candidates[nucleus_pick(weights.data(), keep, cfg.top_p, u)];
 }
 
